@@ -1,0 +1,181 @@
+//! What policies ask for, and how it becomes a JSON Patch.
+//!
+//! [`Action`] mirrors the WIT `action` variant. [`plan`] turns a policy's
+//! actions on one object into a [`Plan`]: patch operations for the object
+//! (deduplicated and idempotent: an image already at its target or a secret
+//! already listed produces nothing), plus the requests that reach beyond the
+//! object (pull Secrets to ensure, ServiceAccounts to patch), the denials
+//! and the warnings.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::patch::PatchOp;
+use crate::reference::ImageRef;
+use crate::sites::Sites;
+
+/// A request that a pull Secret exist.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnsurePullSecret {
+    /// Secret name.
+    pub name: String,
+    /// Namespace; `None` means the object's namespace.
+    pub namespace: Option<String>,
+    /// Registries whose credentials it must hold.
+    pub registries: Vec<String>,
+}
+
+/// A request that a ServiceAccount list a pull secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PatchServiceAccount {
+    /// ServiceAccount name; `None` means `default`.
+    pub service_account: Option<String>,
+    /// Namespace; `None` means the object's namespace.
+    pub namespace: Option<String>,
+    /// The Secret to list.
+    pub secret: String,
+}
+
+/// One thing a policy asks for (the WIT `action` variant).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Rewrite the image at `pointer`.
+    SetImage {
+        /// Pointer of an image site.
+        pointer: String,
+        /// The new reference.
+        image: ImageRef,
+    },
+    /// Append a Secret name to the object's pull secrets.
+    AddPullSecret(String),
+    /// Ensure a pull Secret exists.
+    EnsurePullSecret(EnsurePullSecret),
+    /// Add a pull secret to a ServiceAccount.
+    PatchServiceAccount(PatchServiceAccount),
+    /// Reject the object.
+    Deny(String),
+    /// Warn about the object.
+    Warn(String),
+    /// Raw patch operations.
+    JsonPatch(Vec<PatchOp>),
+}
+
+/// An action that cannot be carried out on this object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// `set-image` named a pointer that is not an image site.
+    #[error("set-image names {0}, which is not an image in this object")]
+    NotAnImageSite(String),
+    /// `add-pull-secret` on an object with no place for pull secrets.
+    #[error("add-pull-secret {0:?}: this object has no place for image pull secrets")]
+    NoPullSecretPlace(String),
+    /// An empty secret name.
+    #[error("a pull secret name must not be empty")]
+    EmptySecretName,
+}
+
+/// The outcome of a policy's actions on one object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Operations on the object (pointers from the document root).
+    pub patch: Vec<PatchOp>,
+    /// Pull Secrets to ensure.
+    pub ensure: Vec<EnsurePullSecret>,
+    /// ServiceAccounts to patch.
+    pub service_accounts: Vec<PatchServiceAccount>,
+    /// Denial messages.
+    pub denials: Vec<String>,
+    /// Warning messages.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the object itself changes.
+    pub fn changes_object(&self) -> bool {
+        self.patch
+            .iter()
+            .any(|op| op.op != crate::patch::OpKind::Test)
+    }
+}
+
+/// Turn actions on one object into a plan. `object` is the document value
+/// the sites' pointers resolve in.
+pub fn plan(object: &Value, sites: &Sites, actions: &[Action]) -> Result<Plan, ActionError> {
+    let mut out = Plan::default();
+    let mut new_secrets: Vec<String> = Vec::new();
+    let mut extra: Vec<PatchOp> = Vec::new();
+    // The last set-image per site wins; sites keep document order.
+    let mut images: Vec<(usize, ImageRef)> = Vec::new();
+    for action in actions {
+        match action {
+            Action::SetImage { pointer, image } => {
+                let i = sites
+                    .images
+                    .iter()
+                    .position(|s| &s.pointer == pointer)
+                    .ok_or_else(|| ActionError::NotAnImageSite(pointer.clone()))?;
+                images.retain(|(j, _)| *j != i);
+                images.push((i, image.clone()));
+            }
+            Action::AddPullSecret(name) => {
+                if name.is_empty() {
+                    return Err(ActionError::EmptySecretName);
+                }
+                if sites.pull_secrets_pointer.is_none() {
+                    return Err(ActionError::NoPullSecretPlace(name.clone()));
+                }
+                if !sites.pull_secrets.contains(name) && !new_secrets.contains(name) {
+                    new_secrets.push(name.clone());
+                }
+            }
+            Action::EnsurePullSecret(e) => {
+                if e.name.is_empty() {
+                    return Err(ActionError::EmptySecretName);
+                }
+                if !out.ensure.contains(e) {
+                    out.ensure.push(e.clone());
+                }
+            }
+            Action::PatchServiceAccount(p) => {
+                if p.secret.is_empty() {
+                    return Err(ActionError::EmptySecretName);
+                }
+                if !out.service_accounts.contains(p) {
+                    out.service_accounts.push(p.clone());
+                }
+            }
+            Action::Deny(m) => out.denials.push(m.clone()),
+            Action::Warn(m) => out.warnings.push(m.clone()),
+            Action::JsonPatch(ops) => extra.extend(ops.iter().cloned()),
+        }
+    }
+    images.sort_by_key(|(i, _)| *i);
+    for (i, image) in images {
+        let site = &sites.images[i];
+        // Converge: a site already naming this image (in any spelling) is
+        // left as written.
+        if site.image.as_ref().is_ok_and(|current| *current == image) {
+            continue;
+        }
+        out.patch.push(PatchOp::replace(
+            site.pointer.clone(),
+            Value::String(image.to_string()),
+        ));
+    }
+    if let (Some(ptr), false) = (&sites.pull_secrets_pointer, new_secrets.is_empty()) {
+        let entries = new_secrets.iter().map(|n| json!({ "name": n }));
+        match object.pointer(ptr) {
+            Some(Value::Array(_)) => {
+                for e in entries {
+                    out.patch.push(PatchOp::add(format!("{ptr}/-"), e));
+                }
+            }
+            // Absent or null: write the whole list at once.
+            _ => out
+                .patch
+                .push(PatchOp::add(ptr.clone(), Value::Array(entries.collect()))),
+        }
+    }
+    out.patch.extend(extra);
+    Ok(out)
+}

@@ -1,0 +1,114 @@
+//! The source tree: where each node of a document is written, so that a
+//! change can be made by replacing or inserting a few bytes of the original
+//! text instead of re-serializing the document.
+
+use std::ops::Range;
+
+/// How a scalar is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarStyle {
+    /// `plain`
+    Plain,
+    /// `'single'`
+    SingleQuoted,
+    /// `"double"`
+    DoubleQuoted,
+    /// `|` or `>` block scalar.
+    Block,
+}
+
+/// What a node is, and its children.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// A scalar.
+    Scalar(ScalarStyle),
+    /// A mapping; keys are the resolved key strings.
+    Mapping {
+        /// `{...}` (flow) or indented (block).
+        flow: bool,
+        /// Entries in source order.
+        entries: Vec<Entry>,
+    },
+    /// A sequence.
+    Sequence {
+        /// `[...]` (flow) or `- ` items (block).
+        flow: bool,
+        /// Items in source order.
+        items: Vec<Node>,
+    },
+    /// An alias (`*name`); what it points to cannot be edited in place.
+    Alias,
+}
+
+/// One mapping entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The key as a string (JSON object key).
+    pub key: String,
+    /// Where the key is written.
+    pub key_span: Range<usize>,
+    /// The value.
+    pub value: Node,
+}
+
+/// A node and the bytes of the stream it occupies.
+///
+/// For a block sequence the span starts at the first `-`; for a block
+/// mapping at its first key; for flow collections it covers the brackets.
+/// A block collection ends where its last child ends.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Byte range in the stream text.
+    pub span: Range<usize>,
+    /// What the node is.
+    pub kind: NodeKind,
+}
+
+impl Node {
+    /// Follow an RFC 6901 JSON Pointer. Returns `None` when a step does not
+    /// exist (or goes through an alias or a scalar).
+    pub fn get(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for token in pointer_tokens(pointer)? {
+            node = node.child(&token)?;
+        }
+        Some(node)
+    }
+
+    /// The child named by one unescaped pointer token.
+    pub fn child(&self, token: &str) -> Option<&Node> {
+        match &self.kind {
+            NodeKind::Mapping { entries, .. } => {
+                entries.iter().find(|e| e.key == token).map(|e| &e.value)
+            }
+            NodeKind::Sequence { items, .. } => items.get(token.parse::<usize>().ok()?),
+            _ => None,
+        }
+    }
+
+    /// Whether this node is a flow collection.
+    pub fn is_flow(&self) -> bool {
+        matches!(
+            self.kind,
+            NodeKind::Mapping { flow: true, .. } | NodeKind::Sequence { flow: true, .. }
+        )
+    }
+}
+
+/// Split a JSON Pointer into unescaped tokens; `None` if it is not a pointer.
+pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+/// Escape one token for use in a JSON Pointer.
+pub fn escape_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}

@@ -1,0 +1,26 @@
+//! repoint's pure logic, shared by the host and by policies.
+//!
+//! This crate has no wasmtime, kube or tokio in it and builds for
+//! `wasm32-wasip2`, so the guest SDK uses the very same image-reference
+//! parser as the host: one implementation of image semantics everywhere.
+//!
+//! - [`reference`]: parse and normalize image references as container
+//!   runtimes do (github.com/distribution/reference).
+//! - [`glob`]: Go `path.Match` globs, as `FamiliarMatch` uses.
+//! - [`sites`]: where images and pull secrets are written in each kind of
+//!   object, custom resources included.
+//! - [`actions`]: what policies ask for, turned into JSON Patch and
+//!   requests for pull Secrets and ServiceAccounts.
+//! - [`patch`]: RFC 6902 JSON Patch.
+//! - [`document`]: YAML/JSON files parsed with their source positions and
+//!   written back with a minimal diff.
+
+pub mod actions;
+pub mod document;
+pub mod glob;
+pub mod patch;
+pub mod reference;
+pub mod sites;
+
+pub use document::{DocumentError, Limits, Stream};
+pub use reference::{ImageRef, ReferenceError, RegistryPath};
