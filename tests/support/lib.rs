@@ -44,3 +44,72 @@ pub fn repo_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+use repoint_core::actions::{self, Action};
+use repoint_core::patch::PatchOp;
+use repoint_core::sites::{self, ImageFields, Object, Sites};
+use repoint_core::{ImageRef, Limits, Stream};
+
+/// Parse a file of the corpus (or any file) with default limits.
+pub fn parse_file(path: &std::path::Path) -> Stream {
+    let text = std::fs::read_to_string(path).expect("read file");
+    Stream::parse(&path.display().to_string(), text, Limits::default()).expect("parse")
+}
+
+/// The custom-resource image fields the corpus needs: kube-prometheus's
+/// Prometheus and Alertmanager write their image in `spec.image`.
+pub fn corpus_image_fields() -> Vec<ImageFields> {
+    ["Prometheus", "Alertmanager"]
+        .into_iter()
+        .map(|kind| ImageFields {
+            group: "monitoring.coreos.com".into(),
+            kind: kind.into(),
+            images: vec!["/spec/image".into()],
+            pull_secrets: Some("/spec/imagePullSecrets".into()),
+        })
+        .collect()
+}
+
+/// Every object of every document with its sites: (document index, sites).
+pub fn all_sites(stream: &Stream, custom: &[ImageFields]) -> Vec<(usize, Sites)> {
+    let mut out = Vec::new();
+    for doc in stream.documents() {
+        for (prefix, value) in sites::objects(&doc.value) {
+            let found = sites::find(Object { prefix: &prefix, value }, custom);
+            out.push((doc.index, found));
+        }
+    }
+    out
+}
+
+/// For each document, the patch that results from `decide` on each of its
+/// objects (a stand-in for a policy).
+pub fn plan_stream(
+    stream: &Stream,
+    custom: &[ImageFields],
+    decide: impl Fn(&Sites) -> Vec<Action>,
+) -> Vec<(usize, Vec<PatchOp>)> {
+    let mut changes: Vec<(usize, Vec<PatchOp>)> = Vec::new();
+    for doc in stream.documents() {
+        let mut ops = Vec::new();
+        for (prefix, value) in sites::objects(&doc.value) {
+            let found = sites::find(Object { prefix: &prefix, value }, custom);
+            let plan = actions::plan(&doc.value, &found, &decide(&found)).expect("plan");
+            ops.extend(plan.patch);
+        }
+        if !ops.is_empty() {
+            changes.push((doc.index, ops));
+        }
+    }
+    changes
+}
+
+/// `registry/repo` → `mirror.example.com/registry/repo`, tag and digest kept.
+pub fn mirrored(image: &ImageRef) -> ImageRef {
+    ImageRef {
+        registry: "mirror.example.com".into(),
+        repository: format!("{}/{}", image.registry, image.repository),
+        tag: image.tag.clone(),
+        digest: image.digest.clone(),
+    }
+}
