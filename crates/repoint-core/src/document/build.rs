@@ -333,11 +333,15 @@ impl Builder<'_> {
         }
     }
 
-    /// The parser puts a block sequence's start at its first item's
-    /// content; step back to the `-` so the sequence's span covers it.
+    /// The parser puts a nested block sequence's start at its first item's
+    /// content (a top-level one at its `-`); step back to the `-` so the
+    /// sequence's span always covers it.
     fn block_sequence_start(&self, start: usize) -> usize {
         let bytes = self.text.as_bytes();
         let mut i = start - self.base;
+        if bytes.get(i) == Some(&b'-') && matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            return start;
+        }
         while i > 0 {
             i -= 1;
             match bytes[i] {

@@ -125,6 +125,19 @@ impl Stream {
                 }
             })?;
             for b in built {
+                if let (Some(root), false) = (&b.root, b.value.is_object() || b.value.is_null()) {
+                    let (line, column) = line_column(&text, root.span.start);
+                    return Err(DocumentError {
+                        file: name.to_string(),
+                        document: documents.len(),
+                        line,
+                        column,
+                        message: format!(
+                            "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                            describe(&b.value)
+                        ),
+                    });
+                }
                 documents.push(Document {
                     index: documents.len(),
                     start: b.start,
@@ -278,6 +291,17 @@ fn splice(text: &str, mut edits: Vec<Edit>) -> String {
     }
     out.push_str(&text[pos..]);
     out
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
