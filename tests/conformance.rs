@@ -11,6 +11,7 @@
 //! - `ParseAnyReference+FamiliarMatch`: `glob::familiar_match`;
 //! - the `regexp ...` cases: the matchers in `reference::grammar`, which
 //!   answer what each anchored upstream regular expression answers.
+//!
 //! One deliberate difference: upstream's test binary does not register
 //! sha512, so one case expects "unsupported digest algorithm" for a valid
 //! sha512 digest; repoint accepts sha512, as the runtimes do (the table's

@@ -8,20 +8,29 @@ use std::collections::BTreeMap;
 use repoint_core::actions::Action;
 use repoint_core::patch;
 use repoint_core::{Limits, Stream};
-use repoint_tests::{all_sites, corpus_files, corpus_image_fields, mirrored, parse_file, plan_stream, repo_root};
+use repoint_tests::{
+    all_sites, corpus_files, corpus_image_fields, mirrored, parse_file, plan_stream, repo_root,
+};
 use serde_json::Value;
 
 #[test]
 fn untouched_documents_pass_through_byte_for_byte() {
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/data/corpus_sites.json")).expect("read"))
-            .expect("json");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/data/corpus_sites.json")).expect("read"),
+    )
+    .expect("json");
     for path in corpus_files() {
         let stream = parse_file(&path);
-        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         assert_eq!(
             stream.documents().len() as u64,
-            expected["files"][&name]["documents"].as_u64().expect("count"),
+            expected["files"][&name]["documents"]
+                .as_u64()
+                .expect("count"),
             "{name}: document count"
         );
         let out = stream.render(&[]).expect("render");
@@ -31,20 +40,31 @@ fn untouched_documents_pass_through_byte_for_byte() {
 
 #[test]
 fn image_sites_match_independent_counts() {
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_root().join("tests/data/corpus_sites.json")).expect("read"))
-            .expect("json");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/data/corpus_sites.json")).expect("read"),
+    )
+    .expect("json");
     let custom = corpus_image_fields();
     for path in corpus_files() {
-        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let stream = parse_file(&path);
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for (_, sites) in all_sites(&stream, &custom) {
             for site in &sites.images {
                 *counts.entry(site.kind.as_str().to_string()).or_default() += 1;
-                assert!(site.image.is_ok(), "{name}: {} does not parse", site.written);
+                assert!(
+                    site.image.is_ok(),
+                    "{name}: {} does not parse",
+                    site.written
+                );
             }
-            if sites.service_account.is_some() || sites.images.iter().any(|s| s.kind.as_str() != "custom") {
+            if sites.service_account.is_some()
+                || sites.images.iter().any(|s| s.kind.as_str() != "custom")
+            {
                 *counts.entry("pod-specs".into()).or_default() += 1;
             }
         }
@@ -93,7 +113,12 @@ fn rewriting_every_image_changes_exactly_the_image_lines() {
         }
         expected_lines.sort();
         let out = stream.render(&changes).expect("render");
-        assert_eq!(changed_lines(stream.text(), &out), expected_lines, "{}", path.display());
+        assert_eq!(
+            changed_lines(stream.text(), &out),
+            expected_lines,
+            "{}",
+            path.display()
+        );
 
         // What was written means what the patch says.
         let reparsed = Stream::parse("out", out.clone(), Limits::default()).expect("output parses");
@@ -143,13 +168,19 @@ fn adding_a_pull_secret_everywhere_only_inserts_lines() {
             } else {
                 let t = line.trim_start().trim_start_matches("- ");
                 assert!(
-                    t == "imagePullSecrets:" || t == "name: regcred" || t.starts_with("imagePullSecrets: [{name: regcred}"),
+                    t == "imagePullSecrets:"
+                        || t == "name: regcred"
+                        || t.starts_with("imagePullSecrets: [{name: regcred}"),
                     "{}: unexpected new line {line:?}",
                     path.display()
                 );
             }
         }
-        assert!(input.peek().is_none(), "{}: input lines lost", path.display());
+        assert!(
+            input.peek().is_none(),
+            "{}: input lines lost",
+            path.display()
+        );
         let reparsed = Stream::parse("out", out, Limits::default()).expect("output parses");
         for (doc, new) in stream.documents().iter().zip(reparsed.documents()) {
             let mut want = doc.value.clone();

@@ -85,7 +85,11 @@ fn add_secret_block_without_list_follows_indentation() {
 
 #[test]
 fn add_secret_block_with_list_appends() {
-    assert_diff("block-with-secrets.yaml", Change::Secret, &["+  - name: regcred"]);
+    assert_diff(
+        "block-with-secrets.yaml",
+        Change::Secret,
+        &["+  - name: regcred"],
+    );
 }
 
 #[test]
@@ -139,11 +143,7 @@ fn add_secret_flow_with_list() {
 
 #[test]
 fn add_secret_where_the_list_is_null() {
-    assert_diff(
-        "null-secrets.yaml",
-        Change::Secret,
-        &["+  - name: regcred"],
-    );
+    assert_diff("null-secrets.yaml", Change::Secret, &["+  - name: regcred"]);
 }
 
 #[test]
@@ -187,7 +187,10 @@ fn json_list_items_are_walked() {
         ]
     );
     let value: serde_json::Value = serde_json::from_str(&output).expect("still JSON");
-    assert_eq!(value["items"][1]["data"]["image"], "nginx", "a ConfigMap is not a workload");
+    assert_eq!(
+        value["items"][1]["data"]["image"], "nginx",
+        "a ConfigMap is not a workload"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@ use wit_parser::{Docs, Resolve, TypeDefKind, WorldItem, WorldKey};
 
 fn load() -> (Resolve, wit_parser::PackageId) {
     let mut resolve = Resolve::default();
-    let (pkg, _) = resolve.push_dir(repo_root().join("wit")).expect("wit/ parses");
+    let (pkg, _) = resolve
+        .push_dir(repo_root().join("wit"))
+        .expect("wit/ parses");
     (resolve, pkg)
 }
 
@@ -25,8 +27,14 @@ fn package_and_world_shape() {
         .filter(|(_, item)| matches!(item, WorldItem::Interface { .. }))
         .map(|(k, _)| name(k))
         .collect();
-    assert!(imports.contains(&"repoint:policy/host@0.1.0".to_string()), "{imports:?}");
-    assert!(imports.contains(&"repoint:policy/types@0.1.0".to_string()), "{imports:?}");
+    assert!(
+        imports.contains(&"repoint:policy/host@0.1.0".to_string()),
+        "{imports:?}"
+    );
+    assert!(
+        imports.contains(&"repoint:policy/types@0.1.0".to_string()),
+        "{imports:?}"
+    );
 
     let types = &resolve.interfaces[package.interfaces["types"]];
     let action = &resolve.types[types.types["action"]];
@@ -74,9 +82,18 @@ fn every_item_is_documented() {
             }
             check(format!("{name}.{tname}"), &ty.docs);
             match &ty.kind {
-                TypeDefKind::Record(r) => r.fields.iter().for_each(|f| check(format!("{tname}.{}", f.name), &f.docs)),
-                TypeDefKind::Variant(v) => v.cases.iter().for_each(|c| check(format!("{tname}.{}", c.name), &c.docs)),
-                TypeDefKind::Enum(e) => e.cases.iter().for_each(|c| check(format!("{tname}.{}", c.name), &c.docs)),
+                TypeDefKind::Record(r) => r
+                    .fields
+                    .iter()
+                    .for_each(|f| check(format!("{tname}.{}", f.name), &f.docs)),
+                TypeDefKind::Variant(v) => v
+                    .cases
+                    .iter()
+                    .for_each(|c| check(format!("{tname}.{}", c.name), &c.docs)),
+                TypeDefKind::Enum(e) => e
+                    .cases
+                    .iter()
+                    .for_each(|c| check(format!("{tname}.{}", c.name), &c.docs)),
                 _ => {}
             }
         }
@@ -86,7 +103,10 @@ fn every_item_is_documented() {
         check(format!("world {name}"), &world.docs);
         for (key, item) in &world.exports {
             if let WorldItem::Function(f) = item {
-                check(format!("{name} export {}", resolve.name_world_key(key)), &f.docs);
+                check(
+                    format!("{name} export {}", resolve.name_world_key(key)),
+                    &f.docs,
+                );
             }
         }
     }

@@ -75,7 +75,13 @@ pub fn all_sites(stream: &Stream, custom: &[ImageFields]) -> Vec<(usize, Sites)>
     let mut out = Vec::new();
     for doc in stream.documents() {
         for (prefix, value) in sites::objects(&doc.value) {
-            let found = sites::find(Object { prefix: &prefix, value }, custom);
+            let found = sites::find(
+                Object {
+                    prefix: &prefix,
+                    value,
+                },
+                custom,
+            );
             out.push((doc.index, found));
         }
     }
@@ -93,7 +99,13 @@ pub fn plan_stream(
     for doc in stream.documents() {
         let mut ops = Vec::new();
         for (prefix, value) in sites::objects(&doc.value) {
-            let found = sites::find(Object { prefix: &prefix, value }, custom);
+            let found = sites::find(
+                Object {
+                    prefix: &prefix,
+                    value,
+                },
+                custom,
+            );
             let plan = actions::plan(&doc.value, &found, &decide(&found)).expect("plan");
             ops.extend(plan.patch);
         }

@@ -1,1 +1,71 @@
-fn main() {}
+//! `cargo xtask`: project automation that needs more than `cargo` alone.
+//!
+//! - `cargo xtask check-wasm`: make sure the `wasm32-wasip2` target is
+//!   installed (with a message naming the fix when it is not) and that
+//!   `repoint-core` builds for it, since the guest SDK reuses it.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check-wasm") => check_wasm(),
+        _ => {
+            eprintln!("usage: cargo xtask check-wasm");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Whether the active toolchain has the standard library for `target`.
+fn target_installed(target: &str) -> Result<bool> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = String::from_utf8(out.stdout).context("sysroot is not UTF-8")?;
+    Ok(std::path::Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(target)
+        .is_dir())
+}
+
+fn check_wasm() -> Result<()> {
+    if !target_installed(WASM_TARGET)? {
+        bail!(
+            "the {WASM_TARGET} target is not installed for this toolchain; run `rustup target add {WASM_TARGET}` (or `rustup toolchain install` in the repository)"
+        );
+    }
+    let status = cargo()
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "repoint-core",
+            "--target",
+            WASM_TARGET,
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("repoint-core does not build for {WASM_TARGET}");
+    }
+    println!("repoint-core builds for {WASM_TARGET}");
+    Ok(())
+}

@@ -31,7 +31,10 @@ struct Row {
 }
 
 fn meta(value: &serde_json::Value, pointer: &str) -> Option<String> {
-    value.pointer(pointer).and_then(|v| v.as_str()).map(str::to_string)
+    value
+        .pointer(pointer)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
@@ -45,7 +48,13 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
     for (_, stream) in &streams {
         for doc in stream.documents() {
             for (prefix, value) in sites::objects(&doc.value) {
-                let found = sites::find(Object { prefix: &prefix, value }, &[]);
+                let found = sites::find(
+                    Object {
+                        prefix: &prefix,
+                        value,
+                    },
+                    &[],
+                );
                 for site in found.images {
                     let (line, column) = stream.locate(doc, &site.pointer).unwrap_or((0, 0));
                     match site.image {
@@ -79,7 +88,10 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
         for line in &invalid {
             eprintln!("repoint: error: {line}");
         }
-        bail!("{} invalid image reference(s); nothing was printed", invalid.len());
+        bail!(
+            "{} invalid image reference(s); nothing was printed",
+            invalid.len()
+        );
     }
     let mut out = std::io::stdout().lock();
     match (args.format, args.unique) {

@@ -35,7 +35,8 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<Option<PathBuf>>> {
             out.push(None);
         } else if arg.is_dir() {
             let mut found = Vec::new();
-            walk(arg, &mut found).with_context(|| format!("reading directory {}", arg.display()))?;
+            walk(arg, &mut found)
+                .with_context(|| format!("reading directory {}", arg.display()))?;
             found.sort();
             out.extend(found.into_iter().map(Some));
         } else if arg.exists() {
@@ -66,7 +67,9 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
         let input = match source {
             None => {
                 let mut bytes = Vec::new();
-                std::io::stdin().read_to_end(&mut bytes).context("reading standard input")?;
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading standard input")?;
                 let text = String::from_utf8(bytes).context("standard input is not UTF-8")?;
                 Input {
                     name: "-".into(),
@@ -75,8 +78,10 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
                 }
             }
             Some(path) => {
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let text = String::from_utf8(bytes)
+                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
                 Input {
                     name: path.display().to_string(),
                     path: Some(path),
@@ -107,5 +112,8 @@ pub fn parse_all(inputs: Vec<Input>, limits: Limits) -> Result<Vec<(Option<PathB
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    parsed.into_iter().map(|r| r.map_err(anyhow::Error::from)).collect()
+    parsed
+        .into_iter()
+        .map(|r| r.map_err(anyhow::Error::from))
+        .collect()
 }

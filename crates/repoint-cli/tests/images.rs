@@ -23,7 +23,15 @@ fn assert_fails(out: &Output, needles: &[&str]) {
 #[test]
 fn json_inventory_of_the_corpus() {
     let corpus = shared_dir().join("corpus");
-    let out = repoint(&["images", "--format", "json", corpus.to_str().expect("utf-8")], "");
+    let out = repoint(
+        &[
+            "images",
+            "--format",
+            "json",
+            corpus.to_str().expect("utf-8"),
+        ],
+        "",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let rows: Value = serde_json::from_str(&out.stdout).expect("json");
     let rows = rows.as_array().expect("array");
@@ -38,12 +46,23 @@ fn json_inventory_of_the_corpus() {
     assert_eq!(controller["namespace"], "ingress-nginx");
     assert_eq!(controller["site"], "container");
     assert_eq!(controller["container"], "controller");
-    assert_eq!(controller["pointer"], "/spec/template/spec/containers/0/image");
+    assert_eq!(
+        controller["pointer"],
+        "/spec/template/spec/containers/0/image"
+    );
     assert_eq!(controller["line"], 446);
-    assert!(controller["file"].as_str().expect("file").ends_with("ingress-nginx_cloud_deploy.yaml"));
+    assert!(
+        controller["file"]
+            .as_str()
+            .expect("file")
+            .ends_with("ingress-nginx_cloud_deploy.yaml")
+    );
     assert!(controller["document"].as_u64().is_some());
     // Implicit docker.io images are normalized, the written text kept.
-    let grafana = rows.iter().find(|r| r["written"] == "grafana/grafana:13.1.3").expect("grafana");
+    let grafana = rows
+        .iter()
+        .find(|r| r["written"] == "grafana/grafana:13.1.3")
+        .expect("grafana");
     assert_eq!(grafana["image"], "docker.io/grafana/grafana:13.1.3");
 }
 
@@ -70,13 +89,17 @@ fn malformed_yaml_names_file_document_and_line() {
 
 #[test]
 fn non_mapping_document_is_an_error() {
-    let out = repoint(&["images", "-"], "apiVersion: v1\nkind: Pod\n---\n- a\n- b\n");
+    let out = repoint(
+        &["images", "-"],
+        "apiVersion: v1\nkind: Pod\n---\n- a\n- b\n",
+    );
     assert_fails(&out, &["document 1 (line 4, column 1)", "found a sequence"]);
 }
 
 #[test]
 fn alias_bomb_fails_fast() {
-    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    let mut bomb =
+        String::from("apiVersion: v1\nkind: ConfigMap\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let refs = vec![format!("*a{}", i - 1); 10].join(", ");
         bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
@@ -84,7 +107,11 @@ fn alias_bomb_fails_fast() {
     let started = std::time::Instant::now();
     let out = repoint(&["images", "-"], &bomb);
     assert_fails(&out, &["document 0", "line ", "more than"]);
-    assert!(started.elapsed().as_secs() < 10, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -93,7 +120,8 @@ fn huge_document_is_refused_with_bounded_memory() {
     // it costs its size, parsing it would cost far more.
     let dir = tempfile_dir();
     let path = dir.join("huge.yaml");
-    let mut text = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n");
+    let mut text =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n");
     let line = format!("  k{{}}: {}\n", "x".repeat(1000));
     let mut i = 0;
     while text.len() < 50 << 20 {
@@ -107,7 +135,13 @@ fn huge_document_is_refused_with_bounded_memory() {
         path.display()
     );
     let out = run_command(Path::new("/bin/sh"), &["-c", &script], "");
-    assert_fails(&out, &["huge.yaml: document 0 (line 1, column 1)", "larger than the limit of 16.0 MiB"]);
+    assert_fails(
+        &out,
+        &[
+            "huge.yaml: document 0 (line 1, column 1)",
+            "larger than the limit of 16.0 MiB",
+        ],
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 

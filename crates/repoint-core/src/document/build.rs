@@ -6,7 +6,6 @@
 //! Aliases are expanded into the JSON value under a budget, so a
 //! "billion laughs" document fails fast instead of eating memory.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle as ParserStyle, Tag};
@@ -339,7 +338,9 @@ impl Builder<'_> {
     fn block_sequence_start(&self, start: usize) -> usize {
         let bytes = self.text.as_bytes();
         let mut i = start - self.base;
-        if bytes.get(i) == Some(&b'-') && matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        if bytes.get(i) == Some(&b'-')
+            && matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
+        {
             return start;
         }
         while i > 0 {
@@ -432,7 +433,7 @@ impl Builder<'_> {
 
 /// Resolve a scalar to JSON with the YAML 1.2 core schema.
 fn resolve_scalar(
-    text: &Cow<'_, str>,
+    text: &str,
     style: ScalarStyle,
     tag: Option<&Tag>,
 ) -> Result<Value, String> {

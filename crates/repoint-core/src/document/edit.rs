@@ -8,6 +8,7 @@
 //!   the existing `-` (or adds `, item` inside `[...]`);
 //! - `add`/`replace` of a collection where a scalar (often `null`) was
 //!   writes the collection in the surrounding style.
+//!
 //! Anything else (`remove`, `move`, `copy`, a change under an alias or
 //! inside a block scalar) returns [`Unsupported`], and the caller
 //! re-renders the whole document instead.
