@@ -432,11 +432,7 @@ impl Builder<'_> {
 }
 
 /// Resolve a scalar to JSON with the YAML 1.2 core schema.
-fn resolve_scalar(
-    text: &str,
-    style: ScalarStyle,
-    tag: Option<&Tag>,
-) -> Result<Value, String> {
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
     if let Some(tag) = tag
         && tag.is_yaml_core_schema()
     {
