@@ -179,3 +179,139 @@ pub fn plan(object: &Value, sites: &Sites, actions: &[Action]) -> Result<Plan, A
     out.patch.extend(extra);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sites::{self, Object};
+
+    fn pod(extra: Value) -> Value {
+        let mut v = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "a", "image": "nginx:1"}]}});
+        if let (Some(spec), Value::Object(extra)) = (v["spec"].as_object_mut(), extra) {
+            spec.extend(extra);
+        }
+        v
+    }
+
+    fn plan_for(v: &Value, actions: &[Action]) -> Result<Plan, ActionError> {
+        let s = sites::find(
+            Object {
+                prefix: "",
+                value: v,
+            },
+            &[],
+        );
+        plan(v, &s, actions)
+    }
+
+    #[test]
+    fn add_pull_secret_appends_and_dedupes() {
+        let v = pod(json!({"imagePullSecrets": [{"name": "a"}]}));
+        let p = plan_for(
+            &v,
+            &[
+                Action::AddPullSecret("a".into()),
+                Action::AddPullSecret("b".into()),
+                Action::AddPullSecret("b".into()),
+            ],
+        )
+        .expect("plan");
+        assert_eq!(
+            p.patch,
+            [PatchOp::add(
+                "/spec/imagePullSecrets/-",
+                json!({"name": "b"})
+            )]
+        );
+    }
+
+    #[test]
+    fn add_pull_secret_creates_the_list_once() {
+        let v = pod(json!({}));
+        let p = plan_for(
+            &v,
+            &[
+                Action::AddPullSecret("a".into()),
+                Action::AddPullSecret("b".into()),
+            ],
+        )
+        .expect("plan");
+        assert_eq!(
+            p.patch,
+            [PatchOp::add(
+                "/spec/imagePullSecrets",
+                json!([{"name": "a"}, {"name": "b"}])
+            )]
+        );
+    }
+
+    #[test]
+    fn set_image_writes_canonical_form_and_skips_equal_images() {
+        let v = pod(json!({}));
+        let same = ImageRef::parse("docker.io/library/nginx:1").expect("valid");
+        let p = plan_for(
+            &v,
+            &[Action::SetImage {
+                pointer: "/spec/containers/0/image".into(),
+                image: same,
+            }],
+        )
+        .expect("plan");
+        assert!(
+            p.patch.is_empty(),
+            "an equal image in another spelling is not rewritten"
+        );
+        let mirror = ImageRef::parse("mirror.corp/library/nginx:1").expect("valid");
+        let p = plan_for(
+            &v,
+            &[Action::SetImage {
+                pointer: "/spec/containers/0/image".into(),
+                image: mirror,
+            }],
+        )
+        .expect("plan");
+        assert_eq!(
+            p.patch,
+            [PatchOp::replace(
+                "/spec/containers/0/image",
+                json!("mirror.corp/library/nginx:1")
+            )]
+        );
+    }
+
+    #[test]
+    fn errors_and_requests() {
+        let v = pod(json!({}));
+        let bad = Action::SetImage {
+            pointer: "/metadata/name".into(),
+            image: ImageRef::parse("x").expect("valid"),
+        };
+        assert!(matches!(
+            plan_for(&v, &[bad]),
+            Err(ActionError::NotAnImageSite(_))
+        ));
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        assert!(matches!(
+            plan_for(&cm, &[Action::AddPullSecret("a".into())]),
+            Err(ActionError::NoPullSecretPlace(_))
+        ));
+        let ensure = EnsurePullSecret {
+            name: "regcred".into(),
+            namespace: None,
+            registries: vec!["quay.io".into()],
+        };
+        let p = plan_for(
+            &v,
+            &[
+                Action::EnsurePullSecret(ensure.clone()),
+                Action::EnsurePullSecret(ensure.clone()),
+                Action::Warn("w".into()),
+                Action::Deny("d".into()),
+            ],
+        )
+        .expect("plan");
+        assert_eq!(p.ensure, [ensure]);
+        assert_eq!((p.warnings.len(), p.denials.len()), (1, 1));
+        assert!(!p.changes_object());
+    }
+}

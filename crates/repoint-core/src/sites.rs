@@ -311,6 +311,68 @@ mod tests {
     }
 
     #[test]
+    fn postgres_cluster_custom_resource() {
+        let v = json!({"apiVersion": "postgres-operator.crunchydata.com/v1beta1", "kind": "PostgresCluster",
+            "spec": {"image": "registry.example.com/crunchy/postgres:16",
+                     "backups": {"pgbackrest": {"image": "registry.example.com/crunchy/pgbackrest:2"}},
+                     "imagePullSecrets": [{"name": "vendor"}]}});
+        let fields = ImageFields {
+            group: "postgres-operator.crunchydata.com".into(),
+            kind: "PostgresCluster".into(),
+            images: vec![
+                "/spec/image".into(),
+                "/spec/backups/pgbackrest/image".into(),
+            ],
+            pull_secrets: Some("/spec/imagePullSecrets".into()),
+        };
+        let s = find(
+            Object {
+                prefix: "",
+                value: &v,
+            },
+            std::slice::from_ref(&fields),
+        );
+        let pointers: Vec<&str> = s.images.iter().map(|i| i.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/spec/image", "/spec/backups/pgbackrest/image"]);
+        assert!(s.images.iter().all(|i| i.kind == SiteKind::Custom));
+        assert_eq!(s.pull_secrets, ["vendor"]);
+        assert_eq!(
+            s.pull_secrets_pointer.as_deref(),
+            Some("/spec/imagePullSecrets")
+        );
+        // Another group with the same kind is not matched.
+        let other = json!({"apiVersion": "example.com/v1", "kind": "PostgresCluster", "spec": {"image": "x"}});
+        assert!(
+            find(
+                Object {
+                    prefix: "",
+                    value: &other
+                },
+                &[fields]
+            )
+            .images
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn list_items_and_misplaced_pull_secrets() {
+        let v = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap"},
+            {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [
+                {"name": "a", "image": "nginx", "imagePullSecrets": [{"name": "x"}]}]}}]});
+        let objs = objects(&v);
+        assert_eq!(objs.len(), 2);
+        let (prefix, pod) = &objs[1];
+        let s = find(Object { prefix, value: pod }, &[]);
+        assert_eq!(s.images[0].pointer, "/items/1/spec/containers/0/image");
+        assert_eq!(
+            s.misplaced_pull_secrets,
+            ["/items/1/spec/containers/0/imagePullSecrets"]
+        );
+    }
+
+    #[test]
     fn wildcards() {
         let v = json!({"spec": {"a": [{"image": "x"}, {"image": "y"}, {}]}});
         let got: Vec<String> = expand(&v, "/spec/a/*/image")
