@@ -47,7 +47,7 @@ pub fn repo_root() -> PathBuf {
 
 use repoint_core::actions::{self, Action};
 use repoint_core::patch::PatchOp;
-use repoint_core::sites::{self, ImageFields, Object, Sites};
+use repoint_core::sites::{self, ImageFields, Sites};
 use repoint_core::{ImageRef, Limits, Stream};
 
 /// Parse a file of the corpus (or any file) with default limits.
@@ -72,20 +72,15 @@ pub fn corpus_image_fields() -> Vec<ImageFields> {
 
 /// Every object of every document with its sites: (document index, sites).
 pub fn all_sites(stream: &Stream, custom: &[ImageFields]) -> Vec<(usize, Sites)> {
-    let mut out = Vec::new();
-    for doc in stream.documents() {
-        for (prefix, value) in sites::objects(&doc.value) {
-            let found = sites::find(
-                Object {
-                    prefix: &prefix,
-                    value,
-                },
-                custom,
-            );
-            out.push((doc.index, found));
-        }
-    }
-    out
+    stream
+        .documents()
+        .iter()
+        .flat_map(|doc| {
+            sites::find_all(&doc.value, custom)
+                .into_iter()
+                .map(|o| (doc.index, o.sites))
+        })
+        .collect()
 }
 
 /// For each document, the patch that results from `decide` on each of its
@@ -98,15 +93,9 @@ pub fn plan_stream(
     let mut changes: Vec<(usize, Vec<PatchOp>)> = Vec::new();
     for doc in stream.documents() {
         let mut ops = Vec::new();
-        for (prefix, value) in sites::objects(&doc.value) {
-            let found = sites::find(
-                Object {
-                    prefix: &prefix,
-                    value,
-                },
-                custom,
-            );
-            let plan = actions::plan(&doc.value, &found, &decide(&found)).expect("plan");
+        for object in sites::find_all(&doc.value, custom) {
+            let plan =
+                actions::plan(&doc.value, &object.sites, &decide(&object.sites)).expect("plan");
             ops.extend(plan.patch);
         }
         if !ops.is_empty() {

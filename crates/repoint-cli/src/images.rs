@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use repoint_core::Limits;
-use repoint_core::sites::{self, Object};
+use repoint_core::sites;
 use serde::Serialize;
 
 use crate::args::{ImagesArgs, ImagesFormat};
@@ -47,15 +47,9 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
     let mut invalid = Vec::new();
     for (_, stream) in &streams {
         for doc in stream.documents() {
-            for (prefix, value) in sites::objects(&doc.value) {
-                let found = sites::find(
-                    Object {
-                        prefix: &prefix,
-                        value,
-                    },
-                    &[],
-                );
-                for site in found.images {
+            for object in sites::find_all(&doc.value, &[]) {
+                let value = object.value;
+                for site in object.sites.images {
                     let (line, column) = stream.locate(doc, &site.pointer).unwrap_or((0, 0));
                     match site.image {
                         Ok(image) => rows.push(Row {

@@ -140,6 +140,38 @@ fn collect_objects<'v>(prefix: String, value: &'v Value, out: &mut Vec<(String, 
     }
 }
 
+/// One object of a document with its sites.
+#[derive(Debug, Clone)]
+pub struct ObjectSites<'v> {
+    /// Pointer from the document root to the object.
+    pub prefix: String,
+    /// The object.
+    pub value: &'v Value,
+    /// Its images and pull-secret location.
+    pub sites: Sites,
+}
+
+/// Every object of a document (List items walked) with its sites.
+pub fn find_all<'v>(document: &'v Value, custom: &[ImageFields]) -> Vec<ObjectSites<'v>> {
+    objects(document)
+        .into_iter()
+        .map(|(prefix, value)| {
+            let sites = find(
+                Object {
+                    prefix: &prefix,
+                    value,
+                },
+                custom,
+            );
+            ObjectSites {
+                prefix,
+                value,
+                sites,
+            }
+        })
+        .collect()
+}
+
 fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
