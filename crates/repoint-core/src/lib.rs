@@ -7,6 +7,8 @@
 //! - [`reference`]: parse and normalize image references as container
 //!   runtimes do (github.com/distribution/reference).
 //! - [`glob`]: Go `path.Match` globs, as `FamiliarMatch` uses.
+//! - [`matching`]: registry/path/glob image patterns and label selectors,
+//!   as policies' settings write them.
 //! - [`sites`]: where images and pull secrets are written in each kind of
 //!   object, custom resources included.
 //! - [`actions`]: what policies ask for, turned into JSON Patch and
@@ -18,8 +20,10 @@
 pub mod actions;
 pub mod document;
 pub mod glob;
+pub mod matching;
 pub mod patch;
 pub mod reference;
+pub mod resource;
 pub mod sites;
 
 pub use document::{DocumentError, Limits, Stream};

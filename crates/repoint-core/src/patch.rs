@@ -253,6 +253,61 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     }
 }
 
+/// The operations that turn `from` into `to`, shaped for minimal text
+/// edits: changed scalars are replaced, new members added, removed members
+/// removed, items compared index by index and new ones appended at the
+/// end; an array that shrank is replaced whole.
+pub fn diff(from: &Value, to: &Value) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    diff_into(&mut String::new(), from, to, &mut ops);
+    ops
+}
+
+fn diff_into(path: &mut String, from: &Value, to: &Value, ops: &mut Vec<PatchOp>) {
+    if from == to {
+        return;
+    }
+    let len = path.len();
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, va) in a {
+                path.push('/');
+                path.push_str(&escape_token(k));
+                match b.get(k) {
+                    Some(vb) => diff_into(path, va, vb, ops),
+                    None => ops.push(PatchOp {
+                        op: OpKind::Remove,
+                        path: path.clone(),
+                        from: None,
+                        value: None,
+                    }),
+                }
+                path.truncate(len);
+            }
+            for (k, vb) in b {
+                if !a.contains_key(k) {
+                    ops.push(PatchOp::add(
+                        format!("{path}/{}", escape_token(k)),
+                        vb.clone(),
+                    ));
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() <= b.len() => {
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                path.push('/');
+                path.push_str(&i.to_string());
+                diff_into(path, va, vb, ops);
+                path.truncate(len);
+            }
+            for vb in &b[a.len()..] {
+                ops.push(PatchOp::add(format!("{path}/-"), vb.clone()));
+            }
+        }
+        _ => ops.push(PatchOp::replace(path.clone(), to.clone())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +330,36 @@ mod tests {
         assert_eq!(v, json!({"a": [0, 1, 2, 3], "b": {"c": 2, "d": "x"}}));
         assert!(apply(&mut v, &[PatchOp::replace("/nope", json!(1))]).is_err());
         assert_eq!(pointer(["a/b", "c~d"]), "/a~1b/c~0d");
+    }
+
+    #[test]
+    fn diff_round_trips() {
+        let cases = [
+            (
+                json!({"a": 1, "b": [1, 2]}),
+                json!({"a": 2, "b": [1, 2, 3], "c": {"d": 1}}),
+            ),
+            (json!({"a": [{"x": 1}]}), json!({"a": [{"x": 2}, {"y": 1}]})),
+            (json!({"a": [1, 2, 3]}), json!({"a": [3]})),
+            (json!({"a": null}), json!({"a": [{"name": "s"}]})),
+            (json!({"a": 1, "b": 2}), json!({"b": 2})),
+        ];
+        for (from, to) in cases {
+            let ops = diff(&from, &to);
+            let mut v = from.clone();
+            apply(&mut v, &ops).expect("diff applies");
+            assert_eq!(v, to, "{ops:?}");
+        }
+        assert_eq!(
+            diff(
+                &json!({"s": {"c": [{"image": "a"}]}}),
+                &json!({"s": {"c": [{"image": "b"}], "p": [1]}})
+            ),
+            [
+                PatchOp::replace("/s/c/0/image", json!("b")),
+                PatchOp::add("/s/p", json!([1]))
+            ]
+        );
+        assert!(diff(&json!({"a": 1}), &json!({"a": 1})).is_empty());
     }
 }

@@ -1,0 +1,101 @@
+//! A Kubernetes object as policies see it: the fields of the WIT `resource`
+//! record, computed once here so the host and the guest SDK (each with its
+//! own generated WIT types) build it the same way.
+
+use serde_json::Value;
+
+use crate::sites::{ImageSite, Sites};
+
+/// The WIT `resource` record, in core types. Image sites whose reference
+/// does not parse are not included: the host reports them as errors before
+/// any policy runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceView {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `metadata.name`.
+    pub name: Option<String>,
+    /// `metadata.labels` in written order.
+    pub labels: Vec<(String, String)>,
+    /// `metadata.annotations` in written order.
+    pub annotations: Vec<(String, String)>,
+    /// Image sites with pointers relative to the object.
+    pub images: Vec<ImageSite>,
+    /// Pull secrets already listed.
+    pub pull_secrets: Vec<String>,
+    /// Where pull secrets live, relative to the object.
+    pub pull_secrets_pointer: Option<String>,
+    /// `serviceAccountName`.
+    pub service_account: Option<String>,
+    /// The object as JSON text.
+    pub object_json: String,
+}
+
+fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn strip<'a>(pointer: &'a str, prefix: &str) -> &'a str {
+    pointer.strip_prefix(prefix).unwrap_or(pointer)
+}
+
+impl ResourceView {
+    /// Build the view of `object`, whose `sites` pointers start with
+    /// `prefix` (the object's place in its document); pointers in the view
+    /// are relative to the object itself.
+    pub fn new(object: &Value, prefix: &str, sites: &Sites) -> Self {
+        let meta = |k: &str| {
+            object
+                .pointer(&format!("/metadata/{k}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Self {
+            api_version: object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            kind: object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            namespace: meta("namespace"),
+            name: meta("name"),
+            labels: string_map(object.pointer("/metadata/labels")),
+            annotations: string_map(object.pointer("/metadata/annotations")),
+            images: sites
+                .images
+                .iter()
+                .filter(|s| s.image.is_ok())
+                .map(|s| ImageSite {
+                    pointer: strip(&s.pointer, prefix).to_string(),
+                    ..s.clone()
+                })
+                .collect(),
+            pull_secrets: sites.pull_secrets.clone(),
+            pull_secrets_pointer: sites
+                .pull_secrets_pointer
+                .as_deref()
+                .map(|p| strip(p, prefix).to_string()),
+            service_account: sites.service_account.clone(),
+            object_json: serde_json::to_string(object).unwrap_or_default(),
+        }
+    }
+}

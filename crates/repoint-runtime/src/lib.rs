@@ -1,0 +1,514 @@
+//! repoint's wasmtime host.
+//!
+//! A policy is a WebAssembly component implementing the `policy` world of
+//! `wit/`. This crate
+//! - loads policies from `.wasm` files or from the built-ins compiled from
+//!   `policies/` and embedded at build time (`builtin:NAME`);
+//! - compiles each component once, with wasmtime's on-disk cache (keyed by
+//!   content hash, engine version and configuration) unless disabled, and
+//!   keeps an `InstancePre` so each evaluation only instantiates;
+//! - runs every evaluation in a fresh instance with an empty WASI sandbox,
+//!   a deadline (epoch interruption) and a memory cap, and turns loops,
+//!   memory exhaustion, panics and invalid answers into named errors for
+//!   that object alone ([`PolicyFailure`]);
+//! - runs policy chains over objects ([`chain`]), each policy seeing the
+//!   previous one's output, and checks that the chain converges.
+
+mod bindings {
+    #![allow(
+        missing_docs,
+        unsafe_code,
+        unused_qualifications,
+        missing_debug_implementations
+    )]
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "policy",
+    });
+}
+
+/// The policies built from `policies/` (and `tests/policies/`) at build time.
+pub mod builtins {
+    include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+    /// The component bytes of a built-in policy.
+    pub fn get(name: &str) -> Option<&'static [u8]> {
+        BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+
+    /// Names of the built-ins.
+    pub fn names() -> Vec<&'static str> {
+        BUILTINS.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Path of a test policy's component (for tests).
+    pub fn test_policy(name: &str) -> Option<&'static str> {
+        TEST_POLICIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
+    }
+}
+
+pub mod chain;
+mod convert;
+mod host;
+pub mod probe;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use bindings::{Policy as PolicyBindings, PolicyPre};
+use host::HostState;
+pub use host::MemoryLimitExceeded;
+use probe::Prober;
+
+/// The contract version this host speaks.
+pub const CONTRACT: &str = "repoint:policy@0.1.0";
+
+/// How often the deadline clock ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Errors of loading and configuring policies.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A policy file could not be read.
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No built-in policy has this name.
+    #[error("no built-in policy {name:?} (built-ins: {known})")]
+    UnknownBuiltin {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
+    /// The bytes are not a component implementing the contract.
+    #[error("{source_name} is not a repoint policy component ({CONTRACT}): {message}")]
+    Invalid {
+        /// Where the policy came from.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy rejected its settings, or failed while checking them.
+    #[error("policy {policy}: {failure}")]
+    Configure {
+        /// The policy's configured name.
+        policy: String,
+        /// Why.
+        failure: FailureKind,
+    },
+}
+
+/// Where a policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `builtin:NAME`
+    Builtin(String),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+impl PolicySource {
+    /// Parse `builtin:NAME` or a path (relative paths are taken relative to
+    /// `base`, the directory of the config file).
+    pub fn parse(s: &str, base: &Path) -> Self {
+        match s.strip_prefix("builtin:") {
+            Some(name) => Self::Builtin(name.to_string()),
+            None => Self::File(base.join(s)),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Builtin(n) => write!(f, "builtin:{n}"),
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Bounds and knobs of a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Deadline of one evaluation.
+    pub timeout: Duration,
+    /// Memory cap of one evaluation, in bytes.
+    pub memory: usize,
+    /// Where compiled code is cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(1),
+            memory: 64 << 20,
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/repoint`, or `~/.cache/repoint`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("repoint"))
+}
+
+/// What a policy says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// Whether it may change objects.
+    pub mutating: bool,
+    /// Settings JSON Schema, if published.
+    pub settings_schema: Option<String>,
+}
+
+/// How a policy failed on one object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureKind {
+    /// It ran past its deadline.
+    #[error("timed out after {0:?} (deadline exceeded)")]
+    Timeout(Duration),
+    /// It asked for more memory than its cap.
+    #[error("exceeded its memory limit of {} MiB", .0 >> 20)]
+    MemoryLimit(usize),
+    /// It trapped (a Rust panic is a trap); with what it printed, if anything.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// It returned an error.
+    #[error("returned an error: {0}")]
+    Error(String),
+    /// It returned something the host cannot carry out.
+    #[error("returned an invalid action: {0}")]
+    InvalidAction(String),
+}
+
+/// A policy's failure on one object, naming the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy {policy} {kind}")]
+pub struct PolicyFailure {
+    /// The policy's configured name.
+    pub policy: String,
+    /// What went wrong.
+    pub kind: FailureKind,
+}
+
+/// Increments the engine's epoch until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The engine, the linker with the host's imports, and the deadline clock.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    options: RuntimeOptions,
+    prober: Arc<dyn Prober>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled policy, ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedPolicy {
+    pre: PolicyPre<HostState>,
+    /// Where it came from.
+    pub source: PolicySource,
+    /// What it says about itself.
+    pub info: PolicyInfo,
+    /// The contract package the component imports (e.g. `repoint:policy@0.1.0`).
+    pub contract: String,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("source", &self.source)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded policy with its validated settings, under its configured name.
+#[derive(Debug, Clone)]
+pub struct ConfiguredPolicy {
+    /// Name from the config (unique in a chain; used in reports).
+    pub name: Arc<str>,
+    /// The compiled policy.
+    pub loaded: Arc<LoadedPolicy>,
+    /// Settings as JSON.
+    pub settings_json: Arc<str>,
+}
+
+impl Runtime {
+    /// Set up an engine with epoch interruption and the host's imports.
+    pub fn new(options: RuntimeOptions, prober: Arc<dyn Prober>) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        if let Some(dir) = &options.cache_dir {
+            match cache(dir) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                // A cache is an optimization: run without it rather than fail.
+                Err(e) => tracing::warn!("compiled-code cache disabled: {e}"),
+            }
+        }
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        PolicyBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("repoint-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the deadline clock: {e}")))?;
+        Ok(Self {
+            engine,
+            linker,
+            options,
+            prober,
+            _ticker: Ticker { stop },
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// Load and compile a policy, and ask for its info.
+    pub fn load(&self, source: &PolicySource) -> Result<LoadedPolicy, RuntimeError> {
+        let bytes: std::borrow::Cow<'static, [u8]> = match source {
+            PolicySource::Builtin(name) => {
+                builtins::get(name)
+                    .map(Into::into)
+                    .ok_or_else(|| RuntimeError::UnknownBuiltin {
+                        name: name.clone(),
+                        known: builtins::names().join(", "),
+                    })?
+            }
+            PolicySource::File(path) => {
+                std::fs::read(path)
+                    .map(Into::into)
+                    .map_err(|source| RuntimeError::Read {
+                        path: path.clone(),
+                        source,
+                    })?
+            }
+        };
+        self.load_bytes(source.clone(), &bytes)
+    }
+
+    /// Load a policy from component bytes.
+    pub fn load_bytes(
+        &self,
+        source: PolicySource,
+        bytes: &[u8],
+    ) -> Result<LoadedPolicy, RuntimeError> {
+        let invalid = |message: String| RuntimeError::Invalid {
+            source_name: source.to_string(),
+            message,
+        };
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let contract = contract_version(&component, &self.engine);
+        if let Some(found) = &contract
+            && found != CONTRACT
+        {
+            return Err(invalid(format!(
+                "it was built against {found}, and this host speaks {CONTRACT}"
+            )));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let mut store = self.store("(loading)");
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let info = instance
+            .call_info(&mut store)
+            .map_err(|e| invalid(format!("info() failed: {e:#}")))?;
+        Ok(LoadedPolicy {
+            pre,
+            source,
+            info: PolicyInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                mutating: info.mutating,
+                settings_schema: info.settings_schema,
+            },
+            contract: contract.unwrap_or_else(|| CONTRACT.to_string()),
+        })
+    }
+
+    /// Give a loaded policy its name and settings, checking the settings
+    /// with the policy's own `configure`.
+    pub fn configure(
+        &self,
+        name: &str,
+        loaded: Arc<LoadedPolicy>,
+        settings_json: &str,
+    ) -> Result<ConfiguredPolicy, RuntimeError> {
+        let policy = ConfiguredPolicy {
+            name: name.into(),
+            loaded,
+            settings_json: settings_json.into(),
+        };
+        let mut store = self.store(name);
+        self.instantiate_configured(&policy, &mut store)
+            .map_err(|failure| RuntimeError::Configure {
+                policy: name.to_string(),
+                failure,
+            })?;
+        Ok(policy)
+    }
+
+    fn store(&self, policy: &str) -> Store<HostState> {
+        let state = HostState::new(policy.into(), self.options.memory, self.prober.clone());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = self
+            .options
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        store.set_epoch_deadline(ticks + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Instantiate and configure in `store`.
+    fn instantiate_configured(
+        &self,
+        policy: &ConfiguredPolicy,
+        store: &mut Store<HostState>,
+    ) -> Result<PolicyBindings, FailureKind> {
+        let instance = policy
+            .loaded
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| self.classify(e, store))?;
+        match instance.call_configure(&mut *store, &policy.settings_json) {
+            Ok(Ok(())) => Ok(instance),
+            Ok(Err(message)) => Err(FailureKind::Error(message)),
+            Err(e) => Err(self.classify(e, store)),
+        }
+    }
+
+    /// Evaluate one resource with a fresh instance of `policy`.
+    pub(crate) fn evaluate(
+        &self,
+        policy: &ConfiguredPolicy,
+        resource: &bindings::repoint::policy::types::Resource,
+    ) -> Result<Vec<bindings::repoint::policy::types::Action>, PolicyFailure> {
+        let fail = |kind| PolicyFailure {
+            policy: policy.name.to_string(),
+            kind,
+        };
+        let mut store = self.store(&policy.name);
+        let instance = self
+            .instantiate_configured(policy, &mut store)
+            .map_err(fail)?;
+        match instance.call_evaluate(&mut store, resource) {
+            Ok(Ok(actions)) => Ok(actions),
+            Ok(Err(message)) => Err(fail(FailureKind::Error(message))),
+            Err(e) => Err(fail(self.classify(e, &store))),
+        }
+    }
+
+    /// Name a failed call: deadline, memory cap, or another trap.
+    fn classify(&self, e: wasmtime::Error, store: &Store<HostState>) -> FailureKind {
+        if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
+            return FailureKind::MemoryLimit(limit.limit);
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return FailureKind::Timeout(self.options.timeout);
+        }
+        let printed = store.data().stderr_text();
+        let trap = e
+            .downcast_ref::<Trap>()
+            .map_or_else(|| format!("{e:#}"), |t| t.to_string());
+        if printed.is_empty() {
+            FailureKind::Trap(trap)
+        } else {
+            FailureKind::Trap(format!("{trap}; it printed: {printed}"))
+        }
+    }
+}
+
+fn cache(dir: &Path) -> wasmtime::Result<wasmtime::Cache> {
+    let mut config = wasmtime::CacheConfig::new();
+    config.with_directory(dir.join("wasmtime"));
+    wasmtime::Cache::new(config)
+}
+
+/// The `repoint:policy@VERSION` package a component imports or exports, if
+/// it names one.
+fn contract_version(component: &Component, engine: &Engine) -> Option<String> {
+    let ty = component.component_type();
+    ty.imports(engine)
+        .map(|(name, _)| name)
+        .chain(ty.exports(engine).map(|(name, _)| name))
+        .find_map(|name| {
+            let rest = name.strip_prefix("repoint:policy/")?;
+            let version = rest.split_once('@').map(|(_, v)| v)?;
+            Some(format!("repoint:policy@{version}"))
+        })
+}

@@ -1,0 +1,266 @@
+//! The runtime against real components: the built-ins, and a policy that
+//! misbehaves on purpose (loops, exhausts memory, panics, returns garbage,
+//! rejects its settings). Every fault is a named error for that object, in
+//! bounded time, and the runtime keeps working afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use repoint_runtime::chain::{Chain, ObjectError, Origin};
+use repoint_runtime::probe::Offline;
+use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions, builtins};
+use serde_json::{Value, json};
+
+fn runtime(timeout: Duration) -> Runtime {
+    let options = RuntimeOptions {
+        timeout,
+        memory: 64 << 20,
+        cache_dir: None,
+    };
+    Runtime::new(options, Arc::new(Offline)).expect("runtime")
+}
+
+fn chain(rt: &Runtime, policies: &[(&str, PolicySource, Value)]) -> Result<Chain, RuntimeError> {
+    let mut chain = Chain::default();
+    for (name, source, settings) in policies {
+        let loaded = Arc::new(rt.load(source)?);
+        chain
+            .policies
+            .push(rt.configure(name, loaded, &settings.to_string())?);
+    }
+    Ok(chain)
+}
+
+fn misbehave(mode: &str) -> (&'static str, PolicySource, Value) {
+    let path = builtins::test_policy("misbehave").expect("misbehave built");
+    (
+        "bad",
+        PolicySource::File(path.into()),
+        json!({ "mode": mode }),
+    )
+}
+
+fn pod(image: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "app"},
+           "spec": {"containers": [{"name": "a", "image": image}]}})
+}
+
+fn origin() -> Origin {
+    Origin::File {
+        path: "test.yaml".into(),
+        document: 0,
+        line: 1,
+    }
+}
+
+fn mirror() -> (&'static str, PolicySource, Value) {
+    (
+        "mirror",
+        PolicySource::Builtin("registry-mirror".into()),
+        json!({"rules": [{"match": "docker.io", "replace": "mirror.corp/hub"}]}),
+    )
+}
+
+#[test]
+fn builtins_are_embedded_and_describe_themselves() {
+    let rt = runtime(Duration::from_secs(1));
+    for name in ["registry-mirror", "pull-secrets", "allowed-registries"] {
+        let loaded = rt.load(&PolicySource::Builtin(name.into())).expect(name);
+        assert_eq!(loaded.info.name, name);
+        assert_eq!(loaded.contract, "repoint:policy@0.1.0");
+    }
+    let err = rt
+        .load(&PolicySource::Builtin("nope".into()))
+        .expect_err("unknown");
+    assert!(
+        err.to_string().contains("no built-in policy \"nope\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn registry_mirror_rewrites_through_the_sandbox() {
+    let rt = runtime(Duration::from_secs(1));
+    let chain = chain(&rt, &[mirror()]).expect("chain");
+    let outcome = chain
+        .evaluate(&rt, &pod("nginx:1"), &origin())
+        .expect("ok")
+        .expect("relevant");
+    assert_eq!(
+        serde_json::to_value(&outcome.patch).expect("json"),
+        json!([{"op": "replace", "path": "/spec/containers/0/image", "value": "mirror.corp/hub/library/nginx:1"}])
+    );
+    assert_eq!(outcome.changed_by, ["mirror"]);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"image": "nginx"}});
+    assert!(
+        chain.evaluate(&rt, &cm, &origin()).expect("ok").is_none(),
+        "not consulted"
+    );
+}
+
+fn fault(mode: &str, timeout: Duration) -> (ObjectError, Duration) {
+    let rt = runtime(timeout);
+    let chain = chain(&rt, &[misbehave(mode)]).expect("chain");
+    let started = Instant::now();
+    let err = chain
+        .evaluate(&rt, &pod("nginx"), &origin())
+        .expect_err("fails");
+    let took = started.elapsed();
+    // The runtime is still healthy: a good policy on the same runtime works.
+    let good = self::chain(&rt, &[mirror()]).expect("chain");
+    assert!(
+        good.evaluate(&rt, &pod("nginx"), &origin())
+            .expect("ok")
+            .is_some()
+    );
+    (err, took)
+}
+
+fn kind(e: &ObjectError) -> &FailureKind {
+    match e {
+        ObjectError::Policy(f) => {
+            assert_eq!(f.policy, "bad");
+            &f.kind
+        }
+        other => panic!("not a policy failure: {other}"),
+    }
+}
+
+#[test]
+fn a_looping_policy_times_out() {
+    let (err, took) = fault("loop", Duration::from_millis(200));
+    assert_eq!(
+        kind(&err),
+        &FailureKind::Timeout(Duration::from_millis(200))
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(err.to_string().contains("policy bad timed out"), "{err}");
+}
+
+#[test]
+fn a_hungry_policy_hits_the_memory_cap() {
+    let (err, took) = fault("oom", Duration::from_secs(5));
+    assert_eq!(kind(&err), &FailureKind::MemoryLimit(64 << 20));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        err.to_string()
+            .contains("exceeded its memory limit of 64 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panicking_policy_traps_with_its_message() {
+    let (err, _) = fault("panic", Duration::from_secs(1));
+    let FailureKind::Trap(msg) = kind(&err) else {
+        panic!("{err}")
+    };
+    assert!(msg.contains("panicking on purpose"), "{msg}");
+}
+
+#[test]
+fn garbage_actions_are_invalid() {
+    let (err, _) = fault("garbage", Duration::from_secs(1));
+    assert!(
+        matches!(kind(&err), FailureKind::InvalidAction(m) if m.contains("/no/such/site")),
+        "{err}"
+    );
+    let (err, _) = fault("bad-image", Duration::from_secs(1));
+    assert!(
+        matches!(kind(&err), FailureKind::InvalidAction(m) if m.contains("not a valid image reference")),
+        "{err}"
+    );
+    let (err, _) = fault("fail", Duration::from_secs(1));
+    assert_eq!(
+        kind(&err),
+        &FailureKind::Error("misbehave: failing on purpose".into())
+    );
+}
+
+#[test]
+fn rejected_settings_fail_at_configure() {
+    let rt = runtime(Duration::from_secs(1));
+    let path = builtins::test_policy("misbehave").expect("built");
+    let err = chain(
+        &rt,
+        &[(
+            "picky",
+            PolicySource::File(path.into()),
+            json!({"mode": "loop", "reject": "mode: not today"}),
+        )],
+    )
+    .expect_err("rejected");
+    assert_eq!(
+        err.to_string(),
+        "policy picky: returned an error: mode: not today"
+    );
+    let err = chain(
+        &rt,
+        &[(
+            "mirror",
+            PolicySource::Builtin("registry-mirror".into()),
+            json!({"rules": 3}),
+        )],
+    )
+    .expect_err("rejected");
+    assert!(
+        err.to_string().contains("invalid settings: invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_chain_that_flips_does_not_converge() {
+    let rt = runtime(Duration::from_secs(1));
+    let path = builtins::test_policy("misbehave").expect("built");
+    let flip = (
+        "flip",
+        PolicySource::File(path.into()),
+        json!({"mode": "rewrite", "alternate": true}),
+    );
+    let chain = chain(&rt, &[flip]).expect("chain");
+    let err = chain
+        .evaluate(&rt, &pod("nginx"), &origin())
+        .expect_err("flips");
+    assert!(
+        matches!(&err, ObjectError::NotConverging { policies, .. } if policies == &["flip"]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("policy chain does not converge"),
+        "{err}"
+    );
+}
+
+#[test]
+fn each_policy_sees_the_previous_output() {
+    let rt = runtime(Duration::from_secs(1));
+    let path = builtins::test_policy("misbehave").expect("built");
+    // busybox first, then the mirror rewrites the busybox image.
+    let to_busybox = (
+        "busybox",
+        PolicySource::File(path.into()),
+        json!({"mode": "rewrite"}),
+    );
+    let chain = chain(&rt, &[to_busybox, mirror()]).expect("chain");
+    let outcome = chain
+        .evaluate(&rt, &pod("quay.io/a/b"), &origin())
+        .expect("ok")
+        .expect("relevant");
+    assert_eq!(outcome.patch.len(), 1, "one net edit: {:?}", outcome.patch);
+    assert_eq!(
+        outcome.patch[0].value,
+        Some(json!("mirror.corp/hub/library/busybox"))
+    );
+    assert_eq!(outcome.changed_by, ["busybox", "mirror"]);
+}
+
+#[test]
+fn invalid_images_stop_the_object_before_any_policy() {
+    let rt = runtime(Duration::from_secs(1));
+    let chain = chain(&rt, &[mirror()]).expect("chain");
+    let err = chain
+        .evaluate(&rt, &pod("Bad:Image"), &origin())
+        .expect_err("invalid");
+    assert!(matches!(err, ObjectError::InvalidImage { .. }), "{err}");
+}

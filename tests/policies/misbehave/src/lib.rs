@@ -1,0 +1,126 @@
+//! A policy that misbehaves on purpose, for the host's fault tests. Its
+//! `mode` setting picks the fault; it strikes in `evaluate`, except
+//! `reject`, which fails `configure`.
+
+use repoint_policy::prelude::*;
+use repoint_policy::{LogLevel, SetImage, WitImageRef};
+use serde::Deserialize;
+
+/// Which fault to produce.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Spin forever.
+    Loop,
+    /// Allocate until memory runs out.
+    Oom,
+    /// Panic (a trap).
+    Panic,
+    /// Return an action naming no image site.
+    Garbage,
+    /// Return an image reference that does not parse.
+    BadImage,
+    /// Return an error.
+    Fail,
+    /// Log everything received, then do nothing.
+    LogEverything,
+    /// Behave: rewrite every image to `busybox` (for convergence tests:
+    /// with `alternate` it flips between two images and never converges).
+    Rewrite,
+}
+
+/// Settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The fault.
+    pub mode: Mode,
+    /// `rewrite` mode: flip between two images so the chain never settles.
+    #[serde(default)]
+    pub alternate: bool,
+    /// Reject these settings with this message.
+    #[serde(default)]
+    pub reject: Option<String>,
+}
+
+/// The policy.
+#[derive(Debug)]
+pub struct Misbehave;
+
+impl Policy for Misbehave {
+    type Settings = Settings;
+
+    fn info() -> Info {
+        Info::mutating("misbehave", "Misbehaves on purpose for fault tests")
+    }
+
+    fn validate(settings: &Settings) -> Result<(), String> {
+        match &settings.reject {
+            Some(msg) => Err(msg.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn evaluate(settings: &Settings, resource: &Resource) -> Result<Vec<Action>, String> {
+        match settings.mode {
+            Mode::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Mode::Oom => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Mode::Panic => panic!("misbehave: panicking on purpose"),
+            Mode::Garbage => Ok(vec![Action::SetImage(SetImage {
+                pointer: "/no/such/site".into(),
+                image: WitImageRef {
+                    registry: "x.io".into(),
+                    repository: "y".into(),
+                    tag: None,
+                    digest: None,
+                },
+            })]),
+            Mode::BadImage => Ok(resource
+                .images
+                .iter()
+                .map(|site| {
+                    Action::SetImage(SetImage {
+                        pointer: site.pointer.clone(),
+                        image: WitImageRef {
+                            registry: "Not A Registry".into(),
+                            repository: "UPPER/case".into(),
+                            tag: Some("bad tag".into()),
+                            digest: None,
+                        },
+                    })
+                })
+                .collect()),
+            Mode::Fail => Err("misbehave: failing on purpose".into()),
+            Mode::LogEverything => {
+                log(LogLevel::Info, &format!("{resource:?}"));
+                Ok(vec![])
+            }
+            Mode::Rewrite => Ok(resource
+                .image_refs()
+                .into_iter()
+                .map(|(site, image)| {
+                    let target = if settings.alternate && image.repository == "library/busybox" {
+                        "alpine"
+                    } else {
+                        "busybox"
+                    };
+                    let new = parse_image(target).unwrap_or(image);
+                    set_image(site, &new)
+                })
+                .collect()),
+        }
+    }
+}
+
+export_policy!(Misbehave);
