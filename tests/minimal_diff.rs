@@ -171,7 +171,7 @@ fn json_pretty_printed() {
             r#"+        "image": "mirror.example.com/docker.io/library/nginx""#,
             r#"-    ]"#,
             r#"+    ],"#,
-            r#"+    "imagePullSecrets": [{"name":"regcred"}]"#,
+            r#"+    "imagePullSecrets": [{"name": "regcred"}]"#,
         ],
     );
 }

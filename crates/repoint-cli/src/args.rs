@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -9,6 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "repoint", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Log level for messages on stderr (error, warn, info, debug, trace);
+    /// `REPOINT_LOG` takes a full tracing filter.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -18,6 +23,21 @@ pub enum Command {
     /// List every image in the given manifests: an inventory for mirroring
     /// scripts.
     Images(ImagesArgs),
+    /// Run the policy chain and print the patched manifests (works as a Helm
+    /// post-renderer with `-`).
+    Run(RunArgs),
+    /// Run the policy chain and report what would change or is denied; exit
+    /// 0 when nothing would, 1 otherwise, 2 on error.
+    Check(CheckArgs),
+    /// Work with policy components.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print a policy's info and check that it implements the contract.
+    Inspect(InspectArgs),
 }
 
 /// Output format of `repoint images`.
@@ -43,4 +63,105 @@ pub struct ImagesArgs {
     /// Largest document to read, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub max_document_size: usize,
+}
+
+/// Options of every command that evaluates policies.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Namespace for objects that have none (where generated objects go).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Do not use the on-disk cache of compiled policies.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Documents evaluated at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Deadline per policy evaluation (overrides the config's limits.timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory cap per policy evaluation, like 64Mi (overrides limits.memory).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<usize>,
+    /// Largest document to read, in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub max_document_size: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    repoint_config::parse_duration(s)
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    repoint_config::parse_size(s)
+}
+
+/// Output of `repoint run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The manifests, changed only where they must (minimal diff).
+    Yaml,
+    /// The patched objects as JSON (a `List` when there are several).
+    Json,
+    /// One JSON array of `{file, document, apiVersion, kind, namespace, name, patch}`.
+    JsonPatch,
+    /// A unified diff against the input.
+    Diff,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The repoint config file.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Files or directories (*.yaml, *.yml, *.json); `-` or nothing reads stdin.
+    pub inputs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// Rewrite the input files instead of printing (atomically; nothing is
+    /// written if any object fails).
+    #[arg(long)]
+    pub in_place: bool,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+/// Output of `repoint check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// `file:line: level: Kind/name: [policy] message`
+    Text,
+    /// One JSON array of findings.
+    Json,
+    /// SARIF 2.1.0, for code-scanning uploads.
+    Sarif,
+    /// GitHub Actions workflow commands (annotations).
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The repoint config file.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Files or directories (*.yaml, *.yml, *.json); `-` or nothing reads stdin.
+    pub inputs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A `.wasm` component or `builtin:NAME`.
+    pub module: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not use the on-disk cache of compiled policies.
+    #[arg(long)]
+    pub no_cache: bool,
 }

@@ -1,21 +1,43 @@
 //! `repoint`: point container images at the registries you choose.
 //!
 //! This binary is glue: argument parsing, reading inputs, rendering output.
-//! The logic lives in the library crates (`repoint-core` for now).
-//! Exit codes: 0 ok, 1 findings (`check`), 2 error.
+//! The logic lives in the library crates: `repoint-core` (images, sites,
+//! minimal-diff documents), `repoint-runtime` (the wasmtime host and policy
+//! chains) and `repoint-config` (the config file).
+//! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
 
 mod args;
+mod engine;
 mod images;
 mod input;
+mod inspect;
+mod materialize;
+mod report;
+mod run;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+fn init_logging(level: &str) {
+    let filter = std::env::var("REPOINT_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let result = match cli.command {
-        args::Command::Images(a) => images::run(&a),
+    init_logging(&cli.log_level);
+    let result = match &cli.command {
+        args::Command::Images(a) => images::run(a),
+        args::Command::Run(a) => run::run(a),
+        args::Command::Check(a) => run::check(a),
+        args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
     };
     match result {
         Ok(code) => code,

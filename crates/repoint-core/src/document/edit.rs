@@ -145,7 +145,7 @@ impl<'a> Editor<'a> {
     /// Inline text for a value in flow context or JSON.
     fn inline(&self, v: &Value) -> String {
         match self.syntax {
-            Syntax::Json => serde_json::to_string(v).unwrap_or_default(),
+            Syntax::Json => emit::json_inline(v),
             Syntax::Yaml => emit::flow(v),
         }
     }

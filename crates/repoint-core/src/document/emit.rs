@@ -79,6 +79,25 @@ pub fn yaml_scalar(v: &Value, style: ScalarStyle, in_flow: bool) -> String {
     }
 }
 
+/// A value as one line of JSON with a space after `:` and `,`, the way
+/// people write inline JSON: `{"name": "regcred"}`.
+pub fn json_inline(v: &Value) -> String {
+    match v {
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(json_inline).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", double_quoted(k), json_inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        scalar => serde_json::to_string(scalar).unwrap_or_default(),
+    }
+}
+
 /// A value as one line of YAML flow syntax: `{name: regcred}`.
 pub fn flow(v: &Value) -> String {
     let mut out = String::new();

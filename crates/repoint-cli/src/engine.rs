@@ -1,0 +1,244 @@
+//! Build the policy chain from a config and run it over parsed files, in
+//! parallel by document; results come back in input order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use repoint_config::Config;
+use repoint_core::patch::{PatchOp, pointer};
+use repoint_core::{Stream, sites};
+use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
+use repoint_runtime::probe::Offline;
+use repoint_runtime::{PolicySource, Runtime, RuntimeError, RuntimeOptions};
+use serde_json::Value;
+
+use crate::args::EvalArgs;
+
+/// Identity of an object, for reports.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectMeta {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ObjectMeta {
+    pub fn of(value: &Value) -> Self {
+        let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_string);
+        Self {
+            api_version: s("/apiVersion"),
+            kind: s("/kind"),
+            namespace: s("/metadata/namespace"),
+            name: s("/metadata/name").or_else(|| s("/metadata/generateName")),
+        }
+    }
+}
+
+/// What the chain made of one object of a document.
+#[derive(Debug)]
+pub struct ObjectResult {
+    /// Pointer of the object in its document (empty, or `/items/N`).
+    pub prefix: String,
+    pub meta: ObjectMeta,
+    /// 1-based line where the object starts.
+    pub line: usize,
+    pub outcome: Result<Outcome, ObjectError>,
+}
+
+impl ObjectResult {
+    /// The object's change with pointers from the document root.
+    pub fn document_patch(&self) -> Vec<PatchOp> {
+        match &self.outcome {
+            Ok(o) => o
+                .patch
+                .iter()
+                .map(|op| PatchOp {
+                    path: format!("{}{}", self.prefix, op.path),
+                    from: op.from.as_ref().map(|f| format!("{}{f}", self.prefix)),
+                    ..op.clone()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A parsed file and what the chain made of each of its documents.
+#[derive(Debug)]
+pub struct FileResult {
+    /// Where to write back with `--in-place` (`None` for stdin).
+    pub path: Option<PathBuf>,
+    pub stream: Stream,
+    /// Per document: the objects policies were consulted about.
+    pub documents: Vec<Vec<ObjectResult>>,
+}
+
+impl FileResult {
+    /// Per changed document: (index, operations).
+    pub fn changes(&self) -> Vec<(usize, Vec<PatchOp>)> {
+        self.documents
+            .iter()
+            .enumerate()
+            .map(|(i, objects)| {
+                (
+                    i,
+                    objects
+                        .iter()
+                        .flat_map(ObjectResult::document_patch)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, ops)| !ops.is_empty())
+            .collect()
+    }
+}
+
+/// Load every policy of the config and check its settings.
+pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)> {
+    let options = RuntimeOptions {
+        timeout: eval.timeout.unwrap_or_else(|| config.timeout()),
+        memory: eval.memory.unwrap_or_else(|| config.memory()),
+        cache_dir: if eval.no_cache {
+            None
+        } else {
+            repoint_runtime::default_cache_dir()
+        },
+    };
+    let runtime = Runtime::new(options, Arc::new(Offline))?;
+    let mut chain = Chain {
+        policies: Vec::new(),
+        image_fields: config.file.image_fields.clone(),
+    };
+    for (i, entry) in config.file.policies.iter().enumerate() {
+        let source = PolicySource::parse(&entry.module, &config.base_dir);
+        let loaded = runtime.load(&source).map_err(|e| {
+            config.invalid(
+                &format!("/policies/{i}/module"),
+                &format!("policies[{i}].module"),
+                e.to_string(),
+            )
+        })?;
+        let settings = serde_json::to_string(&entry.settings).context("encoding settings")?;
+        let configured = runtime
+            .configure(&entry.name, Arc::new(loaded), &settings)
+            .map_err(|e| {
+                let message = match e {
+                    RuntimeError::Configure { failure, .. } => {
+                        format!("policy {} rejected its settings: {failure}", entry.name)
+                    }
+                    other => other.to_string(),
+                };
+                config.invalid(
+                    &format!("/policies/{i}/settings"),
+                    &format!("policies[{i}].settings"),
+                    message,
+                )
+            })?;
+        chain.policies.push(configured);
+    }
+    Ok((runtime, chain))
+}
+
+/// Evaluate every document of every file with `jobs` threads.
+pub fn evaluate(
+    runtime: &Runtime,
+    chain: &Chain,
+    files: Vec<(Option<PathBuf>, Stream)>,
+    jobs: usize,
+) -> Vec<FileResult> {
+    let work: Vec<(usize, usize)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, (_, s))| (0..s.documents().len()).map(move |d| (f, d)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, Vec<ObjectResult>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.max(1).min(work.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(f, d)) = work.get(i) else {
+                            break;
+                        };
+                        let stream = &files[f].1;
+                        out.push((i, evaluate_document(runtime, chain, stream, d)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    let mut done = done.into_iter().map(|(_, r)| r);
+    files
+        .into_iter()
+        .map(|(path, stream)| {
+            let documents = (0..stream.documents().len())
+                .map(|_| done.next().unwrap_or_default())
+                .collect();
+            FileResult {
+                path,
+                stream,
+                documents,
+            }
+        })
+        .collect()
+}
+
+fn evaluate_document(
+    runtime: &Runtime,
+    chain: &Chain,
+    stream: &Stream,
+    index: usize,
+) -> Vec<ObjectResult> {
+    let doc = &stream.documents()[index];
+    let mut results = Vec::new();
+    for (prefix, object) in sites::objects(&doc.value) {
+        if !chain.is_relevant(object) {
+            continue;
+        }
+        let line = stream
+            .locate(doc, &prefix)
+            .map_or_else(|| stream.document_line(doc), |(l, _)| l);
+        let origin = Origin::File {
+            path: stream.name().to_string(),
+            document: index,
+            line,
+        };
+        let outcome = chain
+            .evaluate(runtime, object, &origin)
+            .map(Option::unwrap_or_default);
+        results.push(ObjectResult {
+            meta: ObjectMeta::of(object),
+            prefix,
+            line,
+            outcome,
+        });
+    }
+    results
+}
+
+/// The line of `path` (a document-root pointer) in a document, or of its
+/// nearest existing parent.
+pub fn line_of(stream: &Stream, document: usize, path: &str) -> usize {
+    let doc = &stream.documents()[document];
+    let mut tokens: Vec<String> =
+        repoint_core::document::tree::pointer_tokens(path).unwrap_or_default();
+    loop {
+        if let Some((line, _)) = stream.locate(doc, &pointer(&tokens)) {
+            return line;
+        }
+        if tokens.pop().is_none() {
+            return stream.document_line(doc);
+        }
+    }
+}

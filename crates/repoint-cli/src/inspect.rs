@@ -1,0 +1,65 @@
+//! `repoint policy inspect`: what a policy says about itself, and whether it
+//! implements the contract (loading it instantiates it against the host's
+//! imports and checks its exports).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use repoint_runtime::probe::Offline;
+use repoint_runtime::{PolicySource, Runtime, RuntimeOptions};
+use serde_json::json;
+
+use crate::args::InspectArgs;
+
+pub fn run(args: &InspectArgs) -> Result<ExitCode> {
+    let options = RuntimeOptions {
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            repoint_runtime::default_cache_dir()
+        },
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::new(options, Arc::new(Offline))?;
+    let source = PolicySource::parse(&args.module, std::path::Path::new(""));
+    let loaded = runtime.load(&source)?;
+    let info = &loaded.info;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = json!({
+            "source": source.to_string(),
+            "name": info.name,
+            "version": info.version,
+            "description": info.description,
+            "mutating": info.mutating,
+            "contract": loaded.contract,
+            "world": "policy",
+            "settingsSchema": info.settings_schema.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+        });
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "source:      {source}")?;
+        writeln!(out, "name:        {}", info.name)?;
+        writeln!(out, "version:     {}", info.version)?;
+        writeln!(out, "description: {}", info.description)?;
+        writeln!(out, "mutating:    {}", info.mutating)?;
+        writeln!(
+            out,
+            "contract:    {} (world policy: info, configure, evaluate; imports host, types)",
+            loaded.contract
+        )?;
+        writeln!(
+            out,
+            "settings:    {}",
+            if info.settings_schema.is_some() {
+                "JSON Schema published (see --json)"
+            } else {
+                "no schema published"
+            }
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,264 @@
+//! Findings: what `check` (and `run` on stderr) reports, and its formats.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::engine::{FileResult, ObjectResult, line_of};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// The object could not be evaluated.
+    Error,
+    /// A policy denied the object.
+    Denied,
+    /// The chain would change the object.
+    Change,
+    /// A policy warned.
+    Warning,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Denied => "denied",
+            Self::Change => "change",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+/// One thing to report, located.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub level: Level,
+    pub file: String,
+    pub line: usize,
+    pub document: usize,
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// The policy (or policies) responsible, if any.
+    pub policy: Option<String>,
+    pub message: String,
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// All findings of an evaluation, in input order.
+pub fn findings(files: &[FileResult]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for file in files {
+        for (d, objects) in file.documents.iter().enumerate() {
+            for object in objects {
+                object_findings(file, d, object, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn object_findings(
+    file: &FileResult,
+    document: usize,
+    object: &ObjectResult,
+    out: &mut Vec<Finding>,
+) {
+    let base = |level, line, policy: Option<String>, message: String| Finding {
+        level,
+        file: file.stream.name().to_string(),
+        line,
+        document,
+        api_version: object.meta.api_version.clone(),
+        kind: object.meta.kind.clone(),
+        namespace: object.meta.namespace.clone(),
+        name: object.meta.name.clone(),
+        policy,
+        message,
+    };
+    let outcome = match &object.outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let policy = match e {
+                repoint_runtime::chain::ObjectError::Policy(f) => Some(f.policy.clone()),
+                repoint_runtime::chain::ObjectError::NotConverging { policies, .. } => {
+                    Some(policies.join(", "))
+                }
+                repoint_runtime::chain::ObjectError::InvalidImage { .. } => None,
+            };
+            let line = match e {
+                repoint_runtime::chain::ObjectError::InvalidImage { pointer, .. } => line_of(
+                    &file.stream,
+                    document,
+                    &format!("{}{pointer}", object.prefix),
+                ),
+                _ => object.line,
+            };
+            out.push(base(Level::Error, line, policy, e.to_string()));
+            return;
+        }
+    };
+    for f in &outcome.denials {
+        out.push(base(
+            Level::Denied,
+            object.line,
+            Some(f.policy.clone()),
+            f.message.clone(),
+        ));
+    }
+    let doc_value = &file.stream.documents()[document].value;
+    let changed_by = (!outcome.changed_by.is_empty()).then(|| outcome.changed_by.join(", "));
+    for op in object.document_patch() {
+        let line = line_of(&file.stream, document, &op.path);
+        let new = op.value.as_ref().map(describe_value).unwrap_or_default();
+        let message = match doc_value.pointer(&op.path) {
+            Some(old) => format!(
+                "would change {} from {} to {new}",
+                op.path,
+                describe_value(old)
+            ),
+            None => format!("would add {new} at {}", op.path),
+        };
+        out.push(base(Level::Change, line, changed_by.clone(), message));
+    }
+    for f in &outcome.warnings {
+        out.push(base(
+            Level::Warning,
+            object.line,
+            Some(f.policy.clone()),
+            f.message.clone(),
+        ));
+    }
+}
+
+/// `FILE:LINE: LEVEL: Kind/name: [policy] message`
+pub fn text_line(f: &Finding) -> String {
+    let resource = format!(
+        "{}/{}{}",
+        f.kind.as_deref().unwrap_or("?"),
+        f.name.as_deref().unwrap_or("?"),
+        f.namespace
+            .as_deref()
+            .map(|n| format!(" (namespace {n})"))
+            .unwrap_or_default()
+    );
+    let policy = f
+        .policy
+        .as_deref()
+        .map(|p| format!("[{p}] "))
+        .unwrap_or_default();
+    format!(
+        "{}:{}: {}: {resource}: {policy}{}",
+        f.file,
+        f.line,
+        f.level.word(),
+        f.message
+    )
+}
+
+pub fn write_text(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()> {
+    for f in findings {
+        writeln!(out, "{}", text_line(f))?;
+    }
+    Ok(())
+}
+
+/// GitHub workflow commands: annotations on the file and line.
+pub fn write_github(out: &mut impl Write, findings: &[Finding]) -> std::io::Result<()> {
+    fn data(s: &str) -> String {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    }
+    fn property(s: &str) -> String {
+        data(s).replace(':', "%3A").replace(',', "%2C")
+    }
+    for f in findings {
+        let command = match f.level {
+            Level::Error | Level::Denied | Level::Change => "error",
+            Level::Warning => "warning",
+        };
+        let title = match &f.policy {
+            Some(p) => format!("repoint {} ({p})", f.level.word()),
+            None => format!("repoint {}", f.level.word()),
+        };
+        let resource = format!(
+            "{}/{}",
+            f.kind.as_deref().unwrap_or("?"),
+            f.name.as_deref().unwrap_or("?")
+        );
+        writeln!(
+            out,
+            "::{command} file={},line={},title={}::{}",
+            property(&f.file),
+            f.line,
+            property(&title),
+            data(&format!("{resource}: {}", f.message))
+        )?;
+    }
+    Ok(())
+}
+
+/// SARIF 2.1.0, one run, one rule per level.
+pub fn sarif(findings: &[Finding]) -> Value {
+    let rules: Vec<Value> = [Level::Error, Level::Denied, Level::Change, Level::Warning]
+        .iter()
+        .map(|l| {
+            json!({
+                "id": format!("repoint/{}", l.word()),
+                "name": l.word(),
+                "shortDescription": {"text": match l {
+                    Level::Error => "The object could not be evaluated",
+                    Level::Denied => "A policy denied the object",
+                    Level::Change => "The policy chain would change the object",
+                    Level::Warning => "A policy warned about the object",
+                }},
+            })
+        })
+        .collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let resource = format!("{}/{}", f.kind.as_deref().unwrap_or("?"), f.name.as_deref().unwrap_or("?"));
+            json!({
+                "ruleId": format!("repoint/{}", f.level.word()),
+                "level": match f.level {
+                    Level::Error | Level::Denied | Level::Change => "error",
+                    Level::Warning => "warning",
+                },
+                "message": {"text": format!("{resource}: {}", f.message)},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": f.file},
+                        "region": {"startLine": f.line},
+                    }
+                }],
+                "properties": {"policy": f.policy, "document": f.document, "namespace": f.namespace},
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "repoint",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://example.invalid/repoint",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}

@@ -1,0 +1,296 @@
+//! `repoint run` and `repoint check`: evaluate the chain over manifests,
+//! then print the patched manifests (run) or the findings (check).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use repoint_config::Config;
+use repoint_core::document::emit::{self, IndentStyle};
+use repoint_core::{Limits, Stream, patch};
+use serde_json::{Value, json};
+use similar::TextDiff;
+
+use crate::args::{CheckArgs, CheckFormat, EvalArgs, OutputFormat, RunArgs};
+use crate::engine::{self, FileResult, ObjectMeta};
+use crate::input;
+use crate::materialize::{self, Generated};
+use crate::report::{self, Finding, Level};
+
+/// Everything `run` and `check` share: config, chain, inputs, evaluation.
+struct Evaluated {
+    files: Vec<FileResult>,
+    generated: Generated,
+    findings: Vec<Finding>,
+}
+
+fn evaluate(
+    config_path: &Path,
+    inputs: &[std::path::PathBuf],
+    eval: &EvalArgs,
+) -> Result<Evaluated> {
+    // Config and policies first: bad settings fail before any input is read.
+    let config = Config::load(config_path)?;
+    let (runtime, chain) = engine::build_chain(&config, eval)?;
+    let limits = Limits {
+        max_document_bytes: eval.max_document_size.saturating_mul(1 << 20),
+        ..Limits::default()
+    };
+    let streams = input::parse_all(input::read_all(inputs)?, limits)?;
+    let jobs = eval
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let files = engine::evaluate(&runtime, &chain, streams, jobs);
+    let generated = materialize::service_accounts(&files, &eval.namespace);
+    let findings = report::findings(&files);
+    Ok(Evaluated {
+        files,
+        generated,
+        findings,
+    })
+}
+
+/// The patched text of file `i`.
+fn render_file(ev: &Evaluated, i: usize) -> Result<String> {
+    let file = &ev.files[i];
+    let mut changes = file.changes();
+    for (d, ops) in ev.generated.patches_for(i) {
+        match changes.iter_mut().find(|(c, _)| *c == d) {
+            Some((_, existing)) => existing.extend(ops.iter().cloned()),
+            None => changes.push((d, ops.clone())),
+        }
+    }
+    Ok(file.stream.render(&changes)?)
+}
+
+/// New documents as a YAML stream (each preceded by `---`).
+fn generated_yaml(docs: &[&Value]) -> String {
+    docs.iter()
+        .map(|d| format!("---\n{}", emit::document(d, IndentStyle::default())))
+        .collect()
+}
+
+/// Join file texts into one stream with `---` between files.
+fn join_stream(out: &mut String, text: &str) {
+    if !out.is_empty() {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if !text.trim_start().starts_with("---") {
+            out.push_str("---\n");
+        }
+    }
+    out.push_str(text);
+}
+
+/// Report object errors, denials and warnings on stderr; return the exit
+/// code they call for.
+fn report_stderr(findings: &[Finding]) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    for f in findings.iter().filter(|f| f.level != Level::Change) {
+        let _ = writeln!(err, "repoint: {}", report::text_line(f));
+    }
+    exit_code(findings, false)
+}
+
+fn exit_code(findings: &[Finding], changes_fail: bool) -> ExitCode {
+    if findings.iter().any(|f| f.level == Level::Error) {
+        ExitCode::from(2)
+    } else if findings
+        .iter()
+        .any(|f| f.level == Level::Denied || (changes_fail && f.level == Level::Change))
+    {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.in_place && (args.inputs.is_empty() || args.inputs.iter().any(|p| p.as_os_str() == "-"))
+    {
+        bail!("--in-place needs files to rewrite, not standard input");
+    }
+    if args.in_place && args.output != OutputFormat::Yaml {
+        bail!(
+            "--in-place writes manifests; it cannot be combined with --output {:?}",
+            args.output
+        );
+    }
+    let ev = evaluate(&args.config, &args.inputs, &args.eval)?;
+    if args.in_place {
+        return write_in_place(&ev);
+    }
+    let code = report_stderr(&ev.findings);
+    let mut stdout = std::io::stdout().lock();
+    let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
+    match args.output {
+        OutputFormat::Yaml => {
+            let mut out = String::new();
+            for i in 0..ev.files.len() {
+                join_stream(&mut out, &render_file(&ev, i)?);
+            }
+            if !new_docs.is_empty() && !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&generated_yaml(&new_docs));
+            stdout.write_all(out.as_bytes())?;
+        }
+        OutputFormat::Json => {
+            let mut items = Vec::new();
+            for i in 0..ev.files.len() {
+                let text = render_file(&ev, i)?;
+                let reparsed = Stream::parse(ev.files[i].stream.name(), text, Limits::default())
+                    .context("re-reading the patched output")?;
+                items.extend(
+                    reparsed
+                        .documents()
+                        .iter()
+                        .filter(|d| !d.value.is_null())
+                        .map(|d| d.value.clone()),
+                );
+            }
+            items.extend(new_docs.into_iter().cloned());
+            let out = match <[Value; 1]>::try_from(items) {
+                Ok([one]) => one,
+                Err(items) => json!({"apiVersion": "v1", "kind": "List", "items": items}),
+            };
+            serde_json::to_writer_pretty(&mut stdout, &out)?;
+            writeln!(stdout)?;
+        }
+        OutputFormat::JsonPatch => {
+            serde_json::to_writer_pretty(&mut stdout, &json_patches(&ev))?;
+            writeln!(stdout)?;
+        }
+        OutputFormat::Diff => {
+            for (i, file) in ev.files.iter().enumerate() {
+                let after = render_file(&ev, i)?;
+                if after != file.stream.text() {
+                    let name = file.stream.name();
+                    let diff = TextDiff::from_lines(file.stream.text(), &after);
+                    write!(
+                        stdout,
+                        "{}",
+                        diff.unified_diff()
+                            .header(&format!("a/{name}"), &format!("b/{name}"))
+                    )?;
+                }
+            }
+            if !new_docs.is_empty() {
+                let text = generated_yaml(&new_docs);
+                let diff = TextDiff::from_lines("", &text);
+                write!(
+                    stdout,
+                    "{}",
+                    diff.unified_diff().header("/dev/null", "b/(generated)")
+                )?;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// One entry per changed object: `{file, document, apiVersion, kind,
+/// namespace, name, patch}`; generated objects get a patch that adds them.
+fn json_patches(ev: &Evaluated) -> Value {
+    let mut entries = Vec::new();
+    let entry = |file: Option<&str>, document: Option<usize>, meta: &ObjectMeta, patch: Value| {
+        json!({
+            "file": file, "document": document, "apiVersion": meta.api_version, "kind": meta.kind,
+            "namespace": meta.namespace, "name": meta.name, "patch": patch,
+        })
+    };
+    for (i, file) in ev.files.iter().enumerate() {
+        for (d, objects) in file.documents.iter().enumerate() {
+            for object in objects {
+                let ops = object.document_patch();
+                if !ops.is_empty() {
+                    entries.push(entry(
+                        Some(file.stream.name()),
+                        Some(d),
+                        &object.meta,
+                        json!(ops),
+                    ));
+                }
+            }
+        }
+        for (d, ops) in ev.generated.patches_for(i) {
+            let meta = ObjectMeta::of(&file.stream.documents()[d].value);
+            entries.push(entry(Some(file.stream.name()), Some(d), &meta, json!(ops)));
+        }
+    }
+    for (_, doc) in &ev.generated.documents {
+        let add = patch::PatchOp::add("", doc.clone());
+        entries.push(entry(None, None, &ObjectMeta::of(doc), json!([add])));
+    }
+    Value::Array(entries)
+}
+
+/// Rewrite changed files atomically (temp file beside it, then rename);
+/// nothing is written if any object failed.
+fn write_in_place(ev: &Evaluated) -> Result<ExitCode> {
+    let code = report_stderr(&ev.findings);
+    if ev.findings.iter().any(|f| f.level == Level::Error) {
+        eprintln!("repoint: nothing was written because of the errors above");
+        return Ok(code);
+    }
+    let mut written = 0;
+    for (i, file) in ev.files.iter().enumerate() {
+        let Some(path) = &file.path else { continue };
+        let mut text = render_file(ev, i)?;
+        let own: Vec<&Value> = ev
+            .generated
+            .documents
+            .iter()
+            .filter(|(f, _)| *f == i)
+            .map(|(_, d)| d)
+            .collect();
+        if !own.is_empty() {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&generated_yaml(&own));
+        }
+        if text == file.stream.text() {
+            continue;
+        }
+        atomic_write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        written += 1;
+    }
+    eprintln!("repoint: rewrote {written} file(s)");
+    Ok(code)
+}
+
+fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+pub fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let ev = evaluate(&args.config, &args.inputs, &args.eval)?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        CheckFormat::Text => report::write_text(&mut stdout, &ev.findings)?,
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &ev.findings)?;
+            writeln!(stdout)?;
+        }
+        CheckFormat::Sarif => {
+            serde_json::to_writer_pretty(&mut stdout, &report::sarif(&ev.findings))?;
+            writeln!(stdout)?;
+        }
+        CheckFormat::Github => report::write_github(&mut stdout, &ev.findings)?,
+    }
+    Ok(exit_code(&ev.findings, true))
+}

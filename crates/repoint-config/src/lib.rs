@@ -1,0 +1,453 @@
+//! The repoint config file.
+//!
+//! ```yaml
+//! apiVersion: repoint.dev/v1alpha1
+//! kind: Config
+//! policies:                 # evaluated in this order
+//!   - name: mirror          # unique; used in reports
+//!     module: builtin:registry-mirror   # or a path to a .wasm, relative to this file
+//!     settings: {rules: [{match: quay.io, replace: mirror.corp.example/quay}]}
+//! imageFields:              # images in custom resources
+//!   - group: postgres-operator.crunchydata.com
+//!     kind: PostgresCluster
+//!     images: [/spec/image, /spec/backups/pgbackrest/image]
+//!     pullSecrets: /spec/imagePullSecrets
+//! limits: {timeout: 1s, memory: 64Mi}
+//! ```
+//!
+//! The file is read with repoint-core's document layer, so every error
+//! names the file, the line and the key: unknown keys, wrong types, bad
+//! durations and sizes, duplicate policy names. A policy rejecting its
+//! settings is located the same way by [`Config::locate`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use repoint_core::sites::ImageFields;
+use repoint_core::{Limits, Stream};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The `apiVersion` this build reads.
+pub const API_VERSION: &str = "repoint.dev/v1alpha1";
+
+/// A config error, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error(transparent)]
+    Syntax(#[from] repoint_core::DocumentError),
+    /// A key or value is wrong.
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// Dotted path of the key (`policies[0].settings`).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One policy in the chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Unique name, used in reports.
+    pub name: String,
+    /// `builtin:NAME` or a path to a `.wasm` component.
+    pub module: String,
+    /// Settings handed to the policy's `configure`, as JSON.
+    #[serde(default = "empty_object")]
+    pub settings: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// Evaluation limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    /// Deadline of one evaluation (`1s`, `500ms`).
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Memory cap of one evaluation (`64Mi`, `128M`, bytes).
+    #[serde(default, deserialize_with = "size")]
+    pub memory: Option<usize>,
+}
+
+/// The config file's contents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be `Config`.
+    pub kind: String,
+    /// The chain, in order.
+    #[serde(default)]
+    pub policies: Vec<PolicyEntry>,
+    /// Custom-resource image and pull-secret locations.
+    #[serde(default)]
+    pub image_fields: Vec<ImageFields>,
+    /// Evaluation limits.
+    #[serde(default)]
+    pub limits: Option<LimitsEntry>,
+}
+
+/// A loaded config: its contents and its source, for locating errors.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The contents.
+    pub file: ConfigFile,
+    /// The directory relative module paths start from.
+    pub base_dir: PathBuf,
+    source: Stream,
+}
+
+fn key_path(path: &serde_path_to_error::Path) -> (String, String) {
+    use serde_path_to_error::Segment;
+    let mut dotted = String::new();
+    let mut pointer = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => {
+                dotted.push_str(&format!("[{index}]"));
+                pointer.push_str(&format!("/{index}"));
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !dotted.is_empty() {
+                    dotted.push('.');
+                }
+                dotted.push_str(key);
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    (dotted, pointer)
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&path.display().to_string(), text, base_dir)
+    }
+
+    /// Parse config text; `name` is used in errors.
+    pub fn parse(name: &str, text: String, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        let source = Stream::parse(name, text, Limits::default())?;
+        let value = match source.documents() {
+            [doc] => doc.value.clone(),
+            docs => {
+                return Err(ConfigError::Invalid {
+                    file: name.to_string(),
+                    line: 1,
+                    key: "(file)".into(),
+                    message: format!("expected one YAML document, found {}", docs.len()),
+                });
+            }
+        };
+        let mut config = Self {
+            file: ConfigFile {
+                api_version: String::new(),
+                kind: String::new(),
+                policies: vec![],
+                image_fields: vec![],
+                limits: None,
+            },
+            base_dir,
+            source,
+        };
+        config.file = serde_path_to_error::deserialize(value).map_err(|e| {
+            let (dotted, pointer) = key_path(e.path());
+            let inner = e.into_inner().to_string();
+            config.invalid(
+                &pointer,
+                if dotted.is_empty() {
+                    "(top level)"
+                } else {
+                    &dotted
+                },
+                inner,
+            )
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.file.api_version != API_VERSION {
+            return Err(self.invalid(
+                "/apiVersion",
+                "apiVersion",
+                format!("expected {API_VERSION}, found {:?}", self.file.api_version),
+            ));
+        }
+        if self.file.kind != "Config" {
+            return Err(self.invalid(
+                "/kind",
+                "kind",
+                format!("expected Config, found {:?}", self.file.kind),
+            ));
+        }
+        for (i, p) in self.file.policies.iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(self.invalid(
+                    &format!("/policies/{i}/name"),
+                    &format!("policies[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if let Some(j) = self.file.policies[..i]
+                .iter()
+                .position(|q| q.name == p.name)
+            {
+                return Err(self.invalid(
+                    &format!("/policies/{i}/name"),
+                    &format!("policies[{i}].name"),
+                    format!(
+                        "{:?} is already the name of policies[{j}]; names must be unique",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        for (i, f) in self.file.image_fields.iter().enumerate() {
+            for (j, ptr) in f.images.iter().chain(&f.pull_secrets).enumerate() {
+                if !ptr.starts_with('/') {
+                    return Err(self.invalid(
+                        &format!("/imageFields/{i}"),
+                        &format!("imageFields[{i}]"),
+                        format!(
+                            "{ptr:?} (entry {j}) is not a JSON Pointer; it must start with `/`"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error at the key found by JSON Pointer `pointer` (falling back to
+    /// its nearest existing parent).
+    pub fn invalid(&self, pointer: &str, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.source.name().to_string(),
+            line: self.locate(pointer),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// The line of the value at `pointer`, or of its nearest parent.
+    pub fn locate(&self, pointer: &str) -> usize {
+        let Some(doc) = self.source.documents().first() else {
+            return 1;
+        };
+        let mut p = pointer.to_string();
+        loop {
+            if let Some((line, _)) = self.source.locate(doc, &p) {
+                return line;
+            }
+            match p.rfind('/') {
+                Some(i) => p.truncate(i),
+                None => return 1,
+            }
+        }
+    }
+
+    /// The config file's name as given.
+    pub fn name(&self) -> &str {
+        self.source.name()
+    }
+
+    /// Evaluation timeout (default 1 s).
+    pub fn timeout(&self) -> Duration {
+        self.file
+            .limits
+            .as_ref()
+            .and_then(|l| l.timeout)
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// Evaluation memory cap (default 64 MiB).
+    pub fn memory(&self) -> usize {
+        self.file
+            .limits
+            .as_ref()
+            .and_then(|l| l.memory)
+            .unwrap_or(64 << 20)
+    }
+}
+
+/// Parse `1s`, `500ms`, `2m`, `1h`, `1.5s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 1s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} is not a duration like 500ms, 1s or 2m")),
+    };
+    if secs <= 0.0 || !secs.is_finite() {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse `64Mi`, `1Gi`, `128M`, `65536`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64Mi or 1Gi"))?;
+    let mult: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "K" | "k" => 1000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return Err(format!("{s:?} is not a size like 64Mi or 1Gi")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("a size must be a positive whole number")),
+        Value::String(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom(
+            "a size is a number of bytes or a string like 64Mi",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("cfg.yaml", text.to_string(), PathBuf::new())
+    }
+
+    const HEAD: &str = "apiVersion: repoint.dev/v1alpha1\nkind: Config\n";
+
+    #[test]
+    fn full_config() {
+        let c = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {{rules: []}}\nimageFields:\n- group: g\n  kind: K\n  images: [/spec/image]\n  pullSecrets: /spec/s\nlimits: {{timeout: 250ms, memory: 32Mi}}\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.file.policies[0].settings,
+            serde_json::json!({"rules": []})
+        );
+        assert_eq!(c.timeout(), Duration::from_millis(250));
+        assert_eq!(c.memory(), 32 << 20);
+        assert_eq!(c.locate("/policies/0/settings"), 6);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: x.wasm\n  setings: {{}}\n"
+        ))
+        .expect_err("unknown");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cfg.yaml:6: policies[0].setings: unknown field `setings`"),
+            "{msg}"
+        );
+        let e = parse(&format!("{HEAD}polices: []\n")).expect_err("unknown");
+        assert!(
+            e.to_string()
+                .starts_with("cfg.yaml:3: polices: unknown field `polices`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_values() {
+        let e = parse(&format!("{HEAD}limits:\n  timeout: soon\n")).expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with("cfg.yaml:4: limits.timeout: \"soon\" is not a duration"),
+            "{e}"
+        );
+        let e = parse(&format!("{HEAD}policies: {{}}\n")).expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with("cfg.yaml:3: policies: invalid type: map"),
+            "{e}"
+        );
+        let e = parse("apiVersion: v1\nkind: Config\n").expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with("cfg.yaml:1: apiVersion: expected repoint.dev/v1alpha1"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{HEAD}policies:\n- {{name: a, module: x}}\n- {{name: a, module: y}}\n"
+        ))
+        .expect_err("dup");
+        assert!(
+            e.to_string().starts_with("cfg.yaml:5: policies[1].name:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+    }
+}
