@@ -191,3 +191,23 @@ fn adding_a_pull_secret_everywhere_only_inserts_lines() {
         }
     }
 }
+
+#[test]
+fn parallel_parse_equals_sequential_parse() {
+    for path in corpus_files() {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let one = Stream::parse("f", text.clone(), Limits::default()).expect("parse");
+        let many = Stream::parse_with_threads("f", text, Limits::default(), 4).expect("parse");
+        assert_eq!(one.documents().len(), many.documents().len());
+        for (a, b) in one.documents().iter().zip(many.documents()) {
+            assert_eq!((a.index, a.start, &a.value), (b.index, b.start, &b.value));
+        }
+    }
+    // An error deep in a stream names the same document either way.
+    let mut bad = "apiVersion: v1\nkind: ConfigMap\n---\n".repeat(50);
+    bad.push_str("a: [\n");
+    let e1 = Stream::parse("f", bad.clone(), Limits::default()).expect_err("bad");
+    let e4 = Stream::parse_with_threads("f", bad, Limits::default(), 4).expect_err("bad");
+    assert_eq!(e1, e4);
+    assert_eq!(e1.document, 50);
+}

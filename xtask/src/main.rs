@@ -3,6 +3,12 @@
 //! - `cargo xtask check-wasm`: make sure the `wasm32-wasip2` target is
 //!   installed (with a message naming the fix when it is not) and that
 //!   `repoint-core` builds for it, since the guest SDK reuses it.
+//! - `cargo xtask bench [--size MB] [--runs N]`: `repoint run` with the three
+//!   built-ins over the corpus replicated to ~100 MB, at one thread and at
+//!   all cores, against an identity run (no policies) and, when `kubectl` is
+//!   on PATH, against `kubectl kustomize` doing the same rewrites.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -14,8 +20,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("check-wasm") => check_wasm(),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask check-wasm");
+            eprintln!("usage: cargo xtask check-wasm | bench [--size MB] [--runs N]");
             return ExitCode::from(2);
         }
     };
@@ -28,7 +35,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 

@@ -106,6 +106,9 @@ pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)>
         } else {
             repoint_runtime::default_cache_dir()
         },
+        concurrency: u32::try_from(eval.jobs.unwrap_or(1).max(1) * 2 + 4)
+            .unwrap_or(64)
+            .max(repoint_runtime::default_concurrency()),
     };
     let runtime = Runtime::new(options, Arc::new(Offline))?;
     let mut chain = Chain {

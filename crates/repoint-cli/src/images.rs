@@ -42,7 +42,8 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
         max_document_bytes: args.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
     };
-    let streams = input::parse_all(input::read_all(&args.inputs)?, limits)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let streams = input::parse_all(input::read_all(&args.inputs)?, limits, threads)?;
     let mut rows = Vec::new();
     let mut invalid = Vec::new();
     for (_, stream) in &streams {

@@ -94,26 +94,18 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-/// Parse each input, in parallel across files; the first error (in input
-/// order) wins.
-pub fn parse_all(inputs: Vec<Input>, limits: Limits) -> Result<Vec<(Option<PathBuf>, Stream)>> {
-    let parsed: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = inputs
-            .into_iter()
-            .map(|input| {
-                scope.spawn(move || {
-                    let stream = Stream::parse(&input.name, input.text, limits)?;
-                    Ok::<_, repoint_core::DocumentError>((input.path, stream))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    parsed
+/// Parse each input with `threads` threads (across files, and across the
+/// documents of a file); the first error in input order wins.
+pub fn parse_all(
+    inputs: Vec<Input>,
+    limits: Limits,
+    threads: usize,
+) -> Result<Vec<(Option<PathBuf>, Stream)>> {
+    inputs
         .into_iter()
-        .map(|r| r.map_err(anyhow::Error::from))
+        .map(|input| {
+            let stream = Stream::parse_with_threads(&input.name, input.text, limits, threads)?;
+            Ok((input.path, stream))
+        })
         .collect()
 }

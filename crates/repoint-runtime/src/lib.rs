@@ -61,7 +61,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use bindings::{Policy as PolicyBindings, PolicyPre};
 use host::HostState;
@@ -153,6 +153,9 @@ pub struct RuntimeOptions {
     pub memory: usize,
     /// Where compiled code is cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// How many evaluations may run at once (instance slots of the pooling
+    /// allocator); an evaluation beyond that fails at once as overloaded.
+    pub concurrency: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -161,8 +164,15 @@ impl Default for RuntimeOptions {
             timeout: Duration::from_secs(1),
             memory: 64 << 20,
             cache_dir: default_cache_dir(),
+            concurrency: default_concurrency(),
         }
     }
+}
+
+/// Two instance slots per core, plus a few for loading and checks.
+pub fn default_concurrency() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores * 2 + 4).unwrap_or(64)
 }
 
 /// `$XDG_CACHE_HOME/repoint`, or `~/.cache/repoint`.
@@ -284,6 +294,18 @@ impl Runtime {
     pub fn new(options: RuntimeOptions, prober: Arc<dyn Prober>) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        // Instances come from pre-allocated slots that are reset and reused,
+        // instead of a fresh mmap/munmap of linear memory per evaluation.
+        // A Rust component has a handful of core instances and two memories.
+        let slots = options.concurrency.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 4)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
+            .max_memory_size(options.memory);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = &options.cache_dir {
             match cache(dir) {
                 Ok(cache) => {

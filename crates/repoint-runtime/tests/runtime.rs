@@ -16,6 +16,7 @@ fn runtime(timeout: Duration) -> Runtime {
         timeout,
         memory: 64 << 20,
         cache_dir: None,
+        concurrency: 8,
     };
     Runtime::new(options, Arc::new(Offline)).expect("runtime")
 }

@@ -79,11 +79,27 @@ pub struct Stream {
     text: String,
     syntax: Syntax,
     documents: Vec<Document>,
+    /// Byte offset of the start of each line, for locating positions
+    /// without rescanning the text.
+    line_starts: Vec<usize>,
 }
 
 impl Stream {
     /// Parse a YAML stream or a JSON document. `name` is used in errors.
     pub fn parse(name: &str, text: String, limits: Limits) -> Result<Self, DocumentError> {
+        Self::parse_with_threads(name, text, limits, 1)
+    }
+
+    /// [`Stream::parse`] with up to `threads` threads, each parsing whole
+    /// documents (documents are independent once the stream is cut at its
+    /// `---` lines). Falls back to one thread where threads are unavailable
+    /// (WebAssembly).
+    pub fn parse_with_threads(
+        name: &str,
+        text: String,
+        limits: Limits,
+        threads: usize,
+    ) -> Result<Self, DocumentError> {
         let segments = split::split(&text);
         let syntax = match text.bytes().find(|c| !c.is_ascii_whitespace()) {
             Some(b'{' | b'[') => Syntax::Json,
@@ -93,50 +109,49 @@ impl Stream {
             max_nodes: limits.max_nodes,
             max_depth: limits.max_depth,
         };
-        let mut documents: Vec<Document> = Vec::new();
-        for segment in segments {
-            let size = segment.range.len();
-            if size > limits.max_document_bytes {
-                return Err(DocumentError {
-                    file: name.to_string(),
-                    document: documents.len(),
-                    line: segment.line,
-                    column: 1,
+        let build_one = |segment: &split::Segment| {
+            if segment.range.len() > limits.max_document_bytes {
+                return Err(build::BuildError {
+                    offset: segment.range.start,
+                    documents_before: 0,
                     message: format!(
                         "document is {:.1} MiB, larger than the limit of {:.1} MiB",
-                        size as f64 / 1048576.0,
+                        segment.range.len() as f64 / 1048576.0,
                         limits.max_document_bytes as f64 / 1048576.0
                     ),
                 });
             }
-            let built = build::build_segment(
+            build::build_segment(
                 &text[segment.range.clone()],
                 segment.range.start,
                 build_limits,
             )
-            .map_err(|e| {
-                let (line, column) = line_column(&text, e.offset);
+        };
+        let built = parallel_map(&segments, threads, &build_one);
+        let mut documents: Vec<Document> = Vec::new();
+        for result in built {
+            let error = |documents: usize, offset: usize, message: String| {
+                let (line, column) = line_column(&text, offset);
                 DocumentError {
                     file: name.to_string(),
-                    document: documents.len() + e.documents_before,
+                    document: documents,
                     line,
                     column,
-                    message: e.message,
+                    message,
                 }
-            })?;
+            };
+            let built = result
+                .map_err(|e| error(documents.len() + e.documents_before, e.offset, e.message))?;
             for b in built {
                 if let (Some(root), false) = (&b.root, b.value.is_object() || b.value.is_null()) {
-                    let (line, column) = line_column(&text, root.span.start);
-                    return Err(DocumentError {
-                        file: name.to_string(),
-                        document: documents.len(),
-                        line,
-                        column,
-                        message: format!(
+                    return Err(error(
+                        documents.len(),
+                        root.span.start,
+                        format!(
                             "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
                             describe(&b.value)
                         ),
-                    });
+                    ));
                 }
                 documents.push(Document {
                     index: documents.len(),
@@ -146,11 +161,20 @@ impl Stream {
                 });
             }
         }
+        let line_starts = std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, c)| *c == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
         Ok(Self {
             name: name.to_string(),
             text,
             syntax,
             documents,
+            line_starts,
         })
     }
 
@@ -174,9 +198,17 @@ impl Stream {
         &self.documents
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        line_column(&self.text, offset)
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line, column)
     }
 
     /// 1-based line of the first byte of a document's content.
@@ -263,6 +295,38 @@ impl Stream {
             message: message.to_string(),
         }
     }
+}
+
+/// Map `f` over `items` with up to `threads` scoped threads, keeping order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: &(dyn Fn(&T) -> R + Sync),
+) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for part in items.chunks(chunk) {
+            match std::thread::Builder::new()
+                .spawn_scoped(scope, move || part.iter().map(f).collect::<Vec<R>>())
+            {
+                Ok(h) => handles.push(Ok(h)),
+                // No threads here (WebAssembly): do this part inline.
+                Err(_) => handles.push(Err(part)),
+            }
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(part) => part.iter().map(f).collect(),
+            })
+            .collect()
+    })
 }
 
 /// Sort edits by position (keeping the order of insertions at one point)
