@@ -43,7 +43,12 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
         ..Limits::default()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let streams = input::parse_all(input::read_all(&args.inputs)?, limits, threads)?;
+    let has_images = |v: &serde_json::Value| {
+        sites::find_all(v, &[])
+            .iter()
+            .any(|o| !o.sites.images.is_empty())
+    };
+    let streams = input::parse_all(input::read_all(&args.inputs)?, limits, threads, &has_images)?;
     let mut rows = Vec::new();
     let mut invalid = Vec::new();
     for (_, stream) in &streams {

@@ -94,17 +94,19 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-/// Parse each input with `threads` threads (across files, and across the
-/// documents of a file); the first error in input order wins.
+/// Parse each input with `threads` threads (across the documents of a
+/// file); the first error in input order wins. Documents for which `keep` is
+/// false are checked but pruned (see `Stream::parse_with`).
 pub fn parse_all(
     inputs: Vec<Input>,
     limits: Limits,
     threads: usize,
+    keep: &(dyn Fn(&serde_json::Value) -> bool + Sync),
 ) -> Result<Vec<(Option<PathBuf>, Stream)>> {
     inputs
         .into_iter()
         .map(|input| {
-            let stream = Stream::parse_with_threads(&input.name, input.text, limits, threads)?;
+            let stream = Stream::parse_with(&input.name, input.text, limits, threads, keep)?;
             Ok((input.path, stream))
         })
         .collect()

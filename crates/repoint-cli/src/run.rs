@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use repoint_config::Config;
 use repoint_core::document::emit::{self, IndentStyle};
-use repoint_core::{Limits, Stream, patch};
+use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Value, json};
 use similar::TextDiff;
 
@@ -40,7 +40,18 @@ fn evaluate(
     let jobs = eval
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let streams = input::parse_all(input::read_all(inputs)?, limits, jobs)?;
+    // Keep the trees of what policies see, and of the ServiceAccounts and
+    // Secrets that generated objects may merge into.
+    let keep = |v: &Value| {
+        sites::objects(v).into_iter().any(|(_, o)| {
+            chain.is_relevant(o)
+                || matches!(
+                    o.get("kind").and_then(Value::as_str),
+                    Some("ServiceAccount" | "Secret")
+                )
+        })
+    };
+    let streams = input::parse_all(input::read_all(inputs)?, limits, jobs, &keep)?;
     let files = engine::evaluate(&runtime, &chain, streams, jobs);
     let generated = materialize::service_accounts(&files, &eval.namespace);
     let findings = report::findings(&files);
@@ -51,8 +62,8 @@ fn evaluate(
     })
 }
 
-/// The patched text of file `i`.
-fn render_file(ev: &Evaluated, i: usize) -> Result<String> {
+/// The patched text of file `i` (borrowed when nothing changes).
+fn render_file(ev: &Evaluated, i: usize) -> Result<std::borrow::Cow<'_, str>> {
     let file = &ev.files[i];
     let mut changes = file.changes();
     for (d, ops) in ev.generated.patches_for(i) {
@@ -71,17 +82,30 @@ fn generated_yaml(docs: &[&Value]) -> String {
         .collect()
 }
 
-/// Join file texts into one stream with `---` between files.
-fn join_stream(out: &mut String, text: &str) {
-    if !out.is_empty() {
-        if !out.ends_with('\n') {
-            out.push('\n');
+/// Write file texts as one stream, with `---` between files; returns
+/// whether the stream so far ends with a newline.
+fn write_stream(
+    out: &mut impl Write,
+    texts: impl IntoIterator<Item = Result<impl AsRef<str>>>,
+) -> Result<bool> {
+    let mut first = true;
+    let mut ends_with_newline = true;
+    for text in texts {
+        let text = text?;
+        let text = text.as_ref();
+        if !first {
+            if !ends_with_newline {
+                out.write_all(b"\n")?;
+            }
+            if !text.trim_start().starts_with("---") {
+                out.write_all(b"---\n")?;
+            }
         }
-        if !text.trim_start().starts_with("---") {
-            out.push_str("---\n");
-        }
+        out.write_all(text.as_bytes())?;
+        first = false;
+        ends_with_newline = text.is_empty() || text.ends_with('\n');
     }
-    out.push_str(text);
+    Ok(ends_with_newline)
 }
 
 /// Report object errors, denials and warnings on stderr; return the exit
@@ -127,20 +151,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
     match args.output {
         OutputFormat::Yaml => {
-            let mut out = String::new();
-            for i in 0..ev.files.len() {
-                join_stream(&mut out, &render_file(&ev, i)?);
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
+            let ends_with_newline =
+                write_stream(&mut out, (0..ev.files.len()).map(|i| render_file(&ev, i)))?;
+            if !new_docs.is_empty() && !ends_with_newline {
+                out.write_all(b"\n")?;
             }
-            if !new_docs.is_empty() && !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&generated_yaml(&new_docs));
-            stdout.write_all(out.as_bytes())?;
+            out.write_all(generated_yaml(&new_docs).as_bytes())?;
+            out.flush()?;
         }
         OutputFormat::Json => {
             let mut items = Vec::new();
             for i in 0..ev.files.len() {
-                let text = render_file(&ev, i)?;
+                let text = render_file(&ev, i)?.into_owned();
                 let reparsed = Stream::parse(ev.files[i].stream.name(), text, Limits::default())
                     .context("re-reading the patched output")?;
                 items.extend(
@@ -242,7 +265,7 @@ fn write_in_place(ev: &Evaluated) -> Result<ExitCode> {
     let mut written = 0;
     for (i, file) in ev.files.iter().enumerate() {
         let Some(path) = &file.path else { continue };
-        let mut text = render_file(ev, i)?;
+        let mut text = render_file(ev, i)?.into_owned();
         let own: Vec<&Value> = ev
             .generated
             .documents

@@ -33,6 +33,8 @@ pub struct Built {
     pub value: Value,
     /// Byte offset where the document's content (or its `---`) starts.
     pub start: usize,
+    /// Set by the caller when it drops the tree (see `Stream::parse_with`).
+    pub pruned: bool,
 }
 
 /// Limits that keep hostile input bounded.
@@ -161,6 +163,7 @@ pub fn build_segment(
                     root,
                     value,
                     start: doc_start,
+                    pruned: false,
                 });
             }
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}

@@ -15,6 +15,8 @@ pub mod emit;
 pub mod split;
 pub mod tree;
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::patch::{self, PatchOp};
@@ -66,10 +68,14 @@ pub struct Document {
     pub index: usize,
     /// Byte offset where the document starts (its `---`, or its content).
     pub start: usize,
-    /// Source tree; `None` for an empty document.
+    /// Source tree; `None` for an empty or pruned document.
     pub root: Option<Node>,
-    /// The document as JSON; `Null` for an empty document.
+    /// The document as JSON; `Null` for an empty document. For a pruned
+    /// document only `apiVersion`, `kind` and `metadata` are kept.
     pub value: Value,
+    /// Whether the document was pruned at parse time (see [`Stream::parse_with`]):
+    /// it passes through untouched and cannot be changed.
+    pub pruned: bool,
 }
 
 /// A parsed file: its text and its documents.
@@ -87,18 +93,32 @@ pub struct Stream {
 impl Stream {
     /// Parse a YAML stream or a JSON document. `name` is used in errors.
     pub fn parse(name: &str, text: String, limits: Limits) -> Result<Self, DocumentError> {
-        Self::parse_with_threads(name, text, limits, 1)
+        Self::parse_with(name, text, limits, 1, &|_| true)
     }
 
-    /// [`Stream::parse`] with up to `threads` threads, each parsing whole
-    /// documents (documents are independent once the stream is cut at its
-    /// `---` lines). Falls back to one thread where threads are unavailable
-    /// (WebAssembly).
+    /// [`Stream::parse`] with up to `threads` threads.
     pub fn parse_with_threads(
         name: &str,
         text: String,
         limits: Limits,
         threads: usize,
+    ) -> Result<Self, DocumentError> {
+        Self::parse_with(name, text, limits, threads, &|_| true)
+    }
+
+    /// Parse with up to `threads` threads, each parsing whole documents
+    /// (documents are independent once the stream is cut at its `---`
+    /// lines; where threads are unavailable, as in WebAssembly, one does it
+    /// all). Every document is fully checked, but only those for which
+    /// `keep` is true keep their source tree and full value: the others
+    /// (CRDs, ConfigMaps... everything no change can touch) are pruned as
+    /// soon as they are read, which keeps memory near the input size.
+    pub fn parse_with(
+        name: &str,
+        text: String,
+        limits: Limits,
+        threads: usize,
+        keep: &(dyn Fn(&Value) -> bool + Sync),
     ) -> Result<Self, DocumentError> {
         let segments = split::split(&text);
         let syntax = match text.bytes().find(|c| !c.is_ascii_whitespace()) {
@@ -121,11 +141,19 @@ impl Stream {
                     ),
                 });
             }
-            build::build_segment(
+            let mut built = build::build_segment(
                 &text[segment.range.clone()],
                 segment.range.start,
                 build_limits,
-            )
+            )?;
+            for b in &mut built {
+                if b.value.is_object() && !keep(&b.value) {
+                    b.root = None;
+                    b.value = summary(&b.value);
+                    b.pruned = true;
+                }
+            }
+            Ok(built)
         };
         let built = parallel_map(&segments, threads, &build_one);
         let mut documents: Vec<Document> = Vec::new();
@@ -158,6 +186,7 @@ impl Stream {
                     start: b.start,
                     root: b.root,
                     value: b.value,
+                    pruned: b.pruned,
                 });
             }
         }
@@ -226,7 +255,7 @@ impl Stream {
     /// The stream with each document's operations applied, as text.
     /// `changes` pairs a document index with its operations. Documents
     /// without operations are copied byte for byte.
-    pub fn render(&self, changes: &[(usize, Vec<PatchOp>)]) -> Result<String, DocumentError> {
+    pub fn render(&self, changes: &[(usize, Vec<PatchOp>)]) -> Result<Cow<'_, str>, DocumentError> {
         let mut edits: Vec<Edit> = Vec::new();
         for (index, ops) in changes {
             if ops.is_empty() {
@@ -251,7 +280,12 @@ impl Stream {
             self.error_at(doc.index, doc.start, &format!("cannot apply change: {e}"))
         })?;
         let Some(root) = doc.root.as_ref() else {
-            return Err(self.error_at(doc.index, doc.start, "cannot change an empty document"));
+            let what = if doc.pruned {
+                "a document pruned at parse time"
+            } else {
+                "an empty document"
+            };
+            return Err(self.error_at(doc.index, doc.start, &format!("cannot change {what}")));
         };
         let editor = Editor {
             text: &self.text,
@@ -298,35 +332,42 @@ impl Stream {
 }
 
 /// Map `f` over `items` with up to `threads` scoped threads, keeping order.
+/// Threads take the next item as they finish one, so a run of large
+/// documents does not leave the other threads idle.
 fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     f: &(dyn Fn(&T) -> R + Sync),
 ) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut handles = Vec::new();
-        for part in items.chunks(chunk) {
-            match std::thread::Builder::new()
-                .spawn_scoped(scope, move || part.iter().map(f).collect::<Vec<R>>())
-            {
-                Ok(h) => handles.push(Ok(h)),
-                // No threads here (WebAssembly): do this part inline.
-                Err(_) => handles.push(Err(part)),
-            }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            done.push((i, f(item)));
         }
-        handles
-            .into_iter()
-            .flat_map(|h| match h {
-                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                Err(part) => part.iter().map(f).collect(),
-            })
-            .collect()
-    })
+        done
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        // This thread works too; where threads cannot be spawned
+        // (WebAssembly) it simply does everything.
+        let mut all = work();
+        for h in helpers {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        all
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Sort edits by position (keeping the order of insertions at one point)
@@ -340,9 +381,9 @@ fn overlapping(edits: &mut [Edit]) -> bool {
     })
 }
 
-fn splice(text: &str, mut edits: Vec<Edit>) -> String {
+fn splice(text: &str, mut edits: Vec<Edit>) -> Cow<'_, str> {
     if edits.is_empty() {
-        return text.to_string();
+        return Cow::Borrowed(text);
     }
     edits.sort_by_key(|e| e.range.start);
     let mut out =
@@ -354,7 +395,18 @@ fn splice(text: &str, mut edits: Vec<Edit>) -> String {
         pos = pos.max(e.range.end);
     }
     out.push_str(&text[pos..]);
-    out
+    Cow::Owned(out)
+}
+
+/// What a pruned document keeps: its identity.
+fn summary(v: &Value) -> Value {
+    let mut m = serde_json::Map::new();
+    for key in ["apiVersion", "kind", "metadata"] {
+        if let Some(x) = v.get(key) {
+            m.insert(key.to_string(), x.clone());
+        }
+    }
+    Value::Object(m)
 }
 
 fn describe(v: &Value) -> &'static str {
