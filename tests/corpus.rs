@@ -112,7 +112,7 @@ fn rewriting_every_image_changes_exactly_the_image_lines() {
             }
         }
         expected_lines.sort();
-        let out = stream.render(&changes).expect("render");
+        let out = stream.render(&changes).expect("render").into_owned();
         assert_eq!(
             changed_lines(stream.text(), &out),
             expected_lines,
@@ -158,7 +158,7 @@ fn adding_a_pull_secret_everywhere_only_inserts_lines() {
             }
         });
         assert!(!changes.is_empty());
-        let out = stream.render(&changes).expect("render");
+        let out = stream.render(&changes).expect("render").into_owned();
         // Every input line is still there, in order; new lines only add
         // the secret.
         let mut input = stream.text().lines().peekable();

@@ -34,7 +34,7 @@ fn run(fixture: &str, change: Change) -> (String, String) {
         }
         actions
     });
-    let output = stream.render(&changes).expect("render");
+    let output = stream.render(&changes).expect("render").into_owned();
     // The output must read back as the patched value.
     Stream::parse("output", output.clone(), Limits::default()).expect("output parses");
     (input, output)
