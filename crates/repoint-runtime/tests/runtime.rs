@@ -265,3 +265,26 @@ fn invalid_images_stop_the_object_before_any_policy() {
         .expect_err("invalid");
     assert!(matches!(err, ObjectError::InvalidImage { .. }), "{err}");
 }
+
+#[test]
+fn the_sandbox_grants_no_files_environment_network_or_clock() {
+    // The test process has PATH, HOME and more in its environment; the
+    // policy sees none of it.
+    let rt = runtime(Duration::from_secs(2));
+    let chain = chain(&rt, &[misbehave("escape")]).expect("chain");
+    let outcome = chain
+        .evaluate(&rt, &pod("nginx"), &origin())
+        .expect("ok")
+        .expect("relevant");
+    let said: Vec<&str> = outcome
+        .warnings
+        .iter()
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(said.len(), 5, "{said:?}");
+    assert!(said[0].starts_with("file: Err("), "{}", said[0]);
+    assert!(said[1].starts_with("dir: Err("), "{}", said[1]);
+    assert_eq!(said[2], "env: []");
+    assert!(said[3].starts_with("tcp: Err("), "{}", said[3]);
+    assert_eq!(said[4], "clock: Ok(0)");
+}

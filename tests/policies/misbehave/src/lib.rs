@@ -24,6 +24,9 @@ pub enum Mode {
     Fail,
     /// Log everything received, then do nothing.
     LogEverything,
+    /// Try to reach outside the sandbox (files, environment, network,
+    /// clock) and warn with what each attempt gave.
+    Escape,
     /// Behave: rewrite every image to `busybox` (for convergence tests:
     /// with `alternate` it flips between two images and never converges).
     Rewrite,
@@ -102,6 +105,27 @@ impl Policy for Misbehave {
                 })
                 .collect()),
             Mode::Fail => Err("misbehave: failing on purpose".into()),
+            Mode::Escape => Ok(vec![
+                Action::Warn(format!(
+                    "file: {:?}",
+                    std::fs::read_to_string("/etc/passwd").map(|s| s.len())
+                )),
+                Action::Warn(format!(
+                    "dir: {:?}",
+                    std::fs::read_dir("/").map(|d| d.count())
+                )),
+                Action::Warn(format!("env: {:?}", std::env::vars().collect::<Vec<_>>())),
+                Action::Warn(format!(
+                    "tcp: {:?}",
+                    std::net::TcpStream::connect("127.0.0.1:9").map(|_| ())
+                )),
+                Action::Warn(format!(
+                    "clock: {:?}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                )),
+            ]),
             Mode::LogEverything => {
                 log(LogLevel::Info, &format!("{resource:?}"));
                 Ok(vec![])
