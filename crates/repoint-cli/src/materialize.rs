@@ -149,3 +149,183 @@ fn find_service_account<'a>(
     }
     None
 }
+
+/// Gather `ensure-pull-secret` requests and make each Secret real: reuse one
+/// of that name already in the input (it must cover the requested
+/// registries), copy `secretFrom`, or build one from `credentials`. Returns
+/// warnings (registries left out under `missingCredentials: warn`); any
+/// error fails the run before anything is written. Credentials appear only
+/// in the generated documents.
+pub fn secrets(
+    files: &[FileResult],
+    config: &repoint_config::Config,
+    default_namespace: &str,
+    generated: &mut Generated,
+) -> anyhow::Result<Vec<String>> {
+    use std::collections::BTreeSet;
+
+    use anyhow::bail;
+    use repoint_config::MissingCredentials;
+    use repoint_credentials as creds;
+
+    let mut wanted: BTreeMap<(String, String), (usize, BTreeSet<String>)> = BTreeMap::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for (f, file) in files.iter().enumerate() {
+        for object in file.documents.iter().flatten() {
+            let Ok(outcome) = &object.outcome else {
+                continue;
+            };
+            for request in &outcome.ensure {
+                let ns = request
+                    .item
+                    .namespace
+                    .clone()
+                    .or_else(|| object.meta.namespace.clone())
+                    .unwrap_or_else(|| default_namespace.to_string());
+                let key = (ns, request.item.name.clone());
+                let entry = wanted.entry(key.clone()).or_insert_with(|| {
+                    order.push(key.clone());
+                    (f, BTreeSet::new())
+                });
+                entry.1.extend(
+                    request
+                        .item
+                        .registries
+                        .iter()
+                        .map(|r| creds::registry_key(r)),
+                );
+            }
+        }
+    }
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sources = config.credential_sources()?;
+    let copied = match &config.file.secret_from {
+        Some(from) => {
+            let path = config.path(&from.file);
+            Some(creds::read_pull_secret(&path).map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?)
+        }
+        None => None,
+    };
+    let mut warnings = Vec::new();
+    for key in order {
+        let (requester, registries) = &wanted[&key];
+        let (ns, name) = &key;
+        if let Some((file, existing)) = find_object(files, "Secret", ns, name, default_namespace) {
+            let present = creds::dockerconfigjson_of(existing)
+                .map(|c| creds::registries_in(&c))
+                .map_err(|reason| anyhow::anyhow!("Secret {ns}/{name} in {file}: {reason}"))?;
+            let missing: Vec<&String> =
+                registries.iter().filter(|r| !present.contains(r)).collect();
+            if !missing.is_empty() {
+                bail!(
+                    "Secret {ns}/{name} in {file} has no credentials for {}; repoint reuses a Secret of that name and will not replace it (rename the secret in the policy settings, or add the registry to that Secret)",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            continue;
+        }
+        let dockerconfigjson = match &copied {
+            Some(config_json) => {
+                let present = creds::registries_in(config_json);
+                let missing: Vec<&String> =
+                    registries.iter().filter(|r| !present.contains(r)).collect();
+                if !missing.is_empty() {
+                    let list = missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    match config.file.missing_credentials {
+                        MissingCredentials::Error => {
+                            bail!(
+                                "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
+                            )
+                        }
+                        MissingCredentials::Warn => warnings.push(format!(
+                            "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
+                        )),
+                    }
+                }
+                config_json.clone()
+            }
+            None => {
+                let mut found = BTreeMap::new();
+                for registry in registries {
+                    let Some((_, source)) = sources.iter().find(|(r, _)| r == registry) else {
+                        let msg = format!(
+                            "no credentials are configured for {registry} (needed by Secret {ns}/{name})"
+                        );
+                        match config.file.missing_credentials {
+                            MissingCredentials::Error => bail!("{msg}"),
+                            MissingCredentials::Warn => {
+                                warnings.push(msg);
+                                continue;
+                            }
+                        }
+                    };
+                    let credential = source
+                        .resolve(registry)
+                        .map_err(|e| anyhow::anyhow!("credentials for {registry}: {e}"))?;
+                    found.insert(registry.clone(), credential);
+                }
+                if found.is_empty() {
+                    continue;
+                }
+                creds::dockerconfigjson(&found)
+            }
+        };
+        generated.documents.push((
+            *requester,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": ns, "labels": { MANAGED_BY.0: MANAGED_BY.1 }},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": creds::base64(&dockerconfigjson)},
+            }),
+        ));
+    }
+    Ok(warnings)
+}
+
+/// An object of `kind` in the input: (file name, value).
+fn find_object<'a>(
+    files: &'a [FileResult],
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    default_namespace: &str,
+) -> Option<(&'a str, &'a Value)> {
+    files.iter().find_map(|file| {
+        file.stream.documents().iter().find_map(|doc| {
+            sites::objects(&doc.value).into_iter().find_map(|(_, o)| {
+                let s = |p: &str| o.pointer(p).and_then(Value::as_str);
+                (s("/kind") == Some(kind)
+                    && s("/metadata/name") == Some(name)
+                    && s("/metadata/namespace").unwrap_or(default_namespace) == namespace)
+                    .then_some((file.stream.name(), o))
+            })
+        })
+    })
+}
+
+/// A copy of `doc` safe to show: a Secret's data values are replaced.
+pub fn redacted(doc: &Value) -> Value {
+    let mut out = doc.clone();
+    if doc.get("kind").and_then(Value::as_str) == Some("Secret") {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = out.get_mut(field) {
+                for v in map.values_mut() {
+                    *v = Value::String("<redacted>".into());
+                }
+            }
+        }
+    }
+    out
+}

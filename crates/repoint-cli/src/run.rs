@@ -53,7 +53,10 @@ fn evaluate(
     };
     let streams = input::parse_all(input::read_all(inputs)?, limits, jobs, &keep)?;
     let files = engine::evaluate(&runtime, &chain, streams, jobs);
-    let generated = materialize::service_accounts(&files, &eval.namespace);
+    let mut generated = materialize::service_accounts(&files, &eval.namespace);
+    for warning in materialize::secrets(&files, &config, &eval.namespace, &mut generated)? {
+        eprintln!("repoint: warning: {warning}");
+    }
     let findings = report::findings(&files);
     Ok(Evaluated {
         files,
@@ -201,7 +204,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 }
             }
             if !new_docs.is_empty() {
-                let text = generated_yaml(&new_docs);
+                let shown: Vec<Value> = new_docs.iter().map(|d| materialize::redacted(d)).collect();
+                let text = generated_yaml(&shown.iter().collect::<Vec<_>>());
                 let diff = TextDiff::from_lines("", &text);
                 write!(
                     stdout,
@@ -248,7 +252,8 @@ fn json_patches(ev: &Evaluated) -> Value {
         }
     }
     for (_, doc) in &ev.generated.documents {
-        let add = patch::PatchOp::add("", doc.clone());
+        // Credentials belong in the manifests, not in a patch listing.
+        let add = patch::PatchOp::add("", materialize::redacted(doc));
         entries.push(entry(None, None, &ObjectMeta::of(doc), json!([add])));
     }
     Value::Array(entries)

@@ -89,6 +89,48 @@ pub struct LimitsEntry {
     pub memory: Option<usize>,
 }
 
+/// One `credentials:` entry: a registry and exactly one source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredentialEntry {
+    /// The registry (normalized the way docker does).
+    pub registry: String,
+    /// A docker config.json path, or `default`.
+    #[serde(default)]
+    pub docker_config: Option<String>,
+    /// User name, with `passwordEnv` or `passwordFile`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret manifest.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+}
+
+/// What to do when a requested registry has no credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingCredentials {
+    /// Fail the run (default).
+    #[default]
+    Error,
+    /// Warn and leave that registry out of the Secret.
+    Warn,
+}
+
+/// Where to copy an existing pull secret from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFrom {
+    /// A Secret manifest file, relative to the config.
+    pub file: String,
+}
+
 /// The config file's contents.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -106,6 +148,17 @@ pub struct ConfigFile {
     /// Evaluation limits.
     #[serde(default)]
     pub limits: Option<LimitsEntry>,
+    /// Registry credentials for the pull Secrets repoint generates. Never
+    /// passed to a policy.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+    /// `error` (default) or `warn`.
+    #[serde(default)]
+    pub missing_credentials: MissingCredentials,
+    /// Copy this existing pull secret instead of building one from
+    /// `credentials`.
+    #[serde(default)]
+    pub secret_from: Option<SecretFrom>,
 }
 
 /// A loaded config: its contents and its source, for locating errors.
@@ -174,6 +227,9 @@ impl Config {
                 policies: vec![],
                 image_fields: vec![],
                 limits: None,
+                credentials: vec![],
+                missing_credentials: MissingCredentials::Error,
+                secret_from: None,
             },
             base_dir,
             source,
@@ -246,6 +302,104 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A path from the config: `~/` is the home directory, relative paths
+    /// start at the config's directory.
+    pub fn path(&self, p: &str) -> PathBuf {
+        if let Some(rest) = p.strip_prefix("~/")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return PathBuf::from(home).join(rest);
+        }
+        self.base_dir.join(p)
+    }
+
+    /// Each `credentials:` entry as (normalized registry, source), checked:
+    /// exactly one source per entry.
+    pub fn credential_sources(
+        &self,
+    ) -> Result<Vec<(String, repoint_credentials::Source)>, ConfigError> {
+        use repoint_credentials::Source;
+        let mut out = Vec::new();
+        for (i, c) in self.file.credentials.iter().enumerate() {
+            let at = |field: &str, message: String| {
+                self.invalid(
+                    &format!("/credentials/{i}/{field}"),
+                    &format!("credentials[{i}].{field}"),
+                    message,
+                )
+            };
+            let password = match (&c.password_env, &c.password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(at(
+                        "passwordEnv",
+                        "give passwordEnv or passwordFile, not both".into(),
+                    ));
+                }
+                (Some(v), None) => Some(Source::PasswordEnv {
+                    username: String::new(),
+                    variable: v.clone(),
+                }),
+                (None, Some(f)) => Some(Source::PasswordFile {
+                    username: String::new(),
+                    path: self.path(f),
+                }),
+                (None, None) => None,
+            };
+            let mut sources = Vec::new();
+            if let Some(d) = &c.docker_config {
+                sources.push(Source::DockerConfig(if d == "default" {
+                    None
+                } else {
+                    Some(self.path(d))
+                }));
+            }
+            if let Some(f) = &c.secret_file {
+                sources.push(Source::SecretFile(self.path(f)));
+            }
+            match (&c.username, password) {
+                (Some(user), Some(p)) => sources.push(match p {
+                    Source::PasswordEnv { variable, .. } => Source::PasswordEnv {
+                        username: user.clone(),
+                        variable,
+                    },
+                    Source::PasswordFile { path, .. } => Source::PasswordFile {
+                        username: user.clone(),
+                        path,
+                    },
+                    other => other,
+                }),
+                (Some(_), None) => {
+                    return Err(at(
+                        "username",
+                        "a username needs passwordEnv or passwordFile".into(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(at(
+                        "username",
+                        "passwordEnv and passwordFile need a username".into(),
+                    ));
+                }
+                (None, None) => {}
+            }
+            if sources.len() != 1 {
+                return Err(at(
+                    "registry",
+                    format!(
+                        "give exactly one source (dockerConfig, username with passwordEnv or passwordFile, or secretFile); found {}",
+                        sources.len()
+                    ),
+                ));
+            }
+            let registry = repoint_credentials::registry_key(&c.registry);
+            if registry.is_empty() {
+                return Err(at("registry", "must not be empty".into()));
+            }
+            out.extend(sources.into_iter().map(|s| (registry.clone(), s)));
+        }
+        Ok(out)
     }
 
     /// An error at the key found by JSON Pointer `pointer` (falling back to
@@ -439,6 +593,43 @@ mod tests {
         assert!(
             e.to_string().starts_with("cfg.yaml:5: policies[1].name:"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn credentials_need_exactly_one_source() {
+        let ok = parse(&format!(
+            "{HEAD}credentials:\n- {{registry: 'https://index.docker.io/v1/', dockerConfig: default}}\n- {{registry: p.example, username: robot, passwordEnv: TOKEN}}\n"
+        ))
+        .expect("valid");
+        let sources = ok.credential_sources().expect("sources");
+        assert_eq!(sources[0].0, "docker.io");
+        assert_eq!(
+            sources[1].1,
+            repoint_credentials::Source::PasswordEnv {
+                username: "robot".into(),
+                variable: "TOKEN".into()
+            }
+        );
+        let two = parse(&format!(
+            "{HEAD}credentials:\n- registry: a.io\n  dockerConfig: default\n  secretFile: s.yaml\n"
+        ))
+        .expect("parses");
+        let e = two.credential_sources().expect_err("two sources");
+        assert!(
+            e.to_string()
+                .starts_with("cfg.yaml:4: credentials[0].registry: give exactly one source"),
+            "{e}"
+        );
+        let lone = parse(&format!(
+            "{HEAD}credentials:\n- {{registry: a.io, passwordEnv: X}}\n"
+        ))
+        .expect("parses");
+        assert!(
+            lone.credential_sources()
+                .expect_err("no user")
+                .to_string()
+                .contains("need a username")
         );
     }
 

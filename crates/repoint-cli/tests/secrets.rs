@@ -1,0 +1,361 @@
+//! Pull Secrets made real from configured credentials, and credentials
+//! never shown: not on stderr at any log level, not in errors, diffs,
+//! JSON patches or check output, and never to a policy.
+
+use std::path::{Path, PathBuf};
+
+use repoint_tests::{Output, run_command};
+use serde_json::Value;
+
+const PASSWORD: &str = "s3cr3t-Pa55w0rd-for-mirror";
+const TOKEN: &str = "tok-9f8e7d6c5b4a-from-file";
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("repoint-secrets-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn repoint_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    // run_command has no env knob; go through env(1).
+    let mut full: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    full.push(env!("CARGO_BIN_EXE_repoint").to_string());
+    full.extend(args.iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    run_command(Path::new("/usr/bin/env"), &refs, stdin)
+}
+
+const WORKLOADS: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: report, namespace: finance}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: r, image: quay.io/acme/report:1}\n";
+
+/// Config: mirror docker.io and quay.io onto mirror.corp.example, secrets
+/// for it from an env var; other.corp.example from a file (never asked).
+fn setup(dir: &Path, extra: &str) -> String {
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("write token");
+    let config = dir.join("repoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: mirror\n  module: builtin:registry-mirror\n  settings: {{rules: [{{match: docker.io, replace: mirror.corp.example/hub}}, {{match: quay.io, replace: mirror.corp.example/quay}}]}}\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {{secretName: corp-pull, registries: [mirror.corp.example]}}\ncredentials:\n- {{registry: mirror.corp.example, username: robot, passwordEnv: MIRROR_TOKEN}}\n- {{registry: other.corp.example, username: bot, passwordFile: token}}\n{extra}"
+        ),
+    )
+    .expect("write config");
+    config.display().to_string()
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    repoint_core::Stream::parse("out", yaml.to_string(), repoint_core::Limits::default())
+        .expect("output parses")
+        .documents()
+        .iter()
+        .map(|d| d.value.clone())
+        .collect()
+}
+
+fn decoded_config(secret: &Value) -> Value {
+    let data = secret["data"][".dockerconfigjson"].as_str().expect("data");
+    serde_json::from_str(&repoint_credentials::unbase64(data).expect("base64")).expect("json")
+}
+
+#[test]
+fn one_secret_per_namespace_with_only_the_requested_registry() {
+    let dir = temp_dir("gen");
+    let config = setup(&dir, "");
+    let out = repoint_env(
+        &["run", "-c", &config, "-"],
+        WORKLOADS,
+        &[("MIRROR_TOKEN", PASSWORD)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let docs = documents(&out.stdout);
+    let secrets: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 2);
+    for (secret, ns) in secrets.iter().zip(["shop", "finance"]) {
+        assert_eq!(secret["metadata"]["name"], "corp-pull");
+        assert_eq!(secret["metadata"]["namespace"], ns);
+        assert_eq!(
+            secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "repoint"
+        );
+        assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+        let auths = decoded_config(secret)["auths"].clone();
+        let auths = auths.as_object().expect("auths");
+        assert_eq!(
+            auths.keys().collect::<Vec<_>>(),
+            ["mirror.corp.example"],
+            "only the requested registry"
+        );
+        let entry = &auths["mirror.corp.example"];
+        assert_eq!(entry["username"], "robot");
+        assert_eq!(entry["password"], PASSWORD);
+        assert_eq!(
+            repoint_credentials::unbase64(entry["auth"].as_str().expect("auth")).expect("b64"),
+            format!("robot:{PASSWORD}")
+        );
+    }
+    // The Secrets follow the input documents.
+    assert_eq!(docs[0]["kind"], "Deployment");
+    assert_eq!(docs[1]["kind"], "Job");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn an_existing_secret_is_reused_and_a_lacking_one_is_an_error() {
+    let dir = temp_dir("reuse");
+    let config = setup(&dir, "");
+    let good = repoint_credentials::base64(r#"{"auths":{"mirror.corp.example":{"auth":"eDp5"}}}"#);
+    let with_secret = format!(
+        "{WORKLOADS}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: corp-pull, namespace: shop}}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {good}\n"
+    );
+    let out = repoint_env(
+        &["run", "-c", &config, "-"],
+        &with_secret,
+        &[("MIRROR_TOKEN", PASSWORD)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let secrets = documents(&out.stdout)
+        .into_iter()
+        .filter(|d| d["kind"] == "Secret")
+        .count();
+    assert_eq!(
+        secrets, 2,
+        "the shop Secret is reused, finance gets a new one"
+    );
+
+    let lacking = repoint_credentials::base64(r#"{"auths":{"elsewhere.example":{"auth":"eDp5"}}}"#);
+    let conflicting = with_secret.replace(&good, &lacking);
+    let out = repoint_env(
+        &["run", "-c", &config, "-"],
+        &conflicting,
+        &[("MIRROR_TOKEN", PASSWORD)],
+    );
+    assert_eq!(out.code, 2);
+    assert!(out.stdout.is_empty(), "nothing written");
+    assert!(
+        out.stderr
+            .contains("Secret shop/corp-pull in - has no credentials for mirror.corp.example"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn failure_modes_are_clear_and_write_nothing() {
+    let dir = temp_dir("fail");
+    // The password variable is not set.
+    let config = setup(&dir, "");
+    let out = repoint_env(&["run", "-c", &config, "-"], WORKLOADS, &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr.contains(
+            "credentials for mirror.corp.example: environment variable MIRROR_TOKEN is not set"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // No credentials for the registry: an error, or a warning when asked.
+    let plain = dir.join("plain");
+    std::fs::create_dir_all(&plain).expect("dir");
+    let cfg = plain.join("repoint.yaml");
+    let body = "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: s, registries: [quay.io]}\n";
+    std::fs::write(&cfg, body).expect("write");
+    let cfg_s = cfg.display().to_string();
+    let out = repoint_env(&["run", "-c", &cfg_s, "-"], WORKLOADS, &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr
+            .contains("no credentials are configured for quay.io (needed by Secret finance/s)"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&cfg, format!("{body}missingCredentials: warn\n")).expect("write");
+    let out = repoint_env(&["run", "-c", &cfg_s, "-"], WORKLOADS, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: no credentials are configured for quay.io")
+    );
+
+    // A bad docker config.json and an unreadable password file.
+    std::fs::write(
+        plain.join("config.json"),
+        "{\"auths\": {\"quay.io\": {\"auth\": \"%%%\"}}}",
+    )
+    .expect("write");
+    std::fs::write(
+        &cfg,
+        format!("{body}credentials:\n- {{registry: quay.io, dockerConfig: config.json}}\n"),
+    )
+    .expect("write");
+    let out = repoint_env(&["run", "-c", &cfg_s, "-"], WORKLOADS, &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr
+            .contains("config.json: the entry for quay.io has an auth that is not base64"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "{body}credentials:\n- {{registry: quay.io, username: u, passwordFile: nope.txt}}\n"
+        ),
+    )
+    .expect("write");
+    let out = repoint_env(&["run", "-c", &cfg_s, "-"], WORKLOADS, &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (2, ""));
+    assert!(
+        out.stderr.contains("nope.txt: entity not found"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn docker_config_credential_helpers_and_secret_copy() {
+    let dir = temp_dir("helper");
+    // A credential helper on PATH, answering as docker's helpers do.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let helper = bin.join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\necho \"{{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"helper-user\\\",\\\"Secret\\\":\\\"{TOKEN}\\\"}}\"\n"),
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"credHelpers": {"quay.io": "fake"}}"#,
+    )
+    .expect("write");
+    let cfg = dir.join("repoint.yaml");
+    std::fs::write(&cfg, "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: s, registries: [quay.io]}\ncredentials:\n- {registry: 'https://quay.io/', dockerConfig: config.json}\n").expect("write");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = repoint_env(
+        &["run", "-c", &cfg.display().to_string(), "-"],
+        WORKLOADS,
+        &[("PATH", &path)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let docs = documents(&out.stdout);
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
+    let entry = &decoded_config(secret)["auths"]["quay.io"];
+    assert_eq!(
+        (entry["username"].as_str(), entry["password"].as_str()),
+        (Some("helper-user"), Some(TOKEN))
+    );
+
+    // secretFrom copies an existing pull secret into the namespace that needs it.
+    let source = repoint_credentials::base64(r#"{"auths":{"quay.io":{"auth":"dTpw"}}}"#);
+    std::fs::write(dir.join("regcred.yaml"), format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: regcred, namespace: vendor}}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {source}\n")).expect("write");
+    std::fs::write(&cfg, "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: s, registries: [quay.io]}\nsecretFrom: {file: regcred.yaml}\n").expect("write");
+    let out = repoint_env(
+        &["run", "-c", &cfg.display().to_string(), "-"],
+        WORKLOADS,
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let docs = documents(&out.stdout);
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
+    assert_eq!(secret["metadata"]["namespace"], "finance");
+    assert_eq!(secret["data"][".dockerconfigjson"], source.as_str());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn credentials_never_leak() {
+    let dir = temp_dir("leak");
+    let config = setup(&dir, "");
+    let auth = repoint_credentials::base64(&format!("robot:{PASSWORD}"));
+    let forbidden = [PASSWORD, TOKEN, auth.as_str()];
+    let env = [("MIRROR_TOKEN", PASSWORD), ("REPOINT_LOG", "trace")];
+    let check = |what: &str, text: &str| {
+        for secret in forbidden {
+            assert!(!text.contains(secret), "{what} shows a credential:\n{text}");
+        }
+    };
+    for args in [
+        vec!["run", "-c", &config, "-"],
+        vec!["run", "-c", &config, "-o", "diff", "-"],
+        vec!["run", "-c", &config, "-o", "json-patch", "-"],
+        vec!["check", "-c", &config, "-"],
+        vec!["check", "-c", &config, "--format", "sarif", "-"],
+        vec!["images", "-"],
+        vec![
+            "--log-level",
+            "trace",
+            "run",
+            "-c",
+            &config,
+            "-o",
+            "yaml",
+            "-",
+        ],
+    ] {
+        let out = repoint_env(&args, WORKLOADS, &env);
+        assert!(out.code <= 1, "{args:?}: {}", out.stderr);
+        check(&format!("stderr of {args:?}"), &out.stderr);
+        if args.contains(&"diff")
+            || args.contains(&"json-patch")
+            || args[0] == "check"
+            || args[0] == "images"
+        {
+            check(&format!("stdout of {args:?}"), &out.stdout);
+        }
+    }
+    // The manifests themselves do carry the Secret (that is their job).
+    let out = repoint_env(&["run", "-c", &config, "-"], WORKLOADS, &env);
+    let docs = documents(&out.stdout);
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
+    assert_eq!(
+        decoded_config(secret)["auths"]["mirror.corp.example"]["password"],
+        PASSWORD
+    );
+    // The diff shows the Secret redacted.
+    let out = repoint_env(&["run", "-c", &config, "-o", "diff", "-"], WORKLOADS, &env);
+    assert!(
+        out.stdout.contains("+  .dockerconfigjson: <redacted>"),
+        "{}",
+        out.stdout
+    );
+    // A failing run's error message carries no credential either.
+    let out = repoint_env(
+        &["run", "-c", &config, "-"],
+        WORKLOADS,
+        &[("REPOINT_LOG", "trace")],
+    );
+    assert_eq!(out.code, 2);
+    check("an error", &out.stderr);
+
+    // A policy that logs everything it receives sees no credential.
+    let misbehave = repoint_runtime::builtins::test_policy("misbehave").expect("built");
+    let spy = dir.join("spy.yaml");
+    std::fs::write(
+        &spy,
+        std::fs::read_to_string(&config).expect("read").replace(
+            "policies:\n",
+            &format!("policies:\n- name: spy\n  module: {misbehave}\n  settings: {{mode: log-everything}}\n"),
+        ) + "",
+    )
+    .expect("write");
+    let out = repoint_env(
+        &["run", "-c", &spy.display().to_string(), "-"],
+        WORKLOADS,
+        &env,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("object-json"),
+        "the spy logged what it got"
+    );
+    check("the spy's log", &out.stderr);
+    std::fs::remove_dir_all(dir).ok();
+}
