@@ -313,11 +313,16 @@ fn output_formats() {
         ])
     );
     let out = repoint(&["run", "-c", &config, "-o", "json", &pod], "");
-    let obj: Value = serde_json::from_str(&out.stdout).expect("json");
+    let list: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(
-        obj["spec"]["imagePullSecrets"],
+        list["kind"], "List",
+        "the Pod and its generated pull Secret"
+    );
+    assert_eq!(
+        list["items"][0]["spec"]["imagePullSecrets"],
         json!([{"name": "corp-registry"}])
     );
+    assert_eq!(list["items"][1]["kind"], "Secret");
     let out = repoint(&["run", "-c", &config, "-o", "diff", &pod], "");
     assert!(
         out.stdout
