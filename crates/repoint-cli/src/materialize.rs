@@ -32,44 +32,81 @@ impl Generated {
     }
 }
 
-/// Gather `patch-service-account` requests and turn them into patches of
-/// existing ServiceAccounts or new ones. Objects without a namespace use
-/// `default_namespace`.
-pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Generated {
-    // (namespace, account) -> (requesting file, secrets), in first-seen order.
-    let mut wanted: BTreeMap<(String, String), (usize, Vec<String>)> = BTreeMap::new();
-    let mut order: Vec<(String, String)> = Vec::new();
+/// A request for an object beyond the evaluated ones, by (namespace, name).
+struct Wanted<T> {
+    /// The object's namespace and name.
+    key: (String, String),
+    /// The file whose object asked first (generated objects go after it).
+    requester: usize,
+    /// What all requests for it asked for, in order, without repeats.
+    items: Vec<T>,
+}
+
+/// Group the requests `pick` finds in each evaluated object by the
+/// namespace and name of the object they ask for, in first-seen order.
+/// `pick` gives (namespace, name, item) per request; a request without a
+/// namespace gets its object's, or `default_namespace`.
+fn gather<T: PartialEq>(
+    files: &[FileResult],
+    default_namespace: &str,
+    pick: impl Fn(&repoint_runtime::chain::Outcome) -> Vec<(Option<String>, String, T)>,
+) -> Vec<Wanted<T>> {
+    let mut wanted: Vec<Wanted<T>> = Vec::new();
     for (f, file) in files.iter().enumerate() {
         for object in file.documents.iter().flatten() {
             let Ok(outcome) = &object.outcome else {
                 continue;
             };
-            for request in &outcome.service_accounts {
-                let ns = request
-                    .item
-                    .namespace
-                    .clone()
+            for (ns, name, item) in pick(outcome) {
+                let ns = ns
                     .or_else(|| object.meta.namespace.clone())
                     .unwrap_or_else(|| default_namespace.to_string());
-                let name = request
-                    .item
-                    .service_account
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
                 let key = (ns, name);
-                let entry = wanted.entry(key.clone()).or_insert_with(|| {
-                    order.push(key.clone());
-                    (f, Vec::new())
-                });
-                if !entry.1.contains(&request.item.secret) {
-                    entry.1.push(request.item.secret.clone());
+                let at = match wanted.iter().position(|w| w.key == key) {
+                    Some(i) => i,
+                    None => {
+                        wanted.push(Wanted {
+                            key,
+                            requester: f,
+                            items: Vec::new(),
+                        });
+                        wanted.len() - 1
+                    }
+                };
+                if !wanted[at].items.contains(&item) {
+                    wanted[at].items.push(item);
                 }
             }
         }
     }
+    wanted
+}
+
+/// Gather `patch-service-account` requests and turn them into patches of
+/// existing ServiceAccounts or new ones. Objects without a namespace use
+/// `default_namespace`.
+pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Generated {
+    let wanted = gather(files, default_namespace, |outcome| {
+        outcome
+            .service_accounts
+            .iter()
+            .map(|r| {
+                let name = r
+                    .item
+                    .service_account
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                (r.item.namespace.clone(), name, r.item.secret.clone())
+            })
+            .collect()
+    });
     let mut generated = Generated::default();
-    for key in order {
-        let (requester, secrets) = &wanted[&key];
+    for Wanted {
+        key,
+        requester,
+        items: secrets,
+    } in &wanted
+    {
         match find_service_account(files, &key.0, &key.1, default_namespace) {
             Some((f, d, prefix, existing)) => {
                 let present: Vec<&str> = existing
@@ -162,42 +199,26 @@ pub fn secrets(
     default_namespace: &str,
     generated: &mut Generated,
 ) -> anyhow::Result<Vec<String>> {
-    use std::collections::BTreeSet;
-
     use anyhow::bail;
     use repoint_config::MissingCredentials;
     use repoint_credentials as creds;
 
-    let mut wanted: BTreeMap<(String, String), (usize, BTreeSet<String>)> = BTreeMap::new();
-    let mut order: Vec<(String, String)> = Vec::new();
-    for (f, file) in files.iter().enumerate() {
-        for object in file.documents.iter().flatten() {
-            let Ok(outcome) = &object.outcome else {
-                continue;
-            };
-            for request in &outcome.ensure {
-                let ns = request
-                    .item
-                    .namespace
-                    .clone()
-                    .or_else(|| object.meta.namespace.clone())
-                    .unwrap_or_else(|| default_namespace.to_string());
-                let key = (ns, request.item.name.clone());
-                let entry = wanted.entry(key.clone()).or_insert_with(|| {
-                    order.push(key.clone());
-                    (f, BTreeSet::new())
-                });
-                entry.1.extend(
-                    request
-                        .item
-                        .registries
-                        .iter()
-                        .map(|r| creds::registry_key(r)),
-                );
-            }
-        }
-    }
-    if order.is_empty() {
+    let wanted = gather(files, default_namespace, |outcome| {
+        outcome
+            .ensure
+            .iter()
+            .flat_map(|r| {
+                r.item.registries.iter().map(|reg| {
+                    (
+                        r.item.namespace.clone(),
+                        r.item.name.clone(),
+                        creds::registry_key(reg),
+                    )
+                })
+            })
+            .collect()
+    });
+    if wanted.is_empty() {
         return Ok(Vec::new());
     }
     let sources = config.credential_sources()?;
@@ -209,9 +230,12 @@ pub fn secrets(
         None => None,
     };
     let mut warnings = Vec::new();
-    for key in order {
-        let (requester, registries) = &wanted[&key];
-        let (ns, name) = &key;
+    for Wanted {
+        key: (ns, name),
+        requester,
+        items: registries,
+    } in &wanted
+    {
         if let Some((file, existing)) = find_object(files, "Secret", ns, name, default_namespace) {
             let present = creds::dockerconfigjson_of(existing)
                 .map(|c| creds::registries_in(&c))
