@@ -88,6 +88,15 @@ pub struct EvalArgs {
     pub max_document_size: usize,
 }
 
+impl EvalArgs {
+    /// Threads to use: `--jobs`, or one per core.
+    pub fn jobs(&self) -> usize {
+        self.jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     repoint_config::parse_duration(s)
 }

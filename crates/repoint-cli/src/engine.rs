@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use repoint_config::Config;
-use repoint_core::patch::{PatchOp, pointer};
+use repoint_core::patch::PatchOp;
 use repoint_core::{Stream, sites};
 use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
 use repoint_runtime::probe::Offline;
@@ -106,9 +106,8 @@ pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)>
         } else {
             repoint_runtime::default_cache_dir()
         },
-        concurrency: u32::try_from(eval.jobs.unwrap_or(1).max(1) * 2 + 4)
-            .unwrap_or(64)
-            .max(repoint_runtime::default_concurrency()),
+        // Each worker holds one instance at a time; leave room for checks.
+        concurrency: u32::try_from(eval.jobs() * 2 + 4).unwrap_or(u32::MAX),
     };
     let runtime = Runtime::new(options, Arc::new(Offline))?;
     let mut chain = Chain {
@@ -206,20 +205,18 @@ fn evaluate_document(
     let doc = &stream.documents()[index];
     let mut results = Vec::new();
     for (prefix, object) in sites::objects(&doc.value) {
-        if !chain.is_relevant(object) {
-            continue;
-        }
-        let line = stream
-            .locate(doc, &prefix)
-            .map_or_else(|| stream.document_line(doc), |(l, _)| l);
+        let line = stream.line_of(doc, &prefix);
         let origin = Origin::File {
             path: stream.name().to_string(),
             document: index,
             line,
         };
-        let outcome = chain
-            .evaluate(runtime, object, &origin)
-            .map(Option::unwrap_or_default);
+        // `Ok(None)`: not an object policies are consulted about.
+        let outcome = match chain.evaluate(runtime, object, &origin) {
+            Ok(None) => continue,
+            Ok(Some(outcome)) => Ok(outcome),
+            Err(e) => Err(e),
+        };
         results.push(ObjectResult {
             meta: ObjectMeta::of(object),
             prefix,
@@ -228,20 +225,4 @@ fn evaluate_document(
         });
     }
     results
-}
-
-/// The line of `path` (a document-root pointer) in a document, or of its
-/// nearest existing parent.
-pub fn line_of(stream: &Stream, document: usize, path: &str) -> usize {
-    let doc = &stream.documents()[document];
-    let mut tokens: Vec<String> =
-        repoint_core::document::tree::pointer_tokens(path).unwrap_or_default();
-    loop {
-        if let Some((line, _)) = stream.locate(doc, &pointer(&tokens)) {
-            return line;
-        }
-        if tokens.pop().is_none() {
-            return stream.document_line(doc);
-        }
-    }
 }

@@ -107,8 +107,13 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
         items: secrets,
     } in &wanted
     {
-        match find_service_account(files, &key.0, &key.1, default_namespace) {
-            Some((f, d, prefix, existing)) => {
+        match find_object(files, "ServiceAccount", &key.0, &key.1, default_namespace) {
+            Some(Found {
+                file: f,
+                document: d,
+                prefix,
+                value: existing,
+            }) => {
                 let present: Vec<&str> = existing
                     .get("imagePullSecrets")
                     .and_then(Value::as_array)
@@ -163,30 +168,6 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
     generated
 }
 
-/// A ServiceAccount in the input: (file, document, object pointer, value).
-fn find_service_account<'a>(
-    files: &'a [FileResult],
-    namespace: &str,
-    name: &str,
-    default_namespace: &str,
-) -> Option<(usize, usize, String, &'a Value)> {
-    for (f, file) in files.iter().enumerate() {
-        for doc in file.stream.documents() {
-            for (prefix, object) in sites::objects(&doc.value) {
-                let s = |p: &str| object.pointer(p).and_then(Value::as_str);
-                if s("/kind") == Some("ServiceAccount")
-                    && s("/apiVersion") == Some("v1")
-                    && s("/metadata/name") == Some(name)
-                    && s("/metadata/namespace").unwrap_or(default_namespace) == namespace
-                {
-                    return Some((f, doc.index, prefix, object));
-                }
-            }
-        }
-    }
-    None
-}
-
 /// Gather `ensure-pull-secret` requests and make each Secret real: reuse one
 /// of that name already in the input (it must cover the requested
 /// registries), copy `secretFrom`, or build one from `credentials`. Returns
@@ -236,8 +217,9 @@ pub fn secrets(
         items: registries,
     } in &wanted
     {
-        if let Some((file, existing)) = find_object(files, "Secret", ns, name, default_namespace) {
-            let present = creds::dockerconfigjson_of(existing)
+        if let Some(found) = find_object(files, "Secret", ns, name, default_namespace) {
+            let file = files[found.file].stream.name();
+            let present = creds::dockerconfigjson_of(found.value)
                 .map(|c| creds::registries_in(&c))
                 .map_err(|reason| anyhow::anyhow!("Secret {ns}/{name} in {file}: {reason}"))?;
             let missing: Vec<&String> =
@@ -318,23 +300,40 @@ pub fn secrets(
     Ok(warnings)
 }
 
-/// An object of `kind` in the input: (file name, value).
+/// A v1 object of `kind` in the input, by namespace and name (objects
+/// without a namespace are in `default_namespace`).
+struct Found<'a> {
+    file: usize,
+    document: usize,
+    /// Pointer of the object in its document (`/items/N` in a List).
+    prefix: String,
+    value: &'a Value,
+}
+
 fn find_object<'a>(
     files: &'a [FileResult],
     kind: &str,
     namespace: &str,
     name: &str,
     default_namespace: &str,
-) -> Option<(&'a str, &'a Value)> {
-    files.iter().find_map(|file| {
-        file.stream.documents().iter().find_map(|doc| {
-            sites::objects(&doc.value).into_iter().find_map(|(_, o)| {
-                let s = |p: &str| o.pointer(p).and_then(Value::as_str);
-                (s("/kind") == Some(kind)
-                    && s("/metadata/name") == Some(name)
-                    && s("/metadata/namespace").unwrap_or(default_namespace) == namespace)
-                    .then_some((file.stream.name(), o))
-            })
+) -> Option<Found<'a>> {
+    files.iter().enumerate().find_map(|(file, f)| {
+        f.stream.documents().iter().find_map(|doc| {
+            sites::objects(&doc.value)
+                .into_iter()
+                .find_map(|(prefix, value)| {
+                    let s = |p: &str| value.pointer(p).and_then(Value::as_str);
+                    (s("/kind") == Some(kind)
+                        && s("/apiVersion") == Some("v1")
+                        && s("/metadata/name") == Some(name)
+                        && s("/metadata/namespace").unwrap_or(default_namespace) == namespace)
+                        .then_some(Found {
+                            file,
+                            document: doc.index,
+                            prefix,
+                            value,
+                        })
+                })
         })
     })
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::{FileResult, ObjectResult, line_of};
+use crate::engine::{FileResult, ObjectResult};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -98,11 +98,12 @@ fn object_findings(
                 repoint_runtime::chain::ObjectError::InvalidImage { .. } => None,
             };
             let line = match e {
-                repoint_runtime::chain::ObjectError::InvalidImage { pointer, .. } => line_of(
-                    &file.stream,
-                    document,
-                    &format!("{}{pointer}", object.prefix),
-                ),
+                repoint_runtime::chain::ObjectError::InvalidImage { pointer, .. } => {
+                    file.stream.line_of(
+                        &file.stream.documents()[document],
+                        &format!("{}{pointer}", object.prefix),
+                    )
+                }
                 _ => object.line,
             };
             out.push(base(Level::Error, line, policy, e.to_string()));
@@ -120,7 +121,9 @@ fn object_findings(
     let doc_value = &file.stream.documents()[document].value;
     let changed_by = (!outcome.changed_by.is_empty()).then(|| outcome.changed_by.join(", "));
     for op in object.document_patch() {
-        let line = line_of(&file.stream, document, &op.path);
+        let line = file
+            .stream
+            .line_of(&file.stream.documents()[document], &op.path);
         let new = op.value.as_ref().map(describe_value).unwrap_or_default();
         let message = match doc_value.pointer(&op.path) {
             Some(old) => format!(

@@ -37,9 +37,7 @@ fn evaluate(
         max_document_bytes: eval.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
     };
-    let jobs = eval
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = eval.jobs();
     // Keep the trees of what policies see, and of the ServiceAccounts and
     // Secrets that generated objects may merge into.
     let keep = |v: &Value| {

@@ -415,18 +415,9 @@ impl Config {
 
     /// The line of the value at `pointer`, or of its nearest parent.
     pub fn locate(&self, pointer: &str) -> usize {
-        let Some(doc) = self.source.documents().first() else {
-            return 1;
-        };
-        let mut p = pointer.to_string();
-        loop {
-            if let Some((line, _)) = self.source.locate(doc, &p) {
-                return line;
-            }
-            match p.rfind('/') {
-                Some(i) => p.truncate(i),
-                None => return 1,
-            }
+        match self.source.documents().first() {
+            Some(doc) => self.source.line_of(doc, pointer),
+            None => 1,
         }
     }
 

@@ -246,6 +246,22 @@ impl Stream {
         self.line_column(at).0
     }
 
+    /// Line of the value at `pointer` in a document, or of its nearest
+    /// existing parent (an `add` names a place that does not exist yet), or
+    /// of the document itself.
+    pub fn line_of(&self, doc: &Document, pointer: &str) -> usize {
+        let mut p = pointer;
+        loop {
+            if let Some((line, _)) = self.locate(doc, p) {
+                return line;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return self.document_line(doc),
+            }
+        }
+    }
+
     /// Line and column of the value at `pointer` in a document.
     pub fn locate(&self, doc: &Document, pointer: &str) -> Option<(usize, usize)> {
         let node = doc.root.as_ref()?.get(pointer)?;
