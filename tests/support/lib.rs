@@ -151,3 +151,51 @@ pub fn run_command(program: &std::path::Path, args: &[&str], stdin: &str) -> Out
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// `name` found on PATH, for tests that drive a real client (kubectl) when
+/// the machine has one.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Identity of a Kubernetes object: (apiVersion, kind, namespace, name).
+pub type ObjectId = (String, String, String, String);
+
+/// Every object of a YAML or JSON stream (List items flattened, empty
+/// documents skipped) by identity; a repeated identity fails the test.
+pub fn objects_by_identity(text: &str) -> std::collections::BTreeMap<ObjectId, serde_json::Value> {
+    let stream = Stream::parse("output", text.to_string(), Limits::default()).expect("parses");
+    let mut out = std::collections::BTreeMap::new();
+    for doc in stream.documents() {
+        for (_, object) in sites::objects(&doc.value) {
+            let s = |p: &str| {
+                object
+                    .pointer(p)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let id = (
+                s("/apiVersion"),
+                s("/kind"),
+                s("/metadata/namespace"),
+                s("/metadata/name"),
+            );
+            assert!(
+                out.insert(id.clone(), object.clone()).is_none(),
+                "{id:?} appears twice"
+            );
+        }
+    }
+    out
+}
+
+/// A fresh, empty temporary directory named after the test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("repoint-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

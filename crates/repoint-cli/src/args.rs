@@ -106,7 +106,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 /// Output of `repoint run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputFormat {
     /// The manifests, changed only where they must (minimal diff).
     Yaml,
@@ -116,6 +116,25 @@ pub enum OutputFormat {
     JsonPatch,
     /// A unified diff against the input.
     Diff,
+    /// A kustomize overlay written into the directory.
+    Kustomize(PathBuf),
+}
+
+fn parse_output(s: &str) -> Result<OutputFormat, String> {
+    Ok(match s {
+        "yaml" => OutputFormat::Yaml,
+        "json" => OutputFormat::Json,
+        "json-patch" => OutputFormat::JsonPatch,
+        "diff" => OutputFormat::Diff,
+        _ => match s.strip_prefix("kustomize=") {
+            Some(dir) if !dir.is_empty() => OutputFormat::Kustomize(PathBuf::from(dir)),
+            _ => {
+                return Err(format!(
+                    "unknown output {s:?}; expected yaml, json, json-patch, diff or kustomize=DIR"
+                ));
+            }
+        },
+    })
 }
 
 #[derive(Debug, Args)]
@@ -125,8 +144,10 @@ pub struct RunArgs {
     pub config: PathBuf,
     /// Files or directories (*.yaml, *.yml, *.json); `-` or nothing reads stdin.
     pub inputs: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Yaml)]
+    /// Output: yaml (the manifests, changed only where they must), json,
+    /// json-patch (one array of per-object patches), diff, or kustomize=DIR
+    /// (an overlay over the untouched inputs, written into DIR).
+    #[arg(long, short = 'o', value_parser = parse_output, default_value = "yaml", value_name = "FORMAT")]
     pub output: OutputFormat,
     /// Rewrite the input files instead of printing (atomically; nothing is
     /// written if any object fails).

@@ -11,6 +11,7 @@ mod engine;
 mod images;
 mod input;
 mod inspect;
+mod kustomize;
 mod materialize;
 mod report;
 mod run;

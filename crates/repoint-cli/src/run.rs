@@ -15,6 +15,7 @@ use similar::TextDiff;
 use crate::args::{CheckArgs, CheckFormat, EvalArgs, OutputFormat, RunArgs};
 use crate::engine::{self, FileResult, ObjectMeta};
 use crate::input;
+use crate::kustomize;
 use crate::materialize::{self, Generated};
 use crate::report::{self, Finding, Level};
 
@@ -25,10 +26,13 @@ struct Evaluated {
     findings: Vec<Finding>,
 }
 
+/// `keep_all` keeps the full tree of every document, not only of those a
+/// change can touch (the kustomize overlay simulates over all of them).
 fn evaluate(
     config_path: &Path,
     inputs: &[std::path::PathBuf],
     eval: &EvalArgs,
+    keep_all: bool,
 ) -> Result<Evaluated> {
     // Config and policies first: bad settings fail before any input is read.
     let config = Config::load(config_path)?;
@@ -41,13 +45,14 @@ fn evaluate(
     // Keep the trees of what policies see, and of the ServiceAccounts and
     // Secrets that generated objects may merge into.
     let keep = |v: &Value| {
-        sites::objects(v).into_iter().any(|(_, o)| {
-            chain.is_relevant(o)
-                || matches!(
-                    o.get("kind").and_then(Value::as_str),
-                    Some("ServiceAccount" | "Secret")
-                )
-        })
+        keep_all
+            || sites::objects(v).into_iter().any(|(_, o)| {
+                chain.is_relevant(o)
+                    || matches!(
+                        o.get("kind").and_then(Value::as_str),
+                        Some("ServiceAccount" | "Secret")
+                    )
+            })
     };
     let streams = input::parse_all(input::read_all(inputs)?, limits, jobs, &keep)?;
     let files = engine::evaluate(&runtime, &chain, streams, jobs);
@@ -63,17 +68,22 @@ fn evaluate(
     })
 }
 
-/// The patched text of file `i` (borrowed when nothing changes).
-fn render_file(ev: &Evaluated, i: usize) -> Result<std::borrow::Cow<'_, str>> {
-    let file = &ev.files[i];
-    let mut changes = file.changes();
+/// Every change to file `i`'s documents: the chain's and the generated
+/// ones (ServiceAccounts in the input that gain a pull secret).
+fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::PatchOp>)> {
+    let mut changes = ev.files[i].changes();
     for (d, ops) in ev.generated.patches_for(i) {
         match changes.iter_mut().find(|(c, _)| *c == d) {
             Some((_, existing)) => existing.extend(ops.iter().cloned()),
             None => changes.push((d, ops.clone())),
         }
     }
-    Ok(file.stream.render(&changes)?)
+    changes
+}
+
+/// The patched text of file `i` (borrowed when nothing changes).
+fn render_file(ev: &Evaluated, i: usize) -> Result<std::borrow::Cow<'_, str>> {
+    Ok(ev.files[i].stream.render(&file_changes(ev, i))?)
 }
 
 /// New documents as a YAML stream (each preceded by `---`).
@@ -143,14 +153,27 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             args.output
         );
     }
-    let ev = evaluate(&args.config, &args.inputs, &args.eval)?;
+    let kustomize_dir = match &args.output {
+        OutputFormat::Kustomize(dir) => Some(dir),
+        _ => None,
+    };
+    let ev = evaluate(
+        &args.config,
+        &args.inputs,
+        &args.eval,
+        kustomize_dir.is_some(),
+    )?;
     if args.in_place {
         return write_in_place(&ev);
+    }
+    if let Some(dir) = kustomize_dir {
+        return write_kustomize(&ev, dir);
     }
     let code = report_stderr(&ev.findings);
     let mut stdout = std::io::stdout().lock();
     let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
-    match args.output {
+    match &args.output {
+        OutputFormat::Kustomize(_) => unreachable!("written above"),
         OutputFormat::Yaml => {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
             let ends_with_newline =
@@ -307,8 +330,42 @@ fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Write the change as a kustomize overlay; nothing is written if any
+/// object failed.
+fn write_kustomize(ev: &Evaluated, dir: &Path) -> Result<ExitCode> {
+    let code = report_stderr(&ev.findings);
+    if ev.findings.iter().any(|f| f.level == Level::Error) {
+        eprintln!("repoint: nothing was written because of the errors above");
+        return Ok(code);
+    }
+    let mut objects = Vec::new();
+    let mut resources = Vec::new();
+    for (i, file) in ev.files.iter().enumerate() {
+        let documents: Vec<Value> = file
+            .stream
+            .documents()
+            .iter()
+            .map(|d| d.value.clone())
+            .collect();
+        objects.extend(kustomize::object_changes(&documents, &file_changes(ev, i))?);
+        resources.push(match &file.path {
+            Some(path) => kustomize::Resource::File(path),
+            None => kustomize::Resource::Stdin(file.stream.text()),
+        });
+    }
+    let overlay = kustomize::Overlay {
+        resources,
+        objects,
+        generated: ev.generated.documents.iter().map(|(_, d)| d).collect(),
+    };
+    for note in kustomize::write(dir, &overlay)? {
+        eprintln!("repoint: note: {note}");
+    }
+    Ok(code)
+}
+
 pub fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let ev = evaluate(&args.config, &args.inputs, &args.eval)?;
+    let ev = evaluate(&args.config, &args.inputs, &args.eval, false)?;
     let mut stdout = std::io::stdout().lock();
     match args.format {
         CheckFormat::Text => report::write_text(&mut stdout, &ev.findings)?,

@@ -1,0 +1,275 @@
+//! `repoint run --output kustomize=DIR`: the overlay, built by the real
+//! `kubectl kustomize`, gives the same objects as `repoint run`.
+//!
+//! The kubectl tests are skipped when kubectl is not on PATH, unless
+//! `REPOINT_REQUIRE_KUBECTL` is set (CI sets it, so there they cannot be
+//! skipped).
+
+use std::path::{Path, PathBuf};
+
+use repoint_tests::{
+    Output, corpus_files, find_program, objects_by_identity, repo_root, run_command, temp_dir,
+};
+
+fn repoint(args: &[&str], stdin: &str) -> Output {
+    run_command(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin)
+}
+
+fn kubectl() -> Option<PathBuf> {
+    let found = find_program("kubectl");
+    if found.is_none() {
+        assert!(
+            std::env::var_os("REPOINT_REQUIRE_KUBECTL").is_none(),
+            "REPOINT_REQUIRE_KUBECTL is set but kubectl is not on PATH"
+        );
+        eprintln!("kubectl not on PATH: skipping");
+    }
+    found
+}
+
+/// `kubectl kustomize` of the overlay; `outside` allows inputs outside it.
+fn kustomize(kubectl: &Path, dir: &Path, outside: bool) -> String {
+    let dir = dir.display().to_string();
+    let mut args = vec!["kustomize", &dir];
+    if outside {
+        args.extend(["--load-restrictor", "LoadRestrictionsNone"]);
+    }
+    let out = run_command(kubectl, &args, "");
+    assert_eq!(out.code, 0, "kubectl kustomize failed: {}", out.stderr);
+    out.stdout
+}
+
+/// Write the overlay for `inputs` into `dir` and check kubectl builds the
+/// objects `repoint run` prints. Returns the kustomization text.
+fn assert_equivalent(kubectl: &Path, config: &str, inputs: &[&str], dir: &Path) -> String {
+    let target = format!("kustomize={}", dir.display());
+    let mut args = vec!["run", "-c", config, "-o", &target];
+    args.extend(inputs);
+    let out = repoint(&args, "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "the overlay goes to files, not stdout"
+    );
+
+    let mut args = vec!["run", "-c", config];
+    args.extend(inputs);
+    let expected = repoint(&args, "");
+    assert_eq!(expected.code, 0, "{}", expected.stderr);
+
+    let outside = inputs.iter().any(|i| {
+        !Path::new(i)
+            .canonicalize()
+            .expect("test I/O")
+            .starts_with(dir)
+    });
+    let built = objects_by_identity(&kustomize(kubectl, dir, outside));
+    let expected = objects_by_identity(&expected.stdout);
+    assert_eq!(
+        built.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    for (id, object) in &expected {
+        assert_eq!(&built[id], object, "{id:?} differs");
+    }
+    std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml")
+}
+
+fn example_config() -> String {
+    repo_root()
+        .join("examples/repoint.yaml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn examples_overlay_beside_the_inputs() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-beside");
+    let manifests = repo_root().join("examples/manifests").display().to_string();
+    let text = assert_equivalent(&kubectl, &example_config(), &[&manifests], &dir);
+    // Renames are `images:` entries under the written and the normalized
+    // name; the pull secret and the image volume are patches.
+    assert!(text.contains("- name: nginx\n  newName: mirror.corp.example/hub/library/nginx\n"));
+    assert!(text.contains(
+        "- name: docker.io/library/nginx\n  newName: mirror.corp.example/hub/library/nginx\n"
+    ));
+    assert!(
+        text.contains("../"),
+        "resources are relative paths:\n{text}"
+    );
+    let pod_patch =
+        std::fs::read_to_string(dir.join("patches/pod-shop-debug.yaml")).expect("patch");
+    assert!(pod_patch.contains("/spec/volumes/0/image/reference"));
+    assert!(pod_patch.contains("/spec/imagePullSecrets"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.join(p))
+                .expect("file")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("generated/secret-shop-corp-registry.yaml"), 0o600);
+        assert_eq!(mode("kustomization.yaml"), 0o644);
+    }
+}
+
+#[test]
+fn overlay_above_the_inputs_builds_without_flags() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-above");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).expect("test I/O");
+    for entry in std::fs::read_dir(repo_root().join("examples/manifests")).expect("test I/O") {
+        let path = entry.expect("test I/O").path();
+        std::fs::copy(&path, manifests.join(path.file_name().expect("test I/O")))
+            .expect("test I/O");
+    }
+    let text = assert_equivalent(
+        &kubectl,
+        &example_config(),
+        &[&manifests.display().to_string()],
+        &dir,
+    );
+    assert!(text.contains("- manifests/shop.yaml\n"), "{text}");
+}
+
+#[test]
+fn corpus_overlays_build_to_the_run_output() {
+    let Some(kubectl) = kubectl() else { return };
+    let mut entries = 0;
+    for (i, file) in corpus_files().iter().enumerate() {
+        let dir = temp_dir(&format!("kustomize-corpus-{i}"));
+        let text = assert_equivalent(
+            &kubectl,
+            &example_config(),
+            &[&file.display().to_string()],
+            &dir,
+        );
+        entries += text.matches("newName:").count();
+    }
+    assert!(entries > 0, "the corpus has renames kustomize can express");
+}
+
+/// Where kustomize's transformer would reach an image repoint leaves
+/// alone (a custom resource's `containers`), or repoint renames one
+/// kustomize does not reach (`ephemeralContainers`), the entry is dropped
+/// and patches carry the change.
+#[test]
+fn entries_that_would_overreach_become_patches() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-overreach");
+    let input = dir.join("in.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers:\n  - {name: web, image: nginx:1.27}\n  ephemeralContainers:\n  - {name: dbg, image: busybox}\n---\napiVersion: example.com/v1\nkind: Thing\nmetadata: {name: t, namespace: shop}\nspec:\n  template:\n    containers:\n    - {name: x, image: nginx:1.25}\n",
+    )
+    .expect("test I/O");
+    let config = dir.join("repoint.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: mirror\n  module: builtin:registry-mirror\n  settings: {rules: [{match: docker.io, replace: m.example/hub}]}\n",
+    )
+    .expect("test I/O");
+    let overlay = dir.join("overlay");
+    let text = assert_equivalent(
+        &kubectl,
+        &config.display().to_string(),
+        &[&input.display().to_string()],
+        &overlay,
+    );
+    assert!(!text.contains("images:"), "{text}");
+    let patch =
+        std::fs::read_to_string(overlay.join("patches/pod-shop-web.yaml")).expect("test I/O");
+    assert!(
+        patch.contains("m.example/hub/library/nginx:1.27"),
+        "{patch}"
+    );
+    assert!(patch.contains("m.example/hub/library/busybox"), "{patch}");
+}
+
+#[test]
+fn standard_input_is_kept_in_the_overlay() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-stdin");
+    let shop = std::fs::read_to_string(repo_root().join("examples/manifests/shop.yaml"))
+        .expect("test I/O");
+    let target = format!("kustomize={}", dir.display());
+    let out = repoint(&["run", "-c", &example_config(), "-o", &target, "-"], &shop);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("stdin.yaml")).expect("test I/O"),
+        shop
+    );
+    let expected = repoint(&["run", "-c", &example_config(), "-"], &shop);
+    assert_eq!(
+        objects_by_identity(&kustomize(&kubectl, &dir, false)),
+        objects_by_identity(&expected.stdout)
+    );
+}
+
+#[test]
+fn regenerating_replaces_the_old_overlay_and_never_a_users() {
+    let dir = temp_dir("kustomize-regen");
+    let target = format!("kustomize={}", dir.display());
+    let examples = repo_root().join("examples/manifests");
+    let all = examples.display().to_string();
+    let out = repoint(&["run", "-c", &example_config(), "-o", &target, &all], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(dir.join("patches/pod-shop-debug.yaml").exists());
+
+    // Fewer inputs: the patch of the object no longer there goes away.
+    let shop = examples.join("shop.yaml").display().to_string();
+    let out = repoint(&["run", "-c", &example_config(), "-o", &target, &shop], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!dir.join("patches/pod-shop-debug.yaml").exists());
+    assert!(dir.join("patches/deployment-shop-storefront.yaml").exists());
+
+    // A kustomization.yaml repoint did not write is left alone.
+    let users = temp_dir("kustomize-users");
+    std::fs::write(users.join("kustomization.yaml"), "resources: [a.yaml]\n").expect("test I/O");
+    let target = format!("kustomize={}", users.display());
+    let out = repoint(&["run", "-c", &example_config(), "-o", &target, &shop], "");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("was not written by repoint"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(users.join("kustomization.yaml")).expect("test I/O"),
+        "resources: [a.yaml]\n"
+    );
+    assert_eq!(std::fs::read_dir(&users).expect("test I/O").count(), 1);
+}
+
+#[test]
+fn nothing_is_written_when_an_object_fails() {
+    let dir = temp_dir("kustomize-fail");
+    let input = dir.join("in.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: 'Not A Valid:Image'}\n",
+    )
+    .expect("test I/O");
+    let overlay = dir.join("overlay");
+    let target = format!("kustomize={}", overlay.display());
+    let out = repoint(
+        &[
+            "run",
+            "-c",
+            &example_config(),
+            "-o",
+            &target,
+            &input.display().to_string(),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert!(!overlay.exists());
+}
