@@ -84,6 +84,22 @@ fn add_secret_block_without_list_follows_indentation() {
 }
 
 #[test]
+fn add_secret_after_a_comment_on_the_dash_line() {
+    // kpt writes `- # comment` for an item whose first line is a comment;
+    // the list's indentation comes from its dashes, not the comment.
+    assert_diff(
+        "comment-after-dash.yaml",
+        Change::Both,
+        &[
+            "-      image: nginx",
+            "+      image: mirror.example.com/docker.io/library/nginx",
+            "+    imagePullSecrets:",
+            "+    - name: regcred",
+        ],
+    );
+}
+
+#[test]
 fn add_secret_block_with_list_appends() {
     assert_diff(
         "block-with-secrets.yaml",

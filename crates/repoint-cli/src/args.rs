@@ -29,6 +29,10 @@ pub enum Command {
     /// Run the policy chain and report what would change or is denied; exit
     /// 0 when nothing would, 1 otherwise, 2 on error.
     Check(CheckArgs),
+    /// Run as a KRM function (kustomize/kpt): a ResourceList on stdin, its
+    /// functionConfig the repoint config; the ResourceList with results on
+    /// stdout.
+    Fn(FnArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -180,6 +184,12 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FnArgs {
     #[command(flatten)]
     pub eval: EvalArgs,
 }

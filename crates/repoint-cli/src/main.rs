@@ -11,6 +11,7 @@ mod engine;
 mod images;
 mod input;
 mod inspect;
+mod krm;
 mod kustomize;
 mod materialize;
 mod report;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         args::Command::Images(a) => images::run(a),
         args::Command::Run(a) => run::run(a),
         args::Command::Check(a) => run::check(a),
+        args::Command::Fn(a) => krm::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
     };
     match result {

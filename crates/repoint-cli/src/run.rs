@@ -20,10 +20,13 @@ use crate::materialize::{self, Generated};
 use crate::report::{self, Finding, Level};
 
 /// Everything `run` and `check` share: config, chain, inputs, evaluation.
-struct Evaluated {
-    files: Vec<FileResult>,
-    generated: Generated,
-    findings: Vec<Finding>,
+pub(crate) struct Evaluated {
+    pub files: Vec<FileResult>,
+    pub generated: Generated,
+    pub findings: Vec<Finding>,
+    /// Problems that are not about one object (credentials left out under
+    /// `missingCredentials: warn`); already printed on stderr.
+    pub warnings: Vec<String>,
 }
 
 /// `keep_all` keeps the full tree of every document, not only of those a
@@ -55,9 +58,22 @@ fn evaluate(
             })
     };
     let streams = input::parse_all(input::read_all(inputs)?, limits, jobs, &keep)?;
-    let files = engine::evaluate(&runtime, &chain, streams, jobs);
+    evaluate_streams(&config, &runtime, &chain, streams, eval)
+}
+
+/// Run the chain over parsed streams, then make the pull Secrets and
+/// ServiceAccounts the results ask for.
+pub(crate) fn evaluate_streams(
+    config: &Config,
+    runtime: &repoint_runtime::Runtime,
+    chain: &repoint_runtime::chain::Chain,
+    streams: Vec<(Option<std::path::PathBuf>, Stream)>,
+    eval: &EvalArgs,
+) -> Result<Evaluated> {
+    let files = engine::evaluate(runtime, chain, streams, eval.jobs());
     let mut generated = materialize::service_accounts(&files, &eval.namespace);
-    for warning in materialize::secrets(&files, &config, &eval.namespace, &mut generated)? {
+    let warnings = materialize::secrets(&files, config, &eval.namespace, &mut generated)?;
+    for warning in &warnings {
         eprintln!("repoint: warning: {warning}");
     }
     let findings = report::findings(&files);
@@ -65,12 +81,13 @@ fn evaluate(
         files,
         generated,
         findings,
+        warnings,
     })
 }
 
 /// Every change to file `i`'s documents: the chain's and the generated
 /// ones (ServiceAccounts in the input that gain a pull secret).
-fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::PatchOp>)> {
+pub(crate) fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::PatchOp>)> {
     let mut changes = ev.files[i].changes();
     for (d, ops) in ev.generated.patches_for(i) {
         match changes.iter_mut().find(|(c, _)| *c == d) {
@@ -121,7 +138,7 @@ fn write_stream(
 
 /// Report object errors, denials and warnings on stderr; return the exit
 /// code they call for.
-fn report_stderr(findings: &[Finding]) -> ExitCode {
+pub(crate) fn report_stderr(findings: &[Finding]) -> ExitCode {
     let mut err = std::io::stderr().lock();
     for f in findings.iter().filter(|f| f.level != Level::Change) {
         let _ = writeln!(err, "repoint: {}", report::text_line(f));
@@ -129,7 +146,7 @@ fn report_stderr(findings: &[Finding]) -> ExitCode {
     exit_code(findings, false)
 }
 
-fn exit_code(findings: &[Finding], changes_fail: bool) -> ExitCode {
+pub(crate) fn exit_code(findings: &[Finding], changes_fail: bool) -> ExitCode {
     if findings.iter().any(|f| f.level == Level::Error) {
         ExitCode::from(2)
     } else if findings

@@ -139,6 +139,10 @@ pub struct ConfigFile {
     pub api_version: String,
     /// Must be `Config`.
     pub kind: String,
+    /// Name and annotations: read by kustomize when the config is the
+    /// `functionConfig` of `repoint fn`; repoint ignores it.
+    #[serde(default)]
+    pub metadata: Option<Value>,
     /// The chain, in order.
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
@@ -224,6 +228,7 @@ impl Config {
             file: ConfigFile {
                 api_version: String::new(),
                 kind: String::new(),
+                metadata: None,
                 policies: vec![],
                 image_fields: vec![],
                 limits: None,

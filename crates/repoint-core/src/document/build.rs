@@ -346,12 +346,17 @@ impl Builder<'_> {
         {
             return start;
         }
+        // The parser marks the first item's content; walk back over
+        // blanks and comments (`- # note` puts one between) to the dash.
         while i > 0 {
             i -= 1;
             match bytes[i] {
                 b' ' | b'\t' | b'\n' | b'\r' => {}
                 b'-' => return self.base + i,
-                _ => break,
+                _ => match comment_start(bytes, i) {
+                    Some(hash) => i = hash,
+                    None => break,
+                },
             }
         }
         start
@@ -539,6 +544,18 @@ fn is_core_float(s: &str) -> bool {
         }
     }
     i == b.len()
+}
+
+/// If byte `i` is inside a comment, where the comment's `#` is: the first
+/// `#` of the line that starts it or follows a blank. Only called between a
+/// block sequence's dash and its first item, where no scalar can hold a `#`.
+fn comment_start(bytes: &[u8], i: usize) -> Option<usize> {
+    let line_start = bytes[..i]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    (line_start..=i)
+        .find(|&h| bytes[h] == b'#' && (h == line_start || matches!(bytes[h - 1], b' ' | b'\t')))
 }
 
 #[cfg(test)]
