@@ -357,14 +357,33 @@ impl<'a> Editor<'a> {
     }
 }
 
-/// Learn how the document indents nested mappings and block sequences.
-pub fn detect_style(text: &str, root: &Node) -> IndentStyle {
+/// Learn how the document indents nested mappings and block sequences:
+/// from the first of `roots` that shows it (the document being edited,
+/// then the rest of its file, so a document with no list of its own
+/// indents a new one like its neighbours do).
+pub fn detect_style<'n>(text: &str, roots: impl IntoIterator<Item = &'n Node>) -> IndentStyle {
     let mut style = IndentStyle::default();
     let (mut found_map, mut found_seq) = (false, false);
     let column = |pos: usize| {
         let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
         text[start..pos].chars().count()
     };
+    for root in roots {
+        if found_map && found_seq {
+            break;
+        }
+        detect_in(root, &column, &mut style, &mut found_map, &mut found_seq);
+    }
+    style
+}
+
+fn detect_in(
+    root: &Node,
+    column: &dyn Fn(usize) -> usize,
+    style: &mut IndentStyle,
+    found_map: &mut bool,
+    found_seq: &mut bool,
+) {
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
         match &node.kind {
@@ -374,18 +393,18 @@ pub fn detect_style(text: &str, root: &Node) -> IndentStyle {
             } => {
                 for e in entries {
                     match &e.value.kind {
-                        NodeKind::Mapping { flow: false, .. } if !found_map => {
+                        NodeKind::Mapping { flow: false, .. } if !*found_map => {
                             let d =
                                 column(e.value.span.start).saturating_sub(column(e.key_span.start));
                             if d > 0 {
                                 style.mapping = d;
-                                found_map = true;
+                                *found_map = true;
                             }
                         }
-                        NodeKind::Sequence { flow: false, .. } if !found_seq => {
+                        NodeKind::Sequence { flow: false, .. } if !*found_seq => {
                             style.sequence =
                                 column(e.value.span.start).saturating_sub(column(e.key_span.start));
-                            found_seq = true;
+                            *found_seq = true;
                         }
                         _ => {}
                     }
@@ -395,9 +414,8 @@ pub fn detect_style(text: &str, root: &Node) -> IndentStyle {
             NodeKind::Sequence { flow: false, items } => stack.extend(items.iter()),
             _ => {}
         }
-        if found_map && found_seq {
+        if *found_map && *found_seq {
             break;
         }
     }
-    style
 }

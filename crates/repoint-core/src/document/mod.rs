@@ -307,7 +307,15 @@ impl Stream {
             text: &self.text,
             root,
             syntax: self.syntax,
-            style: edit::detect_style(&self.text, root),
+            style: edit::detect_style(
+                &self.text,
+                std::iter::once(root).chain(
+                    self.documents
+                        .iter()
+                        .filter(|d| d.index != doc.index)
+                        .filter_map(|d| d.root.as_ref()),
+                ),
+            ),
         };
         let mut edits = Vec::new();
         let mut splice_ok = true;
