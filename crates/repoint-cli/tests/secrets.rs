@@ -311,6 +311,57 @@ fn credentials_never_leak() {
             check(&format!("stdout of {args:?}"), &out.stdout);
         }
     }
+    // The kustomize overlay: only the generated Secret's own file holds
+    // credentials; kustomization.yaml and the patches do not.
+    let overlay = dir.join("overlay");
+    let target = format!("kustomize={}", overlay.display());
+    let out = repoint_env(&["run", "-c", &config, "-o", &target, "-"], WORKLOADS, &env);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    check("stderr of the overlay run", &out.stderr);
+    let mut overlay_files = Vec::new();
+    for sub in ["", "patches", "generated"] {
+        for entry in std::fs::read_dir(overlay.join(sub)).expect("overlay dir") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                overlay_files.push(path);
+            }
+        }
+    }
+    let secret_files: Vec<&PathBuf> = overlay_files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("generated/secret-"))
+        .collect();
+    assert_eq!(secret_files.len(), 2, "{overlay_files:?}");
+    for path in overlay_files.iter().filter(|p| !secret_files.contains(p)) {
+        let text = std::fs::read_to_string(path).expect("read");
+        check(&path.display().to_string(), &text);
+    }
+    // The KRM function at trace level: stderr stays clean.
+    let read = |text: &str| {
+        repoint_core::Stream::parse("x", text.to_string(), repoint_core::Limits::default())
+            .expect("parses")
+            .documents()
+            .iter()
+            .map(|d| d.value.clone())
+            .collect::<Vec<_>>()
+    };
+    let list = serde_json::json!({
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": read(WORKLOADS),
+        "functionConfig": read(&std::fs::read_to_string(&config).expect("config"))[0],
+    });
+    let out = repoint_env(&["fn"], &list.to_string(), &env);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    check("stderr of fn", &out.stderr);
+    let items = read(&out.stdout)[0]["items"].clone();
+    assert!(
+        items
+            .as_array()
+            .is_some_and(|i| i.iter().any(|o| o["kind"] == "Secret")),
+        "the function emits the Secret: {items:?}"
+    );
+
     // The manifests themselves do carry the Secret (that is their job).
     let out = repoint_env(&["run", "-c", &config, "-"], WORKLOADS, &env);
     let docs = documents(&out.stdout);
