@@ -128,10 +128,22 @@ pub struct Output {
 
 /// Run `program` with `args`, feeding `stdin`.
 pub fn run_command(program: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    run_command_env(program, args, stdin, &[])
+}
+
+/// Run `program` with `args` and extra environment variables, feeding
+/// `stdin`.
+pub fn run_command_env(
+    program: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,6 +170,21 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// `name` on PATH, or `None` and a note that the test is skipped; when the
+/// environment variable `required_by` is set (CI sets it where the machine
+/// has the program), a missing program fails the test instead.
+pub fn program_or_skip(name: &str, required_by: &str) -> Option<PathBuf> {
+    let found = find_program(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os(required_by).is_none(),
+            "{required_by} is set but {name} is not on PATH"
+        );
+        eprintln!("{name} not on PATH: skipping");
+    }
+    found
 }
 
 /// Identity of a Kubernetes object: (apiVersion, kind, namespace, name).

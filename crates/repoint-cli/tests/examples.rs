@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::{Output, corpus_files, objects_by_identity, repo_root, run_command};
+use repoint_tests::{Output, corpus_files, objects_by_identity, repo_root, run_command_env};
 use serde_json::{Value, json};
 
 fn example(path: &str) -> String {
@@ -16,11 +16,7 @@ fn example(path: &str) -> String {
 
 /// Run the binary with extra environment variables (through env(1)).
 fn repoint_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut full: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    full.push(env!("CARGO_BIN_EXE_repoint").to_string());
-    full.extend(args.iter().map(|a| a.to_string()));
-    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-    run_command(Path::new("/usr/bin/env"), &refs, stdin)
+    run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin, env)
 }
 
 /// The objects of the output, in order.
@@ -250,13 +246,10 @@ fn copy_an_existing_pull_secret_into_the_apps_namespaces() {
 }
 
 fn post_render(stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut env = env.to_vec();
+    env.push(("REPOINT", env!("CARGO_BIN_EXE_repoint")));
     let script = example("helm/post-render.sh");
-    let mut full: Vec<String> = vec![format!("REPOINT={}", env!("CARGO_BIN_EXE_repoint"))];
-    full.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-    full.push("/bin/sh".into());
-    full.push(script);
-    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-    run_command(Path::new("/usr/bin/env"), &refs, stdin)
+    run_command_env(Path::new("/bin/sh"), &[&script], stdin, &env)
 }
 
 /// Helm runs the post-renderer with the rendered chart on stdin; the

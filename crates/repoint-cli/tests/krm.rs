@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::{Output, find_program, objects_by_identity, repo_root, run_command, temp_dir};
+use repoint_tests::{
+    Output, find_program, objects_by_identity, program_or_skip, repo_root, run_command, temp_dir,
+};
 use serde_json::{Value, json};
 
 fn repoint(args: &[&str], stdin: &str) -> Output {
@@ -177,15 +179,7 @@ fn bad_input_is_named() {
 }
 
 fn kpt() -> Option<PathBuf> {
-    let found = find_program("kpt");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("REPOINT_REQUIRE_KPT").is_none(),
-            "REPOINT_REQUIRE_KPT is set but kpt is not on PATH"
-        );
-        eprintln!("kpt not on PATH: skipping");
-    }
-    found
+    program_or_skip("kpt", "REPOINT_REQUIRE_KPT")
 }
 
 /// `kpt fn eval --exec` runs `repoint fn` over a package in place: the
@@ -245,23 +239,27 @@ fn kpt_runs_it_as_an_exec_function() {
         written.push_str("---\n");
         written.push_str(&std::fs::read_to_string(f).expect("read"));
     }
-    let expected = repoint(
-        &[
-            "run",
-            "-c",
-            &repo_root()
-                .join("examples/repoint.yaml")
-                .display()
-                .to_string(),
-            &shop.display().to_string(),
-        ],
-        "",
-    );
-    assert_eq!(expected.code, 0, "{}", expected.stderr);
+    let expected = run_output(&shop);
     assert_eq!(
         objects_by_identity(&written),
         objects_by_identity(&expected.stdout)
     );
+}
+
+/// What `repoint run` with the example config prints for `input`.
+fn run_output(input: &Path) -> Output {
+    let config = repo_root().join("examples/repoint.yaml");
+    let out = repoint(
+        &[
+            "run",
+            "-c",
+            &config.display().to_string(),
+            &input.display().to_string(),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -330,18 +328,7 @@ fn kustomize_runs_it_as_an_exec_function_when_it_can() {
     args.extend([dir_arg.as_str(), "--enable-alpha-plugins", "--enable-exec"]);
     let out = run_command(Path::new(&command[0]), &args, "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let expected = repoint(
-        &[
-            "run",
-            "-c",
-            &repo_root()
-                .join("examples/repoint.yaml")
-                .display()
-                .to_string(),
-            &shop.display().to_string(),
-        ],
-        "",
-    );
+    let expected = run_output(&shop);
     assert_eq!(
         objects_by_identity(&out.stdout),
         objects_by_identity(&expected.stdout)

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use repoint_tests::{
-    Output, corpus_files, find_program, objects_by_identity, repo_root, run_command, temp_dir,
+    Output, corpus_files, objects_by_identity, program_or_skip, repo_root, run_command, temp_dir,
 };
 
 fn repoint(args: &[&str], stdin: &str) -> Output {
@@ -16,15 +16,7 @@ fn repoint(args: &[&str], stdin: &str) -> Output {
 }
 
 fn kubectl() -> Option<PathBuf> {
-    let found = find_program("kubectl");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("REPOINT_REQUIRE_KUBECTL").is_none(),
-            "REPOINT_REQUIRE_KUBECTL is set but kubectl is not on PATH"
-        );
-        eprintln!("kubectl not on PATH: skipping");
-    }
-    found
+    program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL")
 }
 
 /// `kubectl kustomize` of the overlay; `outside` allows inputs outside it.

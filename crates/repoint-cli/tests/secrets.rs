@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::{Output, run_command};
+use repoint_tests::{Output, run_command_env};
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-for-mirror";
@@ -17,12 +17,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn repoint_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    // run_command has no env knob; go through env(1).
-    let mut full: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    full.push(env!("CARGO_BIN_EXE_repoint").to_string());
-    full.extend(args.iter().map(|a| a.to_string()));
-    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-    run_command(Path::new("/usr/bin/env"), &refs, stdin)
+    run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin, env)
 }
 
 const WORKLOADS: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: report, namespace: finance}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: r, image: quay.io/acme/report:1}\n";
