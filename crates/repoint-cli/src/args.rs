@@ -90,6 +90,10 @@ pub struct EvalArgs {
     /// Largest document to read, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub max_document_size: usize,
+    /// Never touch the network: every registry probe answers `unknown`
+    /// (as does the config's `offline: true`).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 impl EvalArgs {

@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use repoint_config::Config;
 use repoint_core::patch::PatchOp;
 use repoint_core::{Stream, sites};
+use repoint_probe::RegistryProber;
 use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
-use repoint_runtime::probe::Offline;
+use repoint_runtime::probe::{Offline, Prober};
 use repoint_runtime::{PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde_json::Value;
 
@@ -109,7 +110,15 @@ pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)>
         // Each worker holds one instance at a time; leave room for checks.
         concurrency: u32::try_from(eval.jobs() * 2 + 4).unwrap_or(u32::MAX),
     };
-    let runtime = Runtime::new(options, Arc::new(Offline))?;
+    let prober: Arc<dyn Prober> = if eval.offline || config.file.offline {
+        Arc::new(Offline)
+    } else {
+        Arc::new(RegistryProber::new(
+            &config.registry_settings(),
+            config.probe_settings(false),
+        )?)
+    };
+    let runtime = Runtime::new(options, prober)?;
     let mut chain = Chain {
         policies: Vec::new(),
         image_fields: config.file.image_fields.clone(),

@@ -20,6 +20,7 @@
 //! durations and sizes, duplicate policy names. A policy rejecting its
 //! settings is located the same way by [`Config::locate`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -112,6 +113,38 @@ pub struct CredentialEntry {
     pub secret_file: Option<String>,
 }
 
+/// How to reach one registry, for probes (`registries.<name>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    /// Where probes for this name go: `host[:port]` or an http(s) URL
+    /// (`mirror` is another name for it, for air-gapped setups).
+    #[serde(default, alias = "mirror")]
+    pub endpoint: Option<String>,
+    /// An extra trusted CA file (PEM), relative to the config.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Plain http, or TLS without verification.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Bounds of registry probes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProbeEntry {
+    /// Deadline of one probe (default 3s).
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+    /// Probes in flight at once (default 8).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// How long `repoint serve` reuses an answer (default 5m); a run asks
+    /// about each image once.
+    #[serde(default, deserialize_with = "duration")]
+    pub cache_ttl: Option<Duration>,
+}
+
 /// What to do when a requested registry has no credentials.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +196,15 @@ pub struct ConfigFile {
     /// `credentials`.
     #[serde(default)]
     pub secret_from: Option<SecretFrom>,
+    /// Per registry name (as images spell it): where and how to probe it.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryEntry>,
+    /// Answer every probe `unknown` without touching the network.
+    #[serde(default)]
+    pub offline: bool,
+    /// Bounds of registry probes.
+    #[serde(default)]
+    pub probe: Option<ProbeEntry>,
 }
 
 /// A loaded config: its contents and its source, for locating errors.
@@ -235,6 +277,9 @@ impl Config {
                 credentials: vec![],
                 missing_credentials: MissingCredentials::Error,
                 secret_from: None,
+                registries: BTreeMap::new(),
+                offline: false,
+                probe: None,
             },
             base_dir,
             source,
@@ -438,6 +483,48 @@ impl Config {
             .as_ref()
             .and_then(|l| l.timeout)
             .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// Per-registry probe settings, keyed by normalized registry name,
+    /// with CA paths resolved against the config's directory.
+    pub fn registry_settings(&self) -> BTreeMap<String, repoint_probe::RegistrySettings> {
+        self.file
+            .registries
+            .iter()
+            .map(|(name, r)| {
+                (
+                    repoint_credentials::registry_key(name),
+                    repoint_probe::RegistrySettings {
+                        endpoint: r.endpoint.clone(),
+                        ca: r.ca.as_deref().map(|p| self.path(p)),
+                        insecure: r.insecure,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Probe bounds, defaults filled in; `serve` keeps answers for
+    /// `cacheTtl`, a run for its whole life (`long_running: false`).
+    pub fn probe_settings(&self, long_running: bool) -> repoint_probe::ProbeSettings {
+        let entry = self.file.probe.clone();
+        let defaults = repoint_probe::ProbeSettings::default();
+        repoint_probe::ProbeSettings {
+            timeout: entry
+                .as_ref()
+                .and_then(|p| p.timeout)
+                .unwrap_or(defaults.timeout),
+            concurrency: entry
+                .as_ref()
+                .and_then(|p| p.concurrency)
+                .unwrap_or(defaults.concurrency),
+            cache_ttl: long_running.then(|| {
+                entry
+                    .as_ref()
+                    .and_then(|p| p.cache_ttl)
+                    .unwrap_or(Duration::from_secs(300))
+            }),
+        }
     }
 
     /// Evaluation memory cap (default 64 MiB).

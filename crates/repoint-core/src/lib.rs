@@ -22,6 +22,7 @@ pub mod document;
 pub mod glob;
 pub mod matching;
 pub mod patch;
+pub mod probe;
 pub mod reference;
 pub mod resource;
 pub mod sites;

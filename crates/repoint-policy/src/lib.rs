@@ -305,7 +305,8 @@ pub fn log(level: LogLevel, message: &str) {
 }
 
 /// Ask the host whether `image` can be pulled anonymously. Outside
-/// WebAssembly it answers `unknown`.
+/// WebAssembly (native unit tests) it asks the function given to
+/// [`testing::answer_probes`] on this thread, or answers `unknown`.
 pub fn probe_image(image: &ImageRef) -> ProbeResult {
     #[cfg(target_arch = "wasm32")]
     {
@@ -313,8 +314,10 @@ pub fn probe_image(image: &ImageRef) -> ProbeResult {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let _ = image;
-        ProbeResult::Unknown
+        testing::PROBES.with(|p| match &*p.borrow() {
+            Some(answer) => answer(image),
+            None => ProbeResult::Unknown,
+        })
     }
 }
 
@@ -331,12 +334,32 @@ impl From<repoint_core::sites::SiteKind> for SiteKind {
     }
 }
 
-/// Build resources the way the host does, for policies' native unit tests.
+/// Build resources the way the host does, and stand in for the host's
+/// registry probes, for policies' native unit tests.
 pub mod testing {
     use repoint_core::resource::ResourceView;
     use repoint_core::sites::{self, ImageFields};
 
     use super::{FileOrigin, ImageSite, Origin, Resource, WitImageRef};
+    #[cfg(not(target_arch = "wasm32"))]
+    use super::{ImageRef, ProbeResult};
+
+    /// How native tests answer probes.
+    #[cfg(not(target_arch = "wasm32"))]
+    type ProbeFn = Box<dyn Fn(&ImageRef) -> ProbeResult>;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    thread_local! {
+        pub(crate) static PROBES: std::cell::RefCell<Option<ProbeFn>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Answer [`probe_image`](super::probe_image) calls on this thread
+    /// with `answer`, as a registry would.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn answer_probes(answer: impl Fn(&ImageRef) -> ProbeResult + 'static) {
+        PROBES.with(|p| *p.borrow_mut() = Some(Box::new(answer)));
+    }
 
     /// The resource the host would pass for `object` (a whole Kubernetes
     /// object as JSON), with custom-resource `fields` if any.

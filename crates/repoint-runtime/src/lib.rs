@@ -53,7 +53,9 @@ pub mod builtins {
 pub mod chain;
 mod convert;
 mod host;
-pub mod probe;
+/// The probe seam, defined in `repoint-core` so network probers need no
+/// runtime.
+pub use repoint_core::probe;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,9 +1,8 @@
 //! The `probe-image` host import's seam: can an image be pulled without
-//! credentials? The network implementation arrives with the registry
-//! client; until then, and whenever the host is offline, the answer is
-//! `unknown`.
+//! credentials? `repoint-probe` answers over the network (the OCI
+//! distribution API); [`Offline`] answers `unknown` without touching it.
 
-use repoint_core::ImageRef;
+use crate::ImageRef;
 
 /// What a registry said to an anonymous manifest request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
