@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+pub mod http;
+pub mod registry;
+
 /// The shared data directory (`../shared` beside the repository), or the
 /// directory named by `REPOINT_SHARED_DIR`. Tests read the corpus and the
 /// conformance table from here at run time; nothing is copied into the repo.

@@ -134,6 +134,9 @@ pub struct RegistryProber {
     verifying: ureq::Agent,
     unverified: ureq::Agent,
     cache: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Insecure endpoints that turned out to speak plain http: asked over
+    /// http from then on.
+    plain_http: Mutex<std::collections::HashSet<String>>,
     permits: Permits,
     requests: AtomicU64,
 }
@@ -256,6 +259,7 @@ impl RegistryProber {
             verifying: agent(verifying_tls(Vec::new())),
             unverified: agent(unverified_tls()),
             cache: Mutex::new(HashMap::new()),
+            plain_http: Mutex::new(std::collections::HashSet::new()),
             requests: AtomicU64::new(0),
         })
     }
@@ -292,12 +296,28 @@ impl RegistryProber {
             .or(image.tag.as_deref())
             .unwrap_or("latest");
         let path = format!("/v2/{}/manifests/{reference}", image.repository);
-        let mut base = endpoint.base.clone();
+        let plain = |base: &str| base.replacen("https://", "http://", 1);
+        let known_plain = endpoint.http_fallback
+            && self
+                .plain_http
+                .lock()
+                .is_ok_and(|p| p.contains(&endpoint.base));
+        let mut base = if known_plain {
+            plain(&endpoint.base)
+        } else {
+            endpoint.base.clone()
+        };
         let first = match self.manifest(&endpoint.agent, &base, &path, None, deadline) {
             Err(e) if endpoint.http_fallback && base.starts_with("https://") => {
                 tracing::debug!("{base}: {e}; trying plain http");
-                base = base.replacen("https://", "http://", 1);
-                self.manifest(&endpoint.agent, &base, &path, None, deadline)
+                base = plain(&base);
+                let retried = self.manifest(&endpoint.agent, &base, &path, None, deadline);
+                if retried.is_ok()
+                    && let Ok(mut p) = self.plain_http.lock()
+                {
+                    p.insert(endpoint.base.clone());
+                }
+                retried
             }
             other => other,
         };
