@@ -309,3 +309,48 @@ fn private_ca_and_insecure_tls() {
         "{err}"
     );
 }
+
+/// No more probes in flight than `concurrency`, however many threads ask.
+#[test]
+fn concurrency_is_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let registry = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        Server::start(move |_| {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Response::new(200)
+        })
+    };
+    let p = RegistryProber::new(
+        &BTreeMap::new(),
+        ProbeSettings {
+            concurrency: 2,
+            ..ProbeSettings::default()
+        },
+    )
+    .expect("prober");
+    // Warm up: learn that this loopback registry speaks plain http.
+    assert_eq!(
+        p.probe(&image(&format!("{}/warm/up:1", registry.addr))),
+        ProbeAnswer::Anonymous
+    );
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let p = &p;
+            let addr = registry.addr.clone();
+            s.spawn(move || {
+                assert_eq!(
+                    p.probe(&image(&format!("{addr}/img/n{i}:1"))),
+                    ProbeAnswer::Anonymous
+                );
+            });
+        }
+    });
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}
