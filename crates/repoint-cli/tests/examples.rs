@@ -338,3 +338,42 @@ fn helm_post_renderer_on_a_real_rendered_chart() {
         rendered.matches("@sha256:").count()
     );
 }
+
+/// The vendor example, offline: nothing can be probed, so `onUnknown: keep`
+/// keeps the images; the vendor registry's image still gets the secret, in
+/// the app's namespace and the additional one.
+#[test]
+fn private_proxy_example_offline() {
+    let key = "license-key-example-3f9";
+    let out = repoint_env(
+        &[
+            "run",
+            "--offline",
+            "-c",
+            &example("private-proxy/repoint.yaml"),
+            &example("private-proxy/app.yaml"),
+        ],
+        "",
+        &[("VENDOR_LICENSE_KEY", key)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let objects = objects(&out.stdout);
+    let app = find(&objects, "Deployment", "my-app", "my-app");
+    assert_eq!(
+        app["spec"]["template"]["spec"]["imagePullSecrets"],
+        json!([{"name": "vendor-pull"}])
+    );
+    assert_eq!(
+        app["spec"]["template"]["spec"]["containers"][0]["image"],
+        "quay.io/vendor-private/my-app:4.2.0"
+    );
+    for namespace in ["my-app", "my-app-monitoring"] {
+        let config = check_pull_secret(
+            find(&objects, "Secret", namespace, "vendor-pull"),
+            namespace,
+            "vendor-pull",
+        );
+        check_auth(&config, "registry.vendor.example", "customer", key);
+    }
+    assert_eq!(out.stderr.matches("could not be asked").count(), 2);
+}
