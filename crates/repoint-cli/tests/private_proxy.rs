@@ -273,3 +273,29 @@ fn offline_answers_unknown_and_the_policy_decides() {
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("denied"), "{}", out.stdout);
 }
+
+/// Waiting on a probe is the host's time, not the policy's: a registry
+/// that never answers makes the probe `unknown` after the probe timeout,
+/// and the policy (whose own deadline is shorter) is not killed for it.
+#[test]
+fn probe_time_does_not_count_against_the_policy_deadline() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dir = temp_dir("proxy-silent");
+    let config = dir.join("repoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: repoint.dev/v1alpha1\nkind: Config\nregistries:\n  slow.example.test: {{endpoint: \"http://{}\"}}\nprobe: {{timeout: 700ms}}\nlimits: {{timeout: 200ms}}\npolicies:\n- name: proxy\n  module: builtin:private-proxy\n  settings: {{proxy: proxy.vendor.test, secretName: s, onUnknown: keep}}\n",
+            silent.local_addr().expect("addr")
+        ),
+    )
+    .expect("config");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: app}\nspec:\n  containers:\n  - {name: a, image: slow.example.test/a/b:1}\n";
+    let started = std::time::Instant::now();
+    let out = repoint(&["run", "-c", &config.display().to_string(), "-"], pod);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("could not be asked"), "{}", out.stderr);
+    assert!(!out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(out.stdout, pod, "unchanged");
+}

@@ -96,6 +96,9 @@ pub struct HostState {
     pub prober: Arc<dyn Prober>,
     /// The policy's stderr.
     pub stderr: MemoryOutputPipe,
+    /// Time spent waiting on registry probes since the deadline last
+    /// looked: it does not count against the policy's deadline.
+    pub probe_wait: Duration,
 }
 
 impl std::fmt::Debug for HostState {
@@ -128,6 +131,7 @@ impl HostState {
             policy,
             prober,
             stderr,
+            probe_wait: Duration::ZERO,
         }
     }
 
@@ -169,7 +173,10 @@ impl host::Host for HostState {
             tag: image.tag,
             digest: image.digest,
         };
-        match self.prober.probe(&image) {
+        let started = std::time::Instant::now();
+        let answer = self.prober.probe(&image);
+        self.probe_wait += started.elapsed();
+        match answer {
             ProbeAnswer::Anonymous => host::ProbeResult::Anonymous,
             ProbeAnswer::NeedsAuth => host::ProbeResult::NeedsAuth,
             ProbeAnswer::NotFound => host::ProbeResult::NotFound,

@@ -454,7 +454,17 @@ impl Runtime {
             .div_ceil(EPOCH_TICK.as_millis())
             .max(1) as u64;
         store.set_epoch_deadline(ticks + 1);
-        store.epoch_deadline_trap();
+        // Time spent waiting on registry probes (bounded by their own
+        // timeout) is the host's, not the policy's: give it back.
+        store.epoch_deadline_callback(|mut ctx| {
+            let waited = std::mem::take(&mut ctx.data_mut().probe_wait);
+            let credit = waited.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+            if credit > 0 {
+                Ok(wasmtime::UpdateDeadline::Continue(credit))
+            } else {
+                Err(Trap::Interrupt.into())
+            }
+        });
         store
     }
 
