@@ -354,3 +354,31 @@ fn concurrency_is_bounded() {
     });
     assert_eq!(most.load(Ordering::SeqCst), 2);
 }
+
+/// A long-running process keeps answers for `cache_ttl`, then asks again.
+#[test]
+fn answers_expire_after_the_ttl() {
+    let registry = Server::start(|_| Response::new(200));
+    let p = RegistryProber::new(
+        &BTreeMap::new(),
+        ProbeSettings {
+            cache_ttl: Some(Duration::from_millis(300)),
+            ..ProbeSettings::default()
+        },
+    )
+    .expect("prober");
+    let img = image(&format!("{}/ttl/app:1", registry.addr));
+    let manifest_requests = || {
+        registry
+            .requests()
+            .iter()
+            .filter(|r| r.target.contains("/manifests/"))
+            .count()
+    };
+    assert_eq!(p.probe(&img), ProbeAnswer::Anonymous);
+    assert_eq!(p.probe(&img), ProbeAnswer::Anonymous);
+    assert_eq!(manifest_requests(), 1, "cached");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(p.probe(&img), ProbeAnswer::Anonymous);
+    assert_eq!(manifest_requests(), 2, "asked again after the TTL");
+}
