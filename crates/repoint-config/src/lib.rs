@@ -145,6 +145,45 @@ pub struct ProbeEntry {
     pub cache_ttl: Option<Duration>,
 }
 
+/// What the API server should do when a policy of a set fails (traps,
+/// times out, exceeds memory) or the server is overloaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum FailurePolicy {
+    /// Deny the request, naming the policy.
+    #[default]
+    Fail,
+    /// Allow it unchanged, with a warning.
+    Ignore,
+}
+
+/// One policy set served at `/mutate/{name}` and `/validate/{name}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySetEntry {
+    /// Names of policies from `policies:`, in order.
+    pub policies: Vec<String>,
+    /// `Fail` (default) or `Ignore`.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+/// The admission webhook (`repoint serve`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookEntry {
+    /// Policy sets by name; absent: one set `default` with every policy.
+    #[serde(default)]
+    pub sets: Option<BTreeMap<String, PolicySetEntry>>,
+    /// Namespaces whose requests are allowed untouched (default:
+    /// `kube-system`, plus the server's own, given on the command line).
+    #[serde(default)]
+    pub exclude_namespaces: Option<Vec<String>>,
+    /// Answer within this, whatever happens (default 2s); a policy still
+    /// running then is treated as failed.
+    #[serde(default, deserialize_with = "duration")]
+    pub timeout: Option<Duration>,
+}
+
 /// What to do when a requested registry has no credentials.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -205,6 +244,9 @@ pub struct ConfigFile {
     /// Bounds of registry probes.
     #[serde(default)]
     pub probe: Option<ProbeEntry>,
+    /// The admission webhook.
+    #[serde(default)]
+    pub webhook: Option<WebhookEntry>,
 }
 
 /// A loaded config: its contents and its source, for locating errors.
@@ -280,6 +322,7 @@ impl Config {
                 registries: BTreeMap::new(),
                 offline: false,
                 probe: None,
+                webhook: None,
             },
             base_dir,
             source,
@@ -336,6 +379,31 @@ impl Config {
                         p.name
                     ),
                 ));
+            }
+        }
+        if let Some(sets) = self.file.webhook.as_ref().and_then(|w| w.sets.as_ref()) {
+            for (set, entry) in sets {
+                let valid_name = !set.is_empty()
+                    && set
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid_name {
+                    return Err(self.invalid(
+                        &format!("/webhook/sets/{set}"),
+                        &format!("webhook.sets.{set}"),
+                        "a set name is a URL path segment: lower-case letters, digits and `-`"
+                            .into(),
+                    ));
+                }
+                for (i, name) in entry.policies.iter().enumerate() {
+                    if !self.file.policies.iter().any(|p| &p.name == name) {
+                        return Err(self.invalid(
+                            &format!("/webhook/sets/{set}/policies/{i}"),
+                            &format!("webhook.sets.{set}.policies[{i}]"),
+                            format!("no policy named {name:?} in `policies:`"),
+                        ));
+                    }
+                }
             }
         }
         for (i, f) in self.file.image_fields.iter().enumerate() {
@@ -524,6 +592,22 @@ impl Config {
                     .and_then(|p| p.cache_ttl)
                     .unwrap_or(Duration::from_secs(300))
             }),
+        }
+    }
+
+    /// The webhook's policy sets: `(name, policy names, failure policy)`;
+    /// without `webhook.sets`, one set `default` with every policy.
+    pub fn webhook_sets(&self) -> Vec<(String, Vec<String>, FailurePolicy)> {
+        match self.file.webhook.as_ref().and_then(|w| w.sets.as_ref()) {
+            Some(sets) => sets
+                .iter()
+                .map(|(name, e)| (name.clone(), e.policies.clone(), e.failure_policy))
+                .collect(),
+            None => vec![(
+                "default".into(),
+                self.file.policies.iter().map(|p| p.name.clone()).collect(),
+                FailurePolicy::Fail,
+            )],
         }
     }
 

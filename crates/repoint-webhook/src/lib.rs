@@ -1,0 +1,451 @@
+//! repoint's admission webhook: the same policy chains `repoint run` uses,
+//! answering `AdmissionReview`s.
+//!
+//! - `POST /mutate/{set}`: allowed with a base64 `JSONPatch` that gives
+//!   exactly what `repoint run` gives for the object, or denied;
+//! - `POST /validate/{set}`: allowed or denied, never patched;
+//! - `GET /healthz` (the process is up), `GET /readyz` (every policy is
+//!   compiled and configured);
+//! - `GET /metrics` on a separate router, for a plain-HTTP port.
+//!
+//! Each request gets fresh policy instances (the runtime instantiates
+//! from `InstancePre` in a pooling allocator), so nothing crosses requests.
+//! Evaluations run on blocking threads, at most `workers` at once; a
+//! request that cannot get a worker within `queue_wait`, or is not done by
+//! `timeout`, is answered at once by its set's failure policy, so the API
+//! server never waits past its own timeout.
+
+pub mod admission;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use repoint_runtime::chain::{Chain, ObjectError, Operation, Origin};
+use repoint_runtime::{FailureKind, Runtime};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use admission::{AdmissionRequest, Verdict};
+use metrics::Metrics;
+
+/// What to answer when a policy of a set fails or the server is
+/// overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Deny, naming the policy.
+    Fail,
+    /// Allow unchanged, with a warning.
+    Ignore,
+}
+
+impl FailurePolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
+/// A named chain served at `/mutate/{name}` and `/validate/{name}`.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub name: String,
+    pub chain: Chain,
+    pub failure_policy: FailurePolicy,
+}
+
+/// Bounds and exclusions.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Requests from these namespaces are allowed untouched.
+    pub exclude_namespaces: Vec<String>,
+    /// Answer within this, whatever happens.
+    pub timeout: Duration,
+    /// Evaluations at once.
+    pub workers: usize,
+    /// How long a request may wait for a worker before the failure policy
+    /// answers it.
+    pub queue_wait: Duration,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            exclude_namespaces: vec!["kube-system".into()],
+            timeout: Duration::from_secs(2),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            queue_wait: Duration::from_millis(500),
+            body_limit: 3 << 20,
+        }
+    }
+}
+
+/// The webhook's state, shared by every request.
+#[derive(Debug)]
+pub struct Webhook {
+    runtime: Arc<Runtime>,
+    /// Filled once every policy is compiled and configured (`/readyz`).
+    sets: OnceLock<BTreeMap<String, Arc<PolicySet>>>,
+    options: Options,
+    permits: Arc<Semaphore>,
+    /// The server's metrics.
+    pub metrics: Metrics,
+}
+
+impl Webhook {
+    /// A webhook that is up but not ready until [`Webhook::install`].
+    pub fn new(runtime: Arc<Runtime>, options: Options) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            sets: OnceLock::new(),
+            permits: Arc::new(Semaphore::new(options.workers.max(1))),
+            options,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Install the policy sets; the webhook is ready from now on.
+    pub fn install(&self, sets: Vec<PolicySet>) {
+        let sets = sets
+            .into_iter()
+            .map(|s| (s.name.clone(), Arc::new(s)))
+            .collect();
+        let _ = self.sets.set(sets);
+    }
+
+    /// Whether every policy is compiled and configured.
+    pub fn is_ready(&self) -> bool {
+        self.sets.get().is_some()
+    }
+
+    /// The admission endpoints and the probes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/mutate/{set}",
+                post(
+                    |State(w): State<Arc<Self>>, Path(set): Path<String>, body: Bytes| async move {
+                        w.handle(set, body, Endpoint::Mutate).await
+                    },
+                ),
+            )
+            .route(
+                "/validate/{set}",
+                post(
+                    |State(w): State<Arc<Self>>, Path(set): Path<String>, body: Bytes| async move {
+                        w.handle(set, body, Endpoint::Validate).await
+                    },
+                ),
+            )
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(|State(w): State<Arc<Self>>| async move {
+                    if w.is_ready() {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "policies are still loading",
+                        )
+                    }
+                }),
+            )
+            .layer(DefaultBodyLimit::max(self.options.body_limit))
+            .with_state(self.clone())
+    }
+
+    /// `/metrics`, for a separate plain-HTTP port.
+    pub fn metrics_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/metrics",
+                get(|State(w): State<Arc<Self>>| async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        w.metrics.render(),
+                    )
+                }),
+            )
+            .with_state(self.clone())
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        set_name: String,
+        body: Bytes,
+        endpoint: Endpoint,
+    ) -> Response {
+        let started = Instant::now();
+        let Some(sets) = self.sets.get() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "policies are still loading",
+            )
+                .into_response();
+        };
+        let Some(set) = sets.get(&set_name).cloned() else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no policy set named {set_name:?}"),
+            )
+                .into_response();
+        };
+        let request = match admission::parse(&body) {
+            Ok((_, request)) => request,
+            Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+        };
+        let uid = request.uid.clone();
+        let (verdict, outcome) = match self.skip_reason(&request) {
+            Some(reason) => {
+                tracing::debug!(uid, set = set_name, reason, "allowed without evaluation");
+                (Verdict::allow(), "skipped")
+            }
+            None => self.evaluate_bounded(set, request, endpoint).await,
+        };
+        let took = started.elapsed();
+        self.metrics
+            .request(&set_name, endpoint.as_str(), outcome, took);
+        tracing::info!(
+            uid,
+            set = set_name,
+            endpoint = endpoint.as_str(),
+            outcome,
+            allowed = verdict.allowed,
+            micros = took.as_micros() as u64,
+            "admission review"
+        );
+        axum::Json(admission::response(&uid, &verdict)).into_response()
+    }
+
+    /// Requests allowed untouched, without running anything.
+    fn skip_reason(&self, request: &AdmissionRequest) -> Option<&'static str> {
+        if matches!(request.operation.as_str(), "DELETE" | "CONNECT") {
+            return Some("DELETE and CONNECT are not evaluated");
+        }
+        if request
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| self.options.exclude_namespaces.contains(ns))
+        {
+            return Some("namespace excluded");
+        }
+        if !request.object.as_ref().is_some_and(Value::is_object) {
+            return Some("no object");
+        }
+        None
+    }
+
+    /// Evaluate on a worker, within the queue wait and the deadline; the
+    /// failure policy answers otherwise.
+    async fn evaluate_bounded(
+        self: &Arc<Self>,
+        set: Arc<PolicySet>,
+        request: AdmissionRequest,
+        endpoint: Endpoint,
+    ) -> (Verdict, &'static str) {
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let permit = match tokio::time::timeout(
+            self.options.queue_wait,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return self.failed(
+                    &set,
+                    "(server)",
+                    "overloaded",
+                    "every worker is busy".into(),
+                    "overloaded",
+                );
+            }
+        };
+        let webhook = self.clone();
+        let task_set = set.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            webhook.evaluate(&task_set, &request, endpoint)
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(join)) => self.failed(
+                &set,
+                "(server)",
+                "trap",
+                format!("evaluation panicked: {join}"),
+                "failed",
+            ),
+            Err(_) => self.failed(
+                &set,
+                "(server)",
+                "deadline",
+                format!("no answer within {:?}", self.options.timeout),
+                "failed",
+            ),
+        }
+    }
+
+    /// The failure policy's answer.
+    fn failed(
+        &self,
+        set: &PolicySet,
+        policy: &str,
+        kind: &str,
+        message: String,
+        outcome: &'static str,
+    ) -> (Verdict, &'static str) {
+        self.metrics
+            .failure(&set.name, policy, kind, set.failure_policy.as_str());
+        tracing::warn!(set = set.name, policy, kind, "{message}");
+        match set.failure_policy {
+            FailurePolicy::Fail => (
+                Verdict::deny(500, format!("repoint: {message}")),
+                if outcome == "overloaded" {
+                    "overloaded"
+                } else {
+                    "failed-closed"
+                },
+            ),
+            FailurePolicy::Ignore => (
+                Verdict::allow().with_warnings(vec![format!(
+                    "repoint: {message}; allowed unchanged (failurePolicy: Ignore)"
+                )]),
+                if outcome == "overloaded" {
+                    "overloaded"
+                } else {
+                    "failed-open"
+                },
+            ),
+        }
+    }
+
+    /// Run the set's chain on the request's object (blocking).
+    fn evaluate(
+        &self,
+        set: &PolicySet,
+        request: &AdmissionRequest,
+        endpoint: Endpoint,
+    ) -> (Verdict, &'static str) {
+        let Some(object) = request.object.as_ref() else {
+            return (Verdict::allow(), "skipped");
+        };
+        // Policies see the namespace the object will live in; the patch
+        // never sets it (the API server does).
+        let mut seen = object.clone();
+        if seen.pointer("/metadata/namespace").is_none()
+            && let (Some(ns), Some(Value::Object(meta))) =
+                (&request.namespace, seen.get_mut("metadata"))
+        {
+            meta.insert("namespace".into(), ns.clone().into());
+        }
+        let operation = match request.operation.as_str() {
+            "UPDATE" => Operation::Update,
+            _ => Operation::Create,
+        };
+        match set
+            .chain
+            .evaluate(&self.runtime, &seen, &Origin::Admission(operation))
+        {
+            Ok(None) => (Verdict::allow(), "skipped"),
+            Ok(Some(outcome)) => {
+                for policy in &set.chain.policies {
+                    let name = &*policy.name;
+                    let result = if outcome.denials.iter().any(|d| d.policy == name) {
+                        "denied"
+                    } else if outcome.changed_by.iter().any(|c| c == name) {
+                        "changed"
+                    } else {
+                        "unchanged"
+                    };
+                    self.metrics.evaluation(&set.name, name, result);
+                }
+                let warnings: Vec<String> = outcome
+                    .warnings
+                    .iter()
+                    .map(|w| format!("[{}] {}", w.policy, w.message))
+                    .collect();
+                if !outcome.denials.is_empty() {
+                    for d in &outcome.denials {
+                        self.metrics.denial(&set.name, &d.policy);
+                    }
+                    let message = outcome
+                        .denials
+                        .iter()
+                        .map(|d| format!("[{}] {}", d.policy, d.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return (
+                        Verdict::deny(403, format!("repoint: {message}")).with_warnings(warnings),
+                        "denied",
+                    );
+                }
+                let ops: Vec<_> = outcome
+                    .patch
+                    .iter()
+                    .filter(|op| !op.path.starts_with("/metadata/namespace"))
+                    .collect();
+                if endpoint == Endpoint::Mutate && !ops.is_empty() {
+                    let mut verdict = Verdict::allow().with_warnings(warnings);
+                    verdict.patch = Some(serde_json::to_value(&ops).unwrap_or_default());
+                    (verdict, "patched")
+                } else {
+                    (Verdict::allow().with_warnings(warnings), "allowed")
+                }
+            }
+            Err(e) => {
+                let (policy, kind) = match &e {
+                    ObjectError::Policy(f) => (
+                        f.policy.clone(),
+                        match &f.kind {
+                            FailureKind::Timeout(_) => "timeout",
+                            FailureKind::MemoryLimit(_) => "memory",
+                            FailureKind::InvalidAction(_) => "invalid-action",
+                            FailureKind::Error(_) => "error",
+                            FailureKind::Trap(_) => "trap",
+                        },
+                    ),
+                    ObjectError::InvalidImage { .. } => ("(image)".into(), "invalid-image"),
+                    ObjectError::NotConverging { policies, .. } => {
+                        (policies.join(","), "not-converging")
+                    }
+                };
+                if let ObjectError::Policy(f) = &e {
+                    self.metrics.evaluation(&set.name, &f.policy, "failed");
+                }
+                self.failed(set, &policy, kind, e.to_string(), "failed")
+            }
+        }
+    }
+}
+
+/// Which endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Prometheus metrics in the text exposition format: counters by label
+//! set and latency histograms. Hand-rolled: a few maps behind one lock,
+//! touched once per request, are cheaper than a registry crate's
+//! machinery and easy to read.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<Labels, u64>,
+    policy_evaluations: BTreeMap<Labels, u64>,
+    denials: BTreeMap<Labels, u64>,
+    failures: BTreeMap<Labels, u64>,
+    latency: BTreeMap<Labels, Histogram>,
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn bump(map: &mut BTreeMap<Labels, u64>, labels: Labels) {
+    *map.entry(labels).or_default() += 1;
+}
+
+impl Metrics {
+    /// One admission request answered: `outcome` is `allowed`, `patched`,
+    /// `denied`, `failed-open`, `failed-closed`, `skipped` or `overloaded`.
+    pub fn request(&self, set: &str, endpoint: &str, outcome: &str, took: Duration) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        bump(
+            &mut m.requests,
+            vec![
+                ("set", set.into()),
+                ("endpoint", endpoint.into()),
+                ("outcome", outcome.into()),
+            ],
+        );
+        let h = m
+            .latency
+            .entry(vec![("set", set.into()), ("endpoint", endpoint.into())])
+            .or_default();
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// A policy ran on an object: `outcome` is `changed`, `unchanged`,
+    /// `denied` or `failed`.
+    pub fn evaluation(&self, set: &str, policy: &str, outcome: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        bump(
+            &mut m.policy_evaluations,
+            vec![
+                ("set", set.into()),
+                ("policy", policy.into()),
+                ("outcome", outcome.into()),
+            ],
+        );
+    }
+
+    /// A policy denied an object.
+    pub fn denial(&self, set: &str, policy: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        bump(
+            &mut m.denials,
+            vec![("set", set.into()), ("policy", policy.into())],
+        );
+    }
+
+    /// A policy (or the server) failed: `kind` is `timeout`, `memory`,
+    /// `trap`, `invalid-action`, `invalid-image`, `not-converging`,
+    /// `deadline` or `overloaded`; `failure_policy` says what the answer was.
+    pub fn failure(&self, set: &str, policy: &str, kind: &str, failure_policy: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        bump(
+            &mut m.failures,
+            vec![
+                ("set", set.into()),
+                ("policy", policy.into()),
+                ("kind", kind.into()),
+                ("failure_policy", failure_policy.into()),
+            ],
+        );
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        counter(
+            &mut out,
+            "repoint_admission_requests_total",
+            "Admission requests answered, by policy set, endpoint and outcome.",
+            &m.requests,
+        );
+        counter(
+            &mut out,
+            "repoint_policy_evaluations_total",
+            "Policy evaluations, by set, policy and outcome.",
+            &m.policy_evaluations,
+        );
+        counter(
+            &mut out,
+            "repoint_policy_denials_total",
+            "Objects denied, by set and policy.",
+            &m.denials,
+        );
+        counter(
+            &mut out,
+            "repoint_policy_failures_total",
+            "Policy failures, by set, policy, kind and the failure policy applied.",
+            &m.failures,
+        );
+        let name = "repoint_admission_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to answer an admission request.\n# TYPE {name} histogram"
+        );
+        for (labels, h) in &m.latency {
+            let base = label_text(labels);
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{base},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{{{base}}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{{base}}} {}", h.count);
+        }
+        out
+    }
+}
+
+fn label_text(labels: &Labels) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<Labels, u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in values {
+        let _ = writeln!(out, "{name}{{{}}} {v}", label_text(labels));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition() {
+        let m = Metrics::default();
+        m.request("default", "mutate", "patched", Duration::from_micros(700));
+        m.request("default", "mutate", "patched", Duration::from_millis(30));
+        m.failure("lint", "loop", "timeout", "Ignore");
+        let text = m.render();
+        assert!(text.contains(
+            r#"repoint_admission_requests_total{set="default",endpoint="mutate",outcome="patched"} 2"#
+        ));
+        assert!(text.contains(
+            r#"repoint_admission_duration_seconds_bucket{set="default",endpoint="mutate",le="0.001"} 1"#
+        ));
+        assert!(text.contains(
+            r#"repoint_admission_duration_seconds_bucket{set="default",endpoint="mutate",le="+Inf"} 2"#
+        ));
+        assert!(text.contains(
+            r#"repoint_policy_failures_total{set="lint",policy="loop",kind="timeout",failure_policy="Ignore"} 1"#
+        ));
+    }
+}

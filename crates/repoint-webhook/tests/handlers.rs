@@ -1,0 +1,564 @@
+//! The webhook's router driven with `oneshot`: every behaviour of the
+//! admission endpoints, the probes and the metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use repoint_core::patch::{self, PatchOp};
+use repoint_runtime::chain::Chain;
+use repoint_runtime::probe::Offline;
+use repoint_runtime::{PolicySource, Runtime, RuntimeOptions, builtins};
+use repoint_webhook::{FailurePolicy, Options, PolicySet, Webhook};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(
+        Runtime::new(
+            RuntimeOptions {
+                timeout: Duration::from_millis(300),
+                memory: 64 << 20,
+                cache_dir: None,
+                concurrency: 16,
+            },
+            Arc::new(Offline),
+        )
+        .expect("runtime"),
+    )
+}
+
+fn chain(rt: &Runtime, policies: &[(&str, PolicySource, Value)]) -> Chain {
+    let mut chain = Chain::default();
+    for (name, source, settings) in policies {
+        let loaded = Arc::new(rt.load(source).expect("load"));
+        chain.policies.push(
+            rt.configure(name, loaded, &settings.to_string())
+                .expect("configure"),
+        );
+    }
+    chain
+}
+
+fn mirror() -> (&'static str, PolicySource, Value) {
+    (
+        "mirror",
+        PolicySource::Builtin("registry-mirror".into()),
+        json!({"rules": [{"match": "docker.io", "replace": "mirror.corp.example/hub"}]}),
+    )
+}
+
+fn secrets() -> (&'static str, PolicySource, Value) {
+    (
+        "secrets",
+        PolicySource::Builtin("pull-secrets".into()),
+        json!({"secretName": "corp-pull", "registries": ["mirror.corp.example"]}),
+    )
+}
+
+fn allowed() -> (&'static str, PolicySource, Value) {
+    (
+        "allowed",
+        PolicySource::Builtin("allowed-registries".into()),
+        json!({"allow": ["mirror.corp.example", "quay.io"]}),
+    )
+}
+
+fn misbehave(name: &'static str, mode: &str) -> (&'static str, PolicySource, Value) {
+    let path = builtins::test_policy("misbehave").expect("misbehave built");
+    (
+        name,
+        PolicySource::File(path.into()),
+        json!({ "mode": mode }),
+    )
+}
+
+/// Sets: `default` (mirror, secrets; Fail), `lint` (allowed; Ignore),
+/// `loop-fail` and `loop-ignore` (a looping policy), `panic` and `oom`
+/// (Fail).
+fn webhook(options: Options) -> Arc<Webhook> {
+    let rt = runtime();
+    let w = Webhook::new(rt.clone(), options);
+    let set = |name: &str, policies: Vec<(&str, PolicySource, Value)>, fp| PolicySet {
+        name: name.into(),
+        chain: chain(&rt, &policies),
+        failure_policy: fp,
+    };
+    w.install(vec![
+        set("default", vec![mirror(), secrets()], FailurePolicy::Fail),
+        set("lint", vec![allowed()], FailurePolicy::Ignore),
+        set(
+            "loop-fail",
+            vec![misbehave("spin", "loop")],
+            FailurePolicy::Fail,
+        ),
+        set(
+            "loop-ignore",
+            vec![misbehave("spin", "loop")],
+            FailurePolicy::Ignore,
+        ),
+        set(
+            "panic",
+            vec![misbehave("boom", "panic")],
+            FailurePolicy::Fail,
+        ),
+        set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
+    ]);
+    w
+}
+
+fn deployment(image: &str, namespace: Option<&str>) -> Value {
+    let mut metadata = json!({"name": "web"});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = ns.into();
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}},
+    })
+}
+
+fn review(operation: &str, namespace: &str, object: Option<Value>) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web",
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": "admin"},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+        },
+    })
+}
+
+async fn post(w: &Arc<Webhook>, path: &str, body: &Value) -> (StatusCode, Value) {
+    post_raw(w, path, body.to_string().into_bytes()).await
+}
+
+async fn post_raw(w: &Arc<Webhook>, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let response = w
+        .router()
+        .oneshot(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn get(router: axum::Router, path: &str) -> (StatusCode, String) {
+    let response = router
+        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The response's patch, decoded and applied to `object`.
+fn patched(response: &Value, object: &Value) -> Value {
+    let encoded = response["response"]["patch"].as_str().expect("a patch");
+    assert_eq!(response["response"]["patchType"], "JSONPatch");
+    let ops: Vec<PatchOp> =
+        serde_json::from_str(&repoint_credentials::unbase64(encoded).expect("base64"))
+            .expect("JSON Patch");
+    let mut out = object.clone();
+    patch::apply(&mut out, &ops).expect("the patch applies");
+    out
+}
+
+#[tokio::test]
+async fn mutation_is_the_same_as_repoint_run() {
+    let w = webhook(Options::default());
+    let object = deployment("nginx:1.27", Some("shop"));
+    let (status, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let r = &body["response"];
+    assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(r["allowed"], true);
+    let after = patched(&body, &object);
+    // What the same chain gives for the object outside the webhook.
+    let rt = runtime();
+    let outcome = chain(&rt, &[mirror(), secrets()])
+        .evaluate(
+            &rt,
+            &object,
+            &repoint_runtime::chain::Origin::Admission(repoint_runtime::chain::Operation::Create),
+        )
+        .expect("evaluates")
+        .expect("relevant");
+    let mut expected = object.clone();
+    patch::apply(&mut expected, &outcome.patch).expect("applies");
+    assert_eq!(after, expected);
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.corp.example/hub/library/nginx:1.27"
+    );
+    assert_eq!(
+        after["spec"]["template"]["spec"]["imagePullSecrets"],
+        json!([{"name": "corp-pull"}])
+    );
+}
+
+#[tokio::test]
+async fn namespace_from_the_request_and_generate_name() {
+    let w = webhook(Options::default());
+    // No namespace in the object, a generateName and no name: the patch
+    // must not set a namespace (the API server does).
+    let mut object = deployment("nginx:1.27", None);
+    object["metadata"] = json!({"generateName": "web-"});
+    let (_, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object.clone())),
+    )
+    .await;
+    let after = patched(&body, &object);
+    assert!(after["metadata"].get("namespace").is_none(), "{after}");
+    assert_eq!(after["metadata"]["generateName"], "web-");
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.corp.example/hub/library/nginx:1.27"
+    );
+}
+
+#[tokio::test]
+async fn update_uses_the_new_object() {
+    let w = webhook(Options::default());
+    let old = deployment("nginx:1.26", Some("shop"));
+    let new = deployment("nginx:1.27", Some("shop"));
+    let mut body = review("UPDATE", "shop", Some(new.clone()));
+    body["request"]["oldObject"] = old;
+    let (_, response) = post(&w, "/mutate/default", &body).await;
+    let after = patched(&response, &new);
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.corp.example/hub/library/nginx:1.27"
+    );
+}
+
+#[tokio::test]
+async fn nothing_to_change_means_no_patch() {
+    let w = webhook(Options::default());
+    let object = deployment("quay.io/acme/app:1", Some("shop"));
+    let (_, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none());
+    // A ConfigMap has no images: allowed without evaluation.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
+    let (_, body) = post(&w, "/mutate/default", &review("CREATE", "shop", Some(cm))).await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn denial_with_code_and_message_and_validate_never_patches() {
+    let w = webhook(Options::default());
+    let object = deployment("ghcr.io/acme/app:1", Some("shop"));
+    let (_, body) = post(
+        &w,
+        "/validate/lint",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    let r = &body["response"];
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("[allowed]") && m.contains("ghcr.io/acme/app")),
+        "{r}"
+    );
+    // validate on the mutating set: allowed, and no patch even though the
+    // chain would change the object.
+    let object = deployment("nginx:1.27", Some("shop"));
+    let (_, body) = post(
+        &w,
+        "/validate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn warnings_go_to_the_response() {
+    let w = webhook(Options::default());
+    let mut object = deployment("quay.io/acme/app:1", Some("shop"));
+    // A pull secret inside a container: pull-secrets warns.
+    object["spec"]["template"]["spec"]["containers"][0]["imagePullSecrets"] =
+        json!([{"name": "x"}]);
+    let (_, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    let warnings = body["response"]["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("[secrets]") && w.contains("inside a container"))),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_connect_excluded_namespaces_and_dry_run() {
+    let w = webhook(Options {
+        exclude_namespaces: vec!["kube-system".into(), "repoint".into()],
+        ..Options::default()
+    });
+    for (operation, namespace) in [
+        ("DELETE", "shop"),
+        ("CONNECT", "shop"),
+        ("CREATE", "kube-system"),
+        ("CREATE", "repoint"),
+    ] {
+        let object = deployment("nginx:1.27", Some(namespace));
+        let (_, body) = post(
+            &w,
+            "/mutate/default",
+            &review(operation, namespace, Some(object)),
+        )
+        .await;
+        assert_eq!(body["response"]["allowed"], true, "{operation} {namespace}");
+        assert!(
+            body["response"].get("patch").is_none(),
+            "{operation} {namespace}"
+        );
+    }
+    // dryRun: the same answer, and nothing else happens (repoint never
+    // writes to the cluster from admission).
+    let object = deployment("nginx:1.27", Some("shop"));
+    let mut dry = review("CREATE", "shop", Some(object.clone()));
+    dry["request"]["dryRun"] = true.into();
+    let (_, body) = post(&w, "/mutate/default", &dry).await;
+    assert!(patched(&body, &object)["spec"]["template"]["spec"]["imagePullSecrets"].is_array());
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_a_reason_and_unknown_sets_404() {
+    let w = webhook(Options {
+        body_limit: 4096,
+        ..Options::default()
+    });
+    let (status, body) = post_raw(&w, "/mutate/default", b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.as_str()
+            .is_some_and(|b| b.contains("malformed AdmissionReview")),
+        "{body}"
+    );
+    let (status, body) = post(
+        &w,
+        "/mutate/default",
+        &json!({"apiVersion": "v1", "kind": "Pod"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.as_str()
+            .is_some_and(|b| b.contains("admission.k8s.io/v1")),
+        "{body}"
+    );
+    let (status, _) = post(&w, "/mutate/nope", &review("CREATE", "shop", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Over the body limit.
+    let big = "x".repeat(8192);
+    let (status, _) = post(&w, "/mutate/default", &json!({"padding": big})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn failure_policies() {
+    let w = webhook(Options::default());
+    let object = deployment("nginx:1.27", Some("shop"));
+    // Fail: denied, naming the policy.
+    for (set, policy, what) in [
+        ("loop-fail", "spin", "timed out"),
+        ("panic", "boom", "trapped"),
+        ("oom", "hog", "memory"),
+    ] {
+        let (_, body) = post(
+            &w,
+            &format!("/mutate/{set}"),
+            &review("CREATE", "shop", Some(object.clone())),
+        )
+        .await;
+        let r = &body["response"];
+        assert_eq!(r["allowed"], false, "{set}");
+        let message = r["status"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(policy) && message.contains(what),
+            "{set}: {message}"
+        );
+    }
+    // Ignore: allowed unchanged, with a warning.
+    let (_, body) = post(
+        &w,
+        "/mutate/loop-ignore",
+        &review("CREATE", "shop", Some(object.clone())),
+    )
+    .await;
+    let r = &body["response"];
+    assert_eq!(r["allowed"], true);
+    assert!(r.get("patch").is_none());
+    assert!(
+        r["warnings"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("spin") && m.contains("failurePolicy: Ignore")),
+        "{r}"
+    );
+    // Counted.
+    let (_, metrics) = get(w.metrics_router(), "/metrics").await;
+    assert!(metrics.contains(
+        r#"repoint_policy_failures_total{set="loop-fail",policy="spin",kind="timeout",failure_policy="Fail"} 1"#
+    ), "{metrics}");
+    assert!(metrics.contains(
+        r#"repoint_policy_failures_total{set="loop-ignore",policy="spin",kind="timeout",failure_policy="Ignore"} 1"#
+    ));
+    assert!(metrics.contains(r#"kind="memory""#));
+}
+
+#[tokio::test]
+async fn overload_answers_at_once_with_the_failure_policy() {
+    // One worker, tied up by a looping policy; the next request may not
+    // wait more than 50 ms for it.
+    let w = webhook(Options {
+        workers: 1,
+        queue_wait: Duration::from_millis(50),
+        ..Options::default()
+    });
+    let object = deployment("nginx:1.27", Some("shop"));
+    let busy = {
+        let w = w.clone();
+        let body = review("CREATE", "shop", Some(object.clone()));
+        tokio::spawn(async move { post(&w, "/mutate/loop-ignore", &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let (_, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object.clone())),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = &body["response"];
+    assert_eq!(r["allowed"], false, "default fails closed: {r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("busy"))
+    );
+    busy.await.expect("busy request");
+    // With the worker free again, requests are evaluated.
+    let (_, body) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    assert_eq!(body["response"]["allowed"], true);
+    let (_, metrics) = get(w.metrics_router(), "/metrics").await;
+    assert!(metrics.contains(r#"outcome="overloaded"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn no_state_crosses_requests() {
+    // The same object twice gives the same answer: every request gets
+    // fresh instances.
+    let w = webhook(Options::default());
+    let object = deployment("nginx:1.27", Some("shop"));
+    let (_, a) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object.clone())),
+    )
+    .await;
+    let (_, b) = post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let rt = runtime();
+    let w = Webhook::new(rt.clone(), Options::default());
+    assert_eq!(get(w.router(), "/healthz").await.0, StatusCode::OK);
+    assert_eq!(
+        get(w.router(), "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, _) = post(&w, "/mutate/default", &review("CREATE", "shop", None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "not ready yet");
+    w.install(vec![PolicySet {
+        name: "default".into(),
+        chain: chain(&rt, &[mirror()]),
+        failure_policy: FailurePolicy::Fail,
+    }]);
+    assert_eq!(get(w.router(), "/readyz").await.0, StatusCode::OK);
+    let object = deployment("nginx:1.27", Some("shop"));
+    post(
+        &w,
+        "/mutate/default",
+        &review("CREATE", "shop", Some(object)),
+    )
+    .await;
+    let (status, metrics) = get(w.metrics_router(), "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains(
+        r#"repoint_admission_requests_total{set="default",endpoint="mutate",outcome="patched"} 1"#
+    ), "{metrics}");
+    assert!(metrics.contains(
+        r#"repoint_policy_evaluations_total{set="default",policy="mirror",outcome="changed"} 1"#
+    ));
+    assert!(metrics.contains("repoint_admission_duration_seconds_bucket"));
+}
