@@ -33,6 +33,8 @@ pub enum Command {
     /// functionConfig the repoint config; the ResourceList with results on
     /// stdout.
     Fn(FnArgs),
+    /// Serve the policy sets as a Kubernetes admission webhook (TLS).
+    Serve(ServeArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -70,7 +72,7 @@ pub struct ImagesArgs {
 }
 
 /// Options of every command that evaluates policies.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
     /// Namespace for objects that have none (where generated objects go).
     #[arg(long, short = 'n', default_value = "default")]
@@ -188,6 +190,36 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The repoint config file (its `webhook:` section names the sets).
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Address for admission reviews (TLS).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub addr: std::net::SocketAddr,
+    /// Serving certificate chain (PEM); reloaded when the file changes.
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// Serving private key (PEM); reloaded when the file changes.
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// Require client certificates signed by this CA (PEM): mTLS.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Address for plain-HTTP Prometheus `/metrics`.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The server's own namespace, whose requests are never evaluated.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "repoint")]
+    pub own_namespace: String,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub reload_interval: Duration,
     #[command(flatten)]
     pub eval: EvalArgs,
 }

@@ -97,8 +97,14 @@ impl FileResult {
     }
 }
 
-/// Load every policy of the config and check its settings.
-pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)> {
+/// Load every policy of the config and check its settings. A
+/// `long_running` process (the webhook) keeps probe answers for the
+/// config's `probe.cacheTtl` rather than for its whole life.
+pub fn build_chain(
+    config: &Config,
+    eval: &EvalArgs,
+    long_running: bool,
+) -> Result<(Runtime, Chain)> {
     let options = RuntimeOptions {
         timeout: eval.timeout.unwrap_or_else(|| config.timeout()),
         memory: eval.memory.unwrap_or_else(|| config.memory()),
@@ -115,7 +121,7 @@ pub fn build_chain(config: &Config, eval: &EvalArgs) -> Result<(Runtime, Chain)>
     } else {
         Arc::new(RegistryProber::new(
             &config.registry_settings(),
-            config.probe_settings(false),
+            config.probe_settings(long_running),
         )?)
     };
     let runtime = Runtime::new(options, prober)?;

@@ -16,6 +16,7 @@ mod kustomize;
 mod materialize;
 mod report;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -26,25 +27,35 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(level: &str) {
+/// Logs on stderr: text for commands, one JSON object per line for the
+/// server (with each request's uid), which log collectors parse.
+fn init_logging(level: &str, json: bool) {
     let filter = std::env::var("REPOINT_LOG").unwrap_or_else(|_| level.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
 }
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_logging(&cli.log_level);
+    init_logging(
+        &cli.log_level,
+        matches!(cli.command, args::Command::Serve(_)),
+    );
     let result = match &cli.command {
         args::Command::Images(a) => images::run(a),
         args::Command::Run(a) => run::run(a),
         args::Command::Check(a) => run::check(a),
         args::Command::Fn(a) => krm::run(a),
+        args::Command::Serve(a) => serve::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
     };
     match result {

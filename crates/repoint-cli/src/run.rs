@@ -39,7 +39,7 @@ fn evaluate(
 ) -> Result<Evaluated> {
     // Config and policies first: bad settings fail before any input is read.
     let config = Config::load(config_path)?;
-    let (runtime, chain) = engine::build_chain(&config, eval)?;
+    let (runtime, chain) = engine::build_chain(&config, eval, false)?;
     let limits = Limits {
         max_document_bytes: eval.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()

@@ -17,6 +17,7 @@
 
 pub mod admission;
 pub mod metrics;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -91,12 +92,18 @@ impl Default for Options {
     }
 }
 
+/// The compiled policies: the runtime and the sets built on it.
+#[derive(Debug)]
+struct Installed {
+    runtime: Arc<Runtime>,
+    sets: BTreeMap<String, Arc<PolicySet>>,
+}
+
 /// The webhook's state, shared by every request.
 #[derive(Debug)]
 pub struct Webhook {
-    runtime: Arc<Runtime>,
     /// Filled once every policy is compiled and configured (`/readyz`).
-    sets: OnceLock<BTreeMap<String, Arc<PolicySet>>>,
+    installed: OnceLock<Installed>,
     options: Options,
     permits: Arc<Semaphore>,
     /// The server's metrics.
@@ -105,28 +112,28 @@ pub struct Webhook {
 
 impl Webhook {
     /// A webhook that is up but not ready until [`Webhook::install`].
-    pub fn new(runtime: Arc<Runtime>, options: Options) -> Arc<Self> {
+    pub fn new(options: Options) -> Arc<Self> {
         Arc::new(Self {
-            runtime,
-            sets: OnceLock::new(),
+            installed: OnceLock::new(),
             permits: Arc::new(Semaphore::new(options.workers.max(1))),
             options,
             metrics: Metrics::default(),
         })
     }
 
-    /// Install the policy sets; the webhook is ready from now on.
-    pub fn install(&self, sets: Vec<PolicySet>) {
+    /// Install the runtime and the policy sets built on it; the webhook is
+    /// ready from now on.
+    pub fn install(&self, runtime: Arc<Runtime>, sets: Vec<PolicySet>) {
         let sets = sets
             .into_iter()
             .map(|s| (s.name.clone(), Arc::new(s)))
             .collect();
-        let _ = self.sets.set(sets);
+        let _ = self.installed.set(Installed { runtime, sets });
     }
 
     /// Whether every policy is compiled and configured.
     pub fn is_ready(&self) -> bool {
-        self.sets.get().is_some()
+        self.installed.get().is_some()
     }
 
     /// The admission endpoints and the probes.
@@ -191,14 +198,14 @@ impl Webhook {
         endpoint: Endpoint,
     ) -> Response {
         let started = Instant::now();
-        let Some(sets) = self.sets.get() else {
+        let Some(installed) = self.installed.get() else {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "policies are still loading",
             )
                 .into_response();
         };
-        let Some(set) = sets.get(&set_name).cloned() else {
+        let Some(set) = installed.sets.get(&set_name).cloned() else {
             return (
                 StatusCode::NOT_FOUND,
                 format!("no policy set named {set_name:?}"),
@@ -342,7 +349,8 @@ impl Webhook {
         request: &AdmissionRequest,
         endpoint: Endpoint,
     ) -> (Verdict, &'static str) {
-        let Some(object) = request.object.as_ref() else {
+        let (Some(object), Some(installed)) = (request.object.as_ref(), self.installed.get())
+        else {
             return (Verdict::allow(), "skipped");
         };
         // Policies see the namespace the object will live in; the patch
@@ -360,7 +368,7 @@ impl Webhook {
         };
         match set
             .chain
-            .evaluate(&self.runtime, &seen, &Origin::Admission(operation))
+            .evaluate(&installed.runtime, &seen, &Origin::Admission(operation))
         {
             Ok(None) => (Verdict::allow(), "skipped"),
             Ok(Some(outcome)) => {
@@ -381,8 +389,11 @@ impl Webhook {
                     .map(|w| format!("[{}] {}", w.policy, w.message))
                     .collect();
                 if !outcome.denials.is_empty() {
-                    for d in &outcome.denials {
-                        self.metrics.denial(&set.name, &d.policy);
+                    let mut denying: Vec<&str> =
+                        outcome.denials.iter().map(|d| d.policy.as_str()).collect();
+                    denying.dedup();
+                    for policy in denying {
+                        self.metrics.denial(&set.name, policy);
                     }
                     let message = outcome
                         .denials

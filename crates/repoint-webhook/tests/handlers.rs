@@ -80,32 +80,35 @@ fn misbehave(name: &'static str, mode: &str) -> (&'static str, PolicySource, Val
 /// (Fail).
 fn webhook(options: Options) -> Arc<Webhook> {
     let rt = runtime();
-    let w = Webhook::new(rt.clone(), options);
+    let w = Webhook::new(options);
     let set = |name: &str, policies: Vec<(&str, PolicySource, Value)>, fp| PolicySet {
         name: name.into(),
         chain: chain(&rt, &policies),
         failure_policy: fp,
     };
-    w.install(vec![
-        set("default", vec![mirror(), secrets()], FailurePolicy::Fail),
-        set("lint", vec![allowed()], FailurePolicy::Ignore),
-        set(
-            "loop-fail",
-            vec![misbehave("spin", "loop")],
-            FailurePolicy::Fail,
-        ),
-        set(
-            "loop-ignore",
-            vec![misbehave("spin", "loop")],
-            FailurePolicy::Ignore,
-        ),
-        set(
-            "panic",
-            vec![misbehave("boom", "panic")],
-            FailurePolicy::Fail,
-        ),
-        set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
-    ]);
+    w.install(
+        rt.clone(),
+        vec![
+            set("default", vec![mirror(), secrets()], FailurePolicy::Fail),
+            set("lint", vec![allowed()], FailurePolicy::Ignore),
+            set(
+                "loop-fail",
+                vec![misbehave("spin", "loop")],
+                FailurePolicy::Fail,
+            ),
+            set(
+                "loop-ignore",
+                vec![misbehave("spin", "loop")],
+                FailurePolicy::Ignore,
+            ),
+            set(
+                "panic",
+                vec![misbehave("boom", "panic")],
+                FailurePolicy::Fail,
+            ),
+            set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
+        ],
+    );
     w
 }
 
@@ -531,7 +534,7 @@ async fn no_state_crosses_requests() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let rt = runtime();
-    let w = Webhook::new(rt.clone(), Options::default());
+    let w = Webhook::new(Options::default());
     assert_eq!(get(w.router(), "/healthz").await.0, StatusCode::OK);
     assert_eq!(
         get(w.router(), "/readyz").await.0,
@@ -539,11 +542,14 @@ async fn health_readiness_and_metrics() {
     );
     let (status, _) = post(&w, "/mutate/default", &review("CREATE", "shop", None)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "not ready yet");
-    w.install(vec![PolicySet {
-        name: "default".into(),
-        chain: chain(&rt, &[mirror()]),
-        failure_policy: FailurePolicy::Fail,
-    }]);
+    w.install(
+        rt.clone(),
+        vec![PolicySet {
+            name: "default".into(),
+            chain: chain(&rt, &[mirror()]),
+            failure_policy: FailurePolicy::Fail,
+        }],
+    );
     assert_eq!(get(w.router(), "/readyz").await.0, StatusCode::OK);
     let object = deployment("nginx:1.27", Some("shop"));
     post(

@@ -1,0 +1,128 @@
+//! `repoint serve`: the admission webhook. The server listens at once
+//! (`/healthz` answers) and turns ready (`/readyz`) when every policy is
+//! compiled and configured; SIGTERM or Ctrl-C stops it gracefully.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use repoint_config::{Config, FailurePolicy as ConfigFailurePolicy};
+use repoint_runtime::chain::Chain;
+use repoint_webhook::serve::{ServeOptions, TlsFiles};
+use repoint_webhook::{FailurePolicy, Options, PolicySet, Webhook};
+
+use crate::args::ServeArgs;
+use crate::engine;
+
+pub fn run(args: &ServeArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let tls = TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        client_ca: args.client_ca.clone(),
+    };
+    // Bad certificate files fail now, not at the first connection.
+    repoint_webhook::serve::tls_config(&tls).map_err(|e| anyhow!("TLS: {e}"))?;
+    let webhook_config = config.file.webhook.clone().unwrap_or_default();
+    let mut exclude = webhook_config
+        .exclude_namespaces
+        .clone()
+        .unwrap_or_else(|| vec!["kube-system".into()]);
+    if !exclude.contains(&args.own_namespace) {
+        exclude.push(args.own_namespace.clone());
+    }
+    let timeout = webhook_config.timeout.unwrap_or(Duration::from_secs(2));
+    let workers = args.eval.jobs() * 2;
+    let webhook = Webhook::new(Options {
+        exclude_namespaces: exclude,
+        timeout,
+        workers,
+        // Waiting for a worker may use a quarter of the deadline; past
+        // that, answering by the failure policy beats queueing.
+        queue_wait: timeout / 4,
+        ..Options::default()
+    });
+    let options = ServeOptions {
+        addr: args.addr,
+        tls,
+        metrics_addr: args.metrics_addr,
+        reload_interval: args.reload_interval,
+        drain: Duration::from_secs(10),
+    };
+    let threads = args.eval.jobs();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    tokio.block_on(async move {
+        let server = tokio::spawn(repoint_webhook::serve::serve(
+            webhook.clone(),
+            options,
+            stop_signal(),
+        ));
+        let eval = args.eval.clone();
+        let installing = webhook.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let (runtime, chain) = engine::build_chain(&config, &eval, true)?;
+            let sets = policy_sets(&config, &chain);
+            installing.install(Arc::new(runtime), sets);
+            tracing::info!("every policy is compiled and configured: ready");
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow!("loading policies: {e}"))??;
+        server
+            .await
+            .map_err(|e| anyhow!("server task: {e}"))?
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The chain's policies grouped into the config's sets, in set order.
+fn policy_sets(config: &Config, chain: &Chain) -> Vec<PolicySet> {
+    config
+        .webhook_sets()
+        .into_iter()
+        .map(|(name, policies, failure_policy)| PolicySet {
+            name,
+            chain: Chain {
+                policies: policies
+                    .iter()
+                    .filter_map(|p| chain.policies.iter().find(|c| &*c.name == p).cloned())
+                    .collect(),
+                image_fields: chain.image_fields.clone(),
+            },
+            failure_policy: match failure_policy {
+                ConfigFailurePolicy::Fail => FailurePolicy::Fail,
+                ConfigFailurePolicy::Ignore => FailurePolicy::Ignore,
+            },
+        })
+        .collect()
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop signal received");
+}
