@@ -35,9 +35,39 @@ pub enum Command {
     Fn(FnArgs),
     /// Serve the policy sets as a Kubernetes admission webhook (TLS).
     Serve(ServeArgs),
+    /// What a cluster needs to run the webhook.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Print the manifests that run `repoint serve` in a cluster, ready for
+    /// `kubectl apply -f -`.
+    Manifests(ManifestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    /// The repoint config file (goes into a ConfigMap).
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Namespace the server runs in (never evaluated itself).
+    #[arg(long, short = 'n', default_value = "repoint")]
+    pub namespace: String,
+    /// The server's container image.
+    #[arg(long, default_value = concat!("ghcr.io/repoint/repoint:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+    /// Let cert-manager issue the serving certificate and inject the CA
+    /// bundle, instead of a generated self-signed one.
+    #[arg(long)]
+    pub cert_manager: bool,
+    /// Days the generated certificate is valid.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ mod input;
 mod inspect;
 mod krm;
 mod kustomize;
+mod manifests;
 mod materialize;
 mod report;
 mod run;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         args::Command::Check(a) => run::check(a),
         args::Command::Fn(a) => krm::run(a),
         args::Command::Serve(a) => serve::run(a),
+        args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
     };
     match result {

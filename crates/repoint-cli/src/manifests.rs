@@ -1,0 +1,276 @@
+//! `repoint webhook manifests`: everything a cluster needs to run
+//! `repoint serve`, as one YAML stream for `kubectl apply -f -`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use repoint_config::{Config, FailurePolicy};
+use repoint_core::document::emit::{self, IndentStyle};
+use serde_json::{Value, json};
+
+use crate::args::{EvalArgs, ManifestsArgs};
+use crate::engine;
+
+const NAME: &str = "repoint";
+const LABELS: &str = "app.kubernetes.io/name";
+
+fn labels() -> Value {
+    json!({LABELS: NAME, "app.kubernetes.io/managed-by": NAME})
+}
+
+/// A self-signed CA and a serving certificate for the Service's names.
+struct Serving {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let now = time_now();
+    let until = now + Duration::from_secs(u64::from(days) * 86_400);
+    let ca_key = KeyPair::generate().context("generating the CA key")?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{NAME} webhook CA"));
+    ca.not_before = now.into();
+    ca.not_after = until.into();
+    let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
+    let key = KeyPair::generate().context("generating the serving key")?;
+    let names = vec![
+        format!("{NAME}.{namespace}.svc"),
+        format!("{NAME}.{namespace}.svc.cluster.local"),
+        format!("{NAME}.{namespace}"),
+    ];
+    let mut serving = CertificateParams::new(names.clone()).context("certificate parameters")?;
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, names[0].clone());
+    serving.not_before = now.into();
+    serving.not_after = until.into();
+    let cert = serving
+        .signed_by(&key, &ca_cert, &ca_key)
+        .context("signing the serving certificate")?;
+    Ok(Serving {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn time_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}
+
+/// Admission rules: the workload kinds, and the custom resources the
+/// config names in `imageFields`.
+fn rules(config: &Config) -> Vec<Value> {
+    let ops = json!(["CREATE", "UPDATE"]);
+    let mut rules = vec![
+        json!({"operations": ops, "apiGroups": [""], "apiVersions": ["v1"],
+               "resources": ["pods", "replicationcontrollers", "podtemplates"], "scope": "Namespaced"}),
+        json!({"operations": ops, "apiGroups": ["apps"], "apiVersions": ["v1"],
+               "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "scope": "Namespaced"}),
+        json!({"operations": ops, "apiGroups": ["batch"], "apiVersions": ["v1"],
+               "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}),
+    ];
+    for f in &config.file.image_fields {
+        rules.push(json!({
+            "operations": ops,
+            "apiGroups": [f.group],
+            "apiVersions": ["*"],
+            // Kubernetes' plural of a kind, as CRDs almost always spell it.
+            "resources": [format!("{}s", f.kind.to_lowercase())],
+            "scope": "*",
+        }));
+    }
+    rules
+}
+
+pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let config_text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    // Load the policies: a set is mutating if any policy in it mutates.
+    let eval = EvalArgs {
+        namespace: "default".into(),
+        no_cache: false,
+        jobs: Some(1),
+        timeout: None,
+        memory: None,
+        max_document_size: 16,
+        offline: true,
+    };
+    let (_, chain) = engine::build_chain(&config, &eval, false)?;
+    let ns = &args.namespace;
+    let webhook = config.file.webhook.clone().unwrap_or_default();
+    let timeout = webhook.timeout.unwrap_or(Duration::from_secs(2));
+    let mut excluded = webhook
+        .exclude_namespaces
+        .clone()
+        .unwrap_or_else(|| vec!["kube-system".into()]);
+    if !excluded.contains(ns) {
+        excluded.insert(0, ns.clone());
+    }
+
+    let mut docs = vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels()}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": NAME, "namespace": ns, "labels": labels()}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+               "data": {"repoint.yaml": config_text}}),
+    ];
+    let secret_name = format!("{NAME}-tls");
+    let mut ca_bundle = None;
+    let mut annotations = Value::Null;
+    if args.cert_manager {
+        docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+            "spec": {"selfSigned": {}}}));
+        docs.push(
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+            "spec": {
+                "secretName": secret_name,
+                "dnsNames": [format!("{NAME}.{ns}.svc"), format!("{NAME}.{ns}.svc.cluster.local")],
+                "issuerRef": {"name": NAME, "kind": "Issuer"},
+            }}),
+        );
+        annotations = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{NAME}")});
+    } else {
+        let serving = self_signed(ns, args.days)?;
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret_name, "namespace": ns, "labels": labels()},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": repoint_credentials::base64(&serving.cert_pem),
+            "tls.key": repoint_credentials::base64(&serving.key_pem),
+            "ca.crt": repoint_credentials::base64(&serving.ca_pem),
+        }}));
+        ca_bundle = Some(repoint_credentials::base64(&serving.ca_pem));
+    }
+    let probe = |path: &str| {
+        json!({"httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
+                                     "periodSeconds": 5, "timeoutSeconds": 2})
+    };
+    docs.push(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {LABELS: NAME}},
+            "template": {
+                "metadata": {"labels": labels()},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "server",
+                        "image": args.image,
+                        "args": ["serve", "-c", "/etc/repoint/repoint.yaml",
+                                 "--addr", "0.0.0.0:8443", "--metrics-addr", "0.0.0.0:9090",
+                                 "--tls-cert", "/etc/repoint/tls/tls.crt",
+                                 "--tls-key", "/etc/repoint/tls/tls.key", "--no-cache"],
+                        "env": [{"name": "POD_NAMESPACE",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                        "ports": [{"name": "https", "containerPort": 8443},
+                                  {"name": "metrics", "containerPort": 9090}],
+                        "readinessProbe": probe("/readyz"),
+                        "livenessProbe": probe("/healthz"),
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                      "limits": {"memory": "256Mi"}},
+                        "securityContext": {"readOnlyRootFilesystem": true,
+                                            "allowPrivilegeEscalation": false,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/repoint", "readOnly": true},
+                            {"name": "tls", "mountPath": "/etc/repoint/tls", "readOnly": true},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": NAME}},
+                        {"name": "tls", "secret": {"secretName": secret_name}},
+                    ],
+                },
+            },
+        },
+    }));
+    docs.push(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+        "spec": {"selector": {LABELS: NAME}, "ports": [
+            {"name": "https", "port": 443, "targetPort": "https"},
+            {"name": "metrics", "port": 9090, "targetPort": "metrics"},
+        ]},
+    }));
+    docs.push(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {LABELS: NAME}}},
+    }));
+
+    let mut mutating = Vec::new();
+    let mut validating = Vec::new();
+    for (set, policies, failure_policy) in config.webhook_sets() {
+        let mutates = chain
+            .policies
+            .iter()
+            .filter(|p| policies.contains(&p.name.to_string()))
+            .any(|p| p.loaded.info.mutating);
+        let path = format!("/{}/{set}", if mutates { "mutate" } else { "validate" });
+        let mut client =
+            json!({"service": {"name": NAME, "namespace": ns, "path": path, "port": 443}});
+        if let Some(bundle) = &ca_bundle {
+            client["caBundle"] = bundle.clone().into();
+        }
+        let mut hook = json!({
+            "name": format!("{set}.{}.repoint.dev", if mutates { "mutate" } else { "validate" }),
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": client,
+            "sideEffects": "NoneOnDryRun",
+            "failurePolicy": match failure_policy { FailurePolicy::Fail => "Fail", FailurePolicy::Ignore => "Ignore" },
+            "matchPolicy": "Equivalent",
+            // The server answers within its own timeout; a second more for
+            // the network (the API server allows 1 to 30).
+            "timeoutSeconds": (timeout.as_secs() + 1).clamp(1, 30),
+            "namespaceSelector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded,
+            }]},
+            "rules": rules(&config),
+        });
+        if mutates {
+            hook["reinvocationPolicy"] = "IfNeeded".into();
+            mutating.push(hook);
+        } else {
+            validating.push(hook);
+        }
+    }
+    for (kind, hooks) in [
+        ("MutatingWebhookConfiguration", mutating),
+        ("ValidatingWebhookConfiguration", validating),
+    ] {
+        if hooks.is_empty() {
+            continue;
+        }
+        let mut metadata = json!({"name": NAME, "labels": labels()});
+        if args.cert_manager {
+            metadata["annotations"] = annotations.clone();
+        }
+        docs.push(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": metadata,
+            "webhooks": hooks,
+        }));
+    }
+    let mut out = String::new();
+    for doc in &docs {
+        out.push_str("---\n");
+        out.push_str(&emit::document(doc, IndentStyle::default()));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
