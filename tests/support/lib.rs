@@ -229,3 +229,43 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+/// The objects of a YAML or JSON stream, in order; empty documents are
+/// skipped. Fails the test if the text does not parse.
+pub fn documents(text: &str) -> Vec<serde_json::Value> {
+    Stream::parse("output", text.to_string(), Limits::default())
+        .expect("output parses")
+        .documents()
+        .iter()
+        .filter(|d| !d.value.is_null())
+        .map(|d| d.value.clone())
+        .collect()
+}
+
+/// The object of `kind` named `name` in `namespace` (an object without a
+/// namespace is in `default`); fails the test if there is none.
+pub fn find_object<'a>(
+    objects: &'a [serde_json::Value],
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"] == name
+                && o["metadata"]["namespace"].as_str().unwrap_or("default") == namespace
+        })
+        .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} in the output"))
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret's `.dockerconfigjson`,
+/// decoded; fails the test if it is missing or not base64 JSON.
+pub fn dockerconfigjson(secret: &serde_json::Value) -> serde_json::Value {
+    let encoded = secret["data"][".dockerconfigjson"]
+        .as_str()
+        .expect("a .dockerconfigjson string");
+    serde_json::from_str(&repoint_credentials::unbase64(encoded).expect("base64"))
+        .expect("JSON inside")
+}

@@ -3,7 +3,7 @@
 //! basic auth, and a small client that pushes images through the
 //! distribution API.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -212,11 +212,6 @@ impl Registry {
     /// The registry's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
-    }
-
-    /// Where the registry keeps its files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

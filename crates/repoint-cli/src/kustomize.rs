@@ -9,14 +9,17 @@
 //! the input, so an entry never touches an image repoint left alone.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use repoint_core::document::emit::{self, IndentStyle};
+use repoint_core::document::tree::escape_token;
 use repoint_core::reference::ImageRef;
-use repoint_core::{patch, sites};
+use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Map, Value, json};
+
+use crate::engine::ObjectMeta;
+use crate::files;
 
 /// First line of every kustomization.yaml repoint writes; one without it
 /// is the user's and is never overwritten.
@@ -149,10 +152,10 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        write_atomic(&path, text, *secret)
+        files::atomic_write(&path, text, Some(if *secret { 0o600 } else { 0o644 }))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    write_atomic(&kustomization_path, &text, false)
+    files::atomic_write(&kustomization_path, &text, Some(0o644))
         .with_context(|| format!("writing {}", kustomization_path.display()))?;
     for old in previous {
         if !files.iter().any(|(name, _, _)| *name == old) {
@@ -172,28 +175,40 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
 }
 
 /// Files a previous overlay of ours wrote (generated objects, patches and
-/// the copy of standard input), read from its kustomization.yaml.
+/// the copy of standard input): its kustomization.yaml's `resources:` and
+/// `patches[].path` that lie inside the overlay.
 fn previous_files(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim_start().trim_start_matches("- ").trim_start();
-            let l = l.strip_prefix("path: ").unwrap_or(l);
-            let l = l.trim_matches('"');
-            (l.starts_with("generated/") || l.starts_with("patches/") || l == "stdin.yaml")
-                .then(|| l.to_string())
+    let Ok(stream) = Stream::parse("kustomization.yaml", text.to_string(), Limits::default())
+    else {
+        return Vec::new();
+    };
+    let Some(doc) = stream.documents().first() else {
+        return Vec::new();
+    };
+    let resources = doc.value["resources"].as_array().into_iter().flatten();
+    let patches = doc.value["patches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| &p["path"]);
+    resources
+        .chain(patches)
+        .filter_map(Value::as_str)
+        .filter(|f| {
+            (f.starts_with("generated/") || f.starts_with("patches/") || *f == "stdin.yaml")
+                && !f.contains("..")
         })
-        .filter(|l| !l.contains(".."))
+        .map(str::to_string)
         .collect()
 }
 
 /// `kind-namespace-name.yaml`, lower case, for a file in the overlay.
 fn file_stem(object: &Value) -> String {
-    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let parts = [s("/kind"), s("/metadata/namespace"), s("/metadata/name")];
-    let stem: String = parts
-        .iter()
+    let meta = ObjectMeta::of(object);
+    let stem: String = [meta.kind, meta.namespace, meta.name]
+        .into_iter()
+        .flatten()
         .filter(|p| !p.is_empty())
-        .copied()
         .collect::<Vec<_>>()
         .join("-")
         .to_ascii_lowercase()
@@ -227,19 +242,22 @@ fn unique(taken: &mut Vec<String>, stem: &str) -> String {
 /// The patch target selecting exactly this object. kustomize reads the
 /// name and namespace as regular expressions, so dots are escaped.
 fn target(object: &Value) -> Value {
-    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let api_version = s("/apiVersion");
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let meta = ObjectMeta::of(object);
+    let api_version = meta.api_version.unwrap_or_default();
+    let group = sites::api_group(&api_version);
+    let version = api_version.rsplit('/').next().unwrap_or_default();
     let mut t = Map::new();
     if !group.is_empty() {
         t.insert("group".into(), group.into());
     }
     t.insert("version".into(), version.into());
-    t.insert("kind".into(), s("/kind").into());
-    t.insert("name".into(), regex_literal(s("/metadata/name")).into());
-    let namespace = s("/metadata/namespace");
-    if !namespace.is_empty() {
-        t.insert("namespace".into(), regex_literal(namespace).into());
+    t.insert("kind".into(), meta.kind.unwrap_or_default().into());
+    t.insert(
+        "name".into(),
+        regex_literal(&meta.name.unwrap_or_default()).into(),
+    );
+    if let Some(namespace) = meta.namespace.filter(|n| !n.is_empty()) {
+        t.insert("namespace".into(), regex_literal(&namespace).into());
     }
     Value::Object(t)
 }
@@ -339,7 +357,7 @@ fn reachable_images(value: &Value) -> Vec<String> {
                 for (k, v) in map {
                     let len = path.len();
                     path.push('/');
-                    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                    path.push_str(&escape_token(k));
                     if let ("containers" | "initContainers", Value::Array(items)) = (k.as_str(), v)
                     {
                         for (i, item) in items.iter().enumerate() {
@@ -501,34 +519,13 @@ fn relative_path(base: &Path, target: &Path) -> String {
     out.to_string_lossy().into_owned()
 }
 
-/// Write through a temporary file beside `path`, then rename over it. A
-/// Secret's file is readable by its owner only.
-fn write_atomic(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    #[cfg(unix)]
-    {
-        // Temporary files are created owner-only; the overlay is not secret.
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if secret { 0o600 } else { 0o644 };
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// The objects of every document, before and after `changes`, paired.
-pub fn object_changes(
-    documents: &[Value],
+pub fn object_changes<'a>(
+    documents: impl Iterator<Item = &'a Value>,
     changes: &[(usize, Vec<patch::PatchOp>)],
 ) -> Result<Vec<ObjectChange>> {
     let mut out = Vec::new();
-    for (i, doc) in documents.iter().enumerate() {
+    for (i, doc) in documents.enumerate() {
         let mut after = doc.clone();
         if let Some((_, ops)) = changes.iter().find(|(d, _)| *d == i) {
             patch::apply(&mut after, ops).context("applying the change to a document")?;

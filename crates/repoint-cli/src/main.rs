@@ -8,6 +8,7 @@
 
 mod args;
 mod engine;
+mod files;
 mod images;
 mod input;
 mod inspect;

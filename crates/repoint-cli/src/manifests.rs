@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use repoint_config::{Config, FailurePolicy};
+use repoint_config::Config;
 use repoint_core::document::emit::{self, IndentStyle};
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ struct Serving {
 
 fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let now = time_now();
+    let now = std::time::SystemTime::now();
     let until = now + Duration::from_secs(u64::from(days) * 86_400);
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
@@ -58,10 +58,6 @@ fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
-}
-
-fn time_now() -> std::time::SystemTime {
-    std::time::SystemTime::now()
 }
 
 /// Admission rules: the workload kinds, and the custom resources the
@@ -124,8 +120,10 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
                "data": {"repoint.yaml": config_text}}),
     ];
     let secret_name = format!("{NAME}-tls");
+    // Either the CA bundle goes into the webhook configurations, or
+    // cert-manager injects it (annotation on them).
     let mut ca_bundle = None;
-    let mut annotations = Value::Null;
+    let mut ca_injection = None;
     if args.cert_manager {
         docs.push(json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
             "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
@@ -139,7 +137,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
                 "issuerRef": {"name": NAME, "kind": "Issuer"},
             }}),
         );
-        annotations = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{NAME}")});
+        ca_injection = Some(json!({"cert-manager.io/inject-ca-from": format!("{ns}/{NAME}")}));
     } else {
         let serving = self_signed(ns, args.days)?;
         docs.push(json!({"apiVersion": "v1", "kind": "Secret",
@@ -232,7 +230,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
             "admissionReviewVersions": ["v1"],
             "clientConfig": client,
             "sideEffects": "NoneOnDryRun",
-            "failurePolicy": match failure_policy { FailurePolicy::Fail => "Fail", FailurePolicy::Ignore => "Ignore" },
+            "failurePolicy": failure_policy.as_str(),
             "matchPolicy": "Equivalent",
             // The server answers within its own timeout; a second more for
             // the network (the API server allows 1 to 30).
@@ -257,7 +255,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
             continue;
         }
         let mut metadata = json!({"name": NAME, "labels": labels()});
-        if args.cert_manager {
+        if let Some(annotations) = &ca_injection {
             metadata["annotations"] = annotations.clone();
         }
         docs.push(json!({

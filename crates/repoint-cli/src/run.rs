@@ -14,6 +14,7 @@ use similar::TextDiff;
 
 use crate::args::{CheckArgs, CheckFormat, EvalArgs, OutputFormat, RunArgs};
 use crate::engine::{self, FileResult, ObjectMeta};
+use crate::files;
 use crate::input;
 use crate::kustomize;
 use crate::materialize::{self, Generated};
@@ -325,26 +326,12 @@ fn write_in_place(ev: &Evaluated) -> Result<ExitCode> {
         if text == file.stream.text() {
             continue;
         }
-        atomic_write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        files::atomic_write(path, &text, None)
+            .with_context(|| format!("writing {}", path.display()))?;
         written += 1;
     }
     eprintln!("repoint: rewrote {written} file(s)");
     Ok(code)
-}
-
-fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Write the change as a kustomize overlay; nothing is written if any
@@ -358,13 +345,8 @@ fn write_kustomize(ev: &Evaluated, dir: &Path) -> Result<ExitCode> {
     let mut objects = Vec::new();
     let mut resources = Vec::new();
     for (i, file) in ev.files.iter().enumerate() {
-        let documents: Vec<Value> = file
-            .stream
-            .documents()
-            .iter()
-            .map(|d| d.value.clone())
-            .collect();
-        objects.extend(kustomize::object_changes(&documents, &file_changes(ev, i))?);
+        let documents = file.stream.documents().iter().map(|d| &d.value);
+        objects.extend(kustomize::object_changes(documents, &file_changes(ev, i))?);
         resources.push(match &file.path {
             Some(path) => kustomize::Resource::File(path),
             None => kustomize::Resource::Stdin(file.stream.text()),

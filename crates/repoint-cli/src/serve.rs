@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use repoint_config::{Config, FailurePolicy as ConfigFailurePolicy};
+use repoint_config::Config;
 use repoint_runtime::chain::Chain;
 use repoint_webhook::serve::{ServeOptions, TlsFiles};
-use repoint_webhook::{FailurePolicy, Options, PolicySet, Webhook};
+use repoint_webhook::{Options, PolicySet, Webhook};
 
 use crate::args::ServeArgs;
 use crate::engine;
@@ -95,10 +95,7 @@ fn policy_sets(config: &Config, chain: &Chain) -> Vec<PolicySet> {
                     .collect(),
                 image_fields: chain.image_fields.clone(),
             },
-            failure_policy: match failure_policy {
-                ConfigFailurePolicy::Fail => FailurePolicy::Fail,
-                ConfigFailurePolicy::Ignore => FailurePolicy::Ignore,
-            },
+            failure_policy,
         })
         .collect()
 }

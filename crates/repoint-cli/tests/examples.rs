@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::{Output, corpus_files, objects_by_identity, repo_root, run_command_env};
+use repoint_tests::{
+    Output, corpus_files, dockerconfigjson, documents, find_object as find, objects_by_identity,
+    repo_root, run_command_env,
+};
 use serde_json::{Value, json};
 
 fn example(path: &str) -> String {
@@ -17,28 +20,6 @@ fn example(path: &str) -> String {
 /// Run the binary with extra environment variables (through env(1)).
 fn repoint_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin, env)
-}
-
-/// The objects of the output, in order.
-fn objects(yaml: &str) -> Vec<Value> {
-    repoint_core::Stream::parse("out", yaml.to_string(), repoint_core::Limits::default())
-        .expect("output parses")
-        .documents()
-        .iter()
-        .filter(|d| !d.value.is_null())
-        .map(|d| d.value.clone())
-        .collect()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, namespace: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| {
-            o["kind"] == kind
-                && o["metadata"]["name"] == name
-                && o["metadata"]["namespace"].as_str().unwrap_or("default") == namespace
-        })
-        .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} in the output"))
 }
 
 fn count(objects: &[Value], kind: &str) -> usize {
@@ -57,11 +38,12 @@ fn check_pull_secret(secret: &Value, namespace: &str, name: &str) -> Value {
         secret["metadata"]["labels"],
         json!({"app.kubernetes.io/managed-by": "repoint"})
     );
-    let data = secret["data"].as_object().expect("data");
-    assert_eq!(data.len(), 1, "only .dockerconfigjson");
-    let encoded = data[".dockerconfigjson"].as_str().expect("a string");
-    serde_json::from_str(&repoint_credentials::unbase64(encoded).expect("base64"))
-        .expect("JSON inside")
+    assert_eq!(
+        secret["data"].as_object().map(|d| d.len()),
+        Some(1),
+        "only .dockerconfigjson"
+    );
+    dockerconfigjson(secret)
 }
 
 /// One `auths` entry: username, password, and `auth` = base64(user:pass).
@@ -94,7 +76,7 @@ fn postgres_cluster_from_a_private_registry() {
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
     assert_eq!(objects.len(), 2, "the cluster and its pull Secret");
     let cluster = find(&objects, "PostgresCluster", "orders", "orders-db");
     assert_eq!(
@@ -139,7 +121,7 @@ fn mirror_everything_with_the_secret_on_default_service_accounts() {
     ];
     let out = repoint_env(&args, "", &[("CACHE_TOKEN", token)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
 
     // Every image, from every registry, under the cache with its full name.
     let images: Vec<&str> = objects
@@ -206,9 +188,9 @@ fn copy_an_existing_pull_secret_into_the_apps_namespaces() {
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
     let source =
-        self::objects(&std::fs::read_to_string(example("copy-secret/regcred.yaml")).expect("read"));
+        documents(&std::fs::read_to_string(example("copy-secret/regcred.yaml")).expect("read"));
     let source_config: Value = serde_json::from_str(
         &repoint_credentials::unbase64(
             source[0]["data"][".dockerconfigjson"]
@@ -273,7 +255,7 @@ fn helm_post_renderer_script() {
         .next()
         .expect("prefix");
     assert!(out.stdout.starts_with(untouched));
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
     let deployment = find(&objects, "Deployment", "default", "shop");
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -357,7 +339,7 @@ fn private_proxy_example_offline() {
         &[("VENDOR_LICENSE_KEY", key)],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
     let app = find(&objects, "Deployment", "my-app", "my-app");
     assert_eq!(
         app["spec"]["template"]["spec"]["imagePullSecrets"],

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use repoint_tests::{
-    Output, find_program, objects_by_identity, program_or_skip, repo_root, run_command, temp_dir,
+    Output, documents, find_program, objects_by_identity, program_or_skip, repo_root, run_command,
+    temp_dir,
 };
 use serde_json::{Value, json};
 
@@ -22,11 +23,7 @@ fn repoint(args: &[&str], stdin: &str) -> Output {
 /// and kpt read; the token file is the example's, by absolute path.
 fn function_config() -> Value {
     let text = std::fs::read_to_string(repo_root().join("examples/repoint.yaml")).expect("read");
-    let mut config = repoint_core::Stream::parse("config", text, repoint_core::Limits::default())
-        .expect("parses")
-        .documents()[0]
-        .value
-        .clone();
+    let mut config = documents(&text).remove(0);
     config["credentials"][0]["passwordFile"] = repo_root()
         .join("examples/mirror-token.txt")
         .display()
@@ -58,12 +55,9 @@ fn deployment(name: &str, image: &str) -> Value {
     })
 }
 
+/// The one document `repoint fn` writes.
 fn parse(text: &str) -> Value {
-    repoint_core::Stream::parse("out", text.to_string(), repoint_core::Limits::default())
-        .expect("output parses")
-        .documents()[0]
-        .value
-        .clone()
+    documents(text).remove(0)
 }
 
 #[test]

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use repoint_tests::registry::Registry;
-use repoint_tests::{Output, run_command_env, temp_dir};
+use repoint_tests::{
+    Output, dockerconfigjson, documents, find_object as find, run_command_env, temp_dir,
+};
 use serde_json::{Value, json};
 
 const PROXY_TOKEN: &str = "proxy-token-for-tests-4c2a";
@@ -19,27 +21,6 @@ fn repoint(args: &[&str], stdin: &str) -> Output {
         stdin,
         &[("PROXY_TOKEN", PROXY_TOKEN), ("VENDOR_TOKEN", VENDOR_TOKEN)],
     )
-}
-
-fn objects(yaml: &str) -> Vec<Value> {
-    repoint_core::Stream::parse("out", yaml.to_string(), repoint_core::Limits::default())
-        .expect("output parses")
-        .documents()
-        .iter()
-        .filter(|d| !d.value.is_null())
-        .map(|d| d.value.clone())
-        .collect()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, namespace: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| {
-            o["kind"] == kind
-                && o["metadata"]["name"] == name
-                && o["metadata"]["namespace"] == namespace
-        })
-        .unwrap_or_else(|| panic!("no {kind} {namespace}/{name}"))
 }
 
 fn containers(object: &Value) -> Vec<String> {
@@ -172,8 +153,7 @@ fn decoded(secret: &Value) -> Value {
         secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "repoint"
     );
-    let data = secret["data"][".dockerconfigjson"].as_str().expect("data");
-    serde_json::from_str(&repoint_credentials::unbase64(data).expect("base64")).expect("json")
+    dockerconfigjson(secret)
 }
 
 #[test]
@@ -183,7 +163,7 @@ fn private_images_go_through_the_proxy() {
     };
     let out = repoint(&["run", "-c", &s.config, &s.manifests], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
 
     let api = find(&objects, "Deployment", "app", "api");
     assert_eq!(
@@ -248,7 +228,7 @@ fn offline_answers_unknown_and_the_policy_decides() {
     };
     let out = repoint(&["run", "--offline", "-c", &s.config, &s.manifests], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let objects = objects(&out.stdout);
+    let objects = documents(&out.stdout);
     let api = find(&objects, "Deployment", "app", "api");
     assert_eq!(
         containers(api)[0],

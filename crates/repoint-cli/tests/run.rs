@@ -1,9 +1,9 @@
 //! `repoint run`, `check` and `policy inspect` end to end: the real binary,
 //! the real built-in policies, the flows of DESIGN.md, the corpus, faults.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use repoint_tests::{Output, corpus_files, repo_root, run_command};
+use repoint_tests::{Output, corpus_files, repo_root, run_command, temp_dir};
 use serde_json::{Value, json};
 
 fn repoint(args: &[&str], stdin: &str) -> Output {
@@ -24,12 +24,6 @@ fn example(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("repoint-run-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 fn write_config(dir: &Path, body: &str) -> String {

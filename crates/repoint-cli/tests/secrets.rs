@@ -4,17 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::{Output, run_command_env};
+use repoint_tests::{Output, dockerconfigjson, documents, run_command_env, temp_dir};
 use serde_json::Value;
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-for-mirror";
 const TOKEN: &str = "tok-9f8e7d6c5b4a-from-file";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("repoint-secrets-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 fn repoint_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin, env)
@@ -35,20 +29,6 @@ fn setup(dir: &Path, extra: &str) -> String {
     )
     .expect("write config");
     config.display().to_string()
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    repoint_core::Stream::parse("out", yaml.to_string(), repoint_core::Limits::default())
-        .expect("output parses")
-        .documents()
-        .iter()
-        .map(|d| d.value.clone())
-        .collect()
-}
-
-fn decoded_config(secret: &Value) -> Value {
-    let data = secret["data"][".dockerconfigjson"].as_str().expect("data");
-    serde_json::from_str(&repoint_credentials::unbase64(data).expect("base64")).expect("json")
 }
 
 #[test]
@@ -72,7 +52,7 @@ fn one_secret_per_namespace_with_only_the_requested_registry() {
             "repoint"
         );
         assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
-        let auths = decoded_config(secret)["auths"].clone();
+        let auths = dockerconfigjson(secret)["auths"].clone();
         let auths = auths.as_object().expect("auths");
         assert_eq!(
             auths.keys().collect::<Vec<_>>(),
@@ -242,7 +222,7 @@ fn docker_config_credential_helpers_and_secret_copy() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let docs = documents(&out.stdout);
     let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
-    let entry = &decoded_config(secret)["auths"]["quay.io"];
+    let entry = &dockerconfigjson(secret)["auths"]["quay.io"];
     assert_eq!(
         (entry["username"].as_str(), entry["password"].as_str()),
         (Some("helper-user"), Some(TOKEN))
@@ -332,24 +312,16 @@ fn credentials_never_leak() {
         check(&path.display().to_string(), &text);
     }
     // The KRM function at trace level: stderr stays clean.
-    let read = |text: &str| {
-        repoint_core::Stream::parse("x", text.to_string(), repoint_core::Limits::default())
-            .expect("parses")
-            .documents()
-            .iter()
-            .map(|d| d.value.clone())
-            .collect::<Vec<_>>()
-    };
     let list = serde_json::json!({
         "apiVersion": "config.kubernetes.io/v1",
         "kind": "ResourceList",
-        "items": read(WORKLOADS),
-        "functionConfig": read(&std::fs::read_to_string(&config).expect("config"))[0],
+        "items": documents(WORKLOADS),
+        "functionConfig": documents(&std::fs::read_to_string(&config).expect("config"))[0],
     });
     let out = repoint_env(&["fn"], &list.to_string(), &env);
     assert_eq!(out.code, 0, "{}", out.stderr);
     check("stderr of fn", &out.stderr);
-    let items = read(&out.stdout)[0]["items"].clone();
+    let items = documents(&out.stdout)[0]["items"].clone();
     assert!(
         items
             .as_array()
@@ -362,7 +334,7 @@ fn credentials_never_leak() {
     let docs = documents(&out.stdout);
     let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
     assert_eq!(
-        decoded_config(secret)["auths"]["mirror.corp.example"]["password"],
+        dockerconfigjson(secret)["auths"]["mirror.corp.example"]["password"],
         PASSWORD
     );
     // The diff shows the Secret redacted.

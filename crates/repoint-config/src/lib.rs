@@ -156,6 +156,16 @@ pub enum FailurePolicy {
     Ignore,
 }
 
+impl FailurePolicy {
+    /// As Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
 /// One policy set served at `/mutate/{name}` and `/validate/{name}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -275,7 +285,7 @@ fn key_path(path: &serde_path_to_error::Path) -> (String, String) {
                 }
                 dotted.push_str(key);
                 pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&repoint_core::document::tree::escape_token(key));
             }
             Segment::Unknown => {}
         }

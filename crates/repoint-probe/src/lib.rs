@@ -89,7 +89,49 @@ struct Endpoint {
     /// Retry over plain http when https fails below HTTP (docker's rule for
     /// insecure registries).
     http_fallback: bool,
-    agent: ureq::Agent,
+    agent: Arc<LazyAgent>,
+}
+
+/// An HTTP agent built on first use: reading the system's roots costs
+/// about as much as the rest of a small `repoint run`, and most runs never
+/// probe.
+#[derive(Debug)]
+struct LazyAgent {
+    /// Trusted on top of the system roots.
+    extra: Vec<Certificate<'static>>,
+    /// TLS without verification.
+    insecure: bool,
+    agent: OnceLock<ureq::Agent>,
+}
+
+impl LazyAgent {
+    fn new(extra: Vec<Certificate<'static>>, insecure: bool) -> Arc<Self> {
+        Arc::new(Self {
+            extra,
+            insecure,
+            agent: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            let tls = if self.insecure {
+                TlsConfig::builder().disable_verification(true).build()
+            } else {
+                let mut roots = system_roots();
+                roots.extend(self.extra.iter().cloned());
+                TlsConfig::builder()
+                    .root_certs(RootCerts::from(roots))
+                    .build()
+            };
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .user_agent(concat!("repoint/", env!("CARGO_PKG_VERSION")))
+                .tls_config(tls)
+                .build()
+                .into()
+        })
+    }
 }
 
 /// One cached answer, filled by the first caller while the others wait.
@@ -131,23 +173,14 @@ pub struct RegistryProber {
     settings: ProbeSettings,
     configured: HashMap<String, Endpoint>,
     /// Agents for registries the config does not name: verifying, and not.
-    verifying: ureq::Agent,
-    unverified: ureq::Agent,
+    verifying: Arc<LazyAgent>,
+    unverified: Arc<LazyAgent>,
     cache: Mutex<HashMap<String, Arc<Slot>>>,
     /// Insecure endpoints that turned out to speak plain http: asked over
     /// http from then on.
     plain_http: Mutex<std::collections::HashSet<String>>,
     permits: Permits,
     requests: AtomicU64,
-}
-
-fn agent(tls: TlsConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .user_agent(concat!("repoint/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls)
-        .build()
-        .into()
 }
 
 /// The system's trusted roots, read once.
@@ -166,18 +199,6 @@ fn system_roots() -> Vec<Certificate<'static>> {
                 .collect()
         })
         .clone()
-}
-
-fn verifying_tls(extra: Vec<Certificate<'static>>) -> TlsConfig {
-    let mut roots = system_roots();
-    roots.extend(extra);
-    TlsConfig::builder()
-        .root_certs(RootCerts::from(roots))
-        .build()
-}
-
-fn unverified_tls() -> TlsConfig {
-    TlsConfig::builder().disable_verification(true).build()
 }
 
 /// Registries docker treats as insecure without being told: loopback.
@@ -235,17 +256,12 @@ impl RegistryProber {
                 }
                 None => (format!("https://{target}"), r.insecure),
             };
-            let tls = if r.insecure {
-                unverified_tls()
-            } else {
-                verifying_tls(extra)
-            };
             configured.insert(
                 name.clone(),
                 Endpoint {
                     base,
                     http_fallback,
-                    agent: agent(tls),
+                    agent: LazyAgent::new(extra, r.insecure),
                 },
             );
         }
@@ -256,8 +272,8 @@ impl RegistryProber {
             },
             settings,
             configured,
-            verifying: agent(verifying_tls(Vec::new())),
-            unverified: agent(unverified_tls()),
+            verifying: LazyAgent::new(Vec::new(), false),
+            unverified: LazyAgent::new(Vec::new(), true),
             cache: Mutex::new(HashMap::new()),
             plain_http: Mutex::new(std::collections::HashSet::new()),
             requests: AtomicU64::new(0),
@@ -269,13 +285,13 @@ impl RegistryProber {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn endpoint(&self, registry: &str) -> std::borrow::Cow<'_, Endpoint> {
+    fn endpoint(&self, registry: &str) -> Endpoint {
         if let Some(e) = self.configured.get(registry) {
-            return std::borrow::Cow::Borrowed(e);
+            return e.clone();
         }
         let host = default_host(registry);
         let insecure = is_loopback(&host);
-        std::borrow::Cow::Owned(Endpoint {
+        Endpoint {
             base: format!("https://{host}"),
             http_fallback: insecure,
             agent: if insecure {
@@ -283,13 +299,23 @@ impl RegistryProber {
             } else {
                 self.verifying.clone()
             },
-        })
+        }
     }
 
     /// Probe without the cache.
     fn probe_uncached(&self, image: &ImageRef) -> ProbeAnswer {
+        self.ask(image).unwrap_or_else(|e| {
+            tracing::debug!(image = %image, "probe failed: {e}");
+            ProbeAnswer::Unknown
+        })
+    }
+
+    /// The manifest request, with the anonymous token dance on a `Bearer`
+    /// challenge; `Err` for anything below HTTP (unknown).
+    fn ask(&self, image: &ImageRef) -> Result<ProbeAnswer, String> {
         let deadline = Instant::now() + self.settings.timeout;
         let endpoint = self.endpoint(&image.registry);
+        let agent = endpoint.agent.get();
         let reference = image
             .digest
             .as_deref()
@@ -307,77 +333,55 @@ impl RegistryProber {
         } else {
             endpoint.base.clone()
         };
-        let first = match self.manifest(&endpoint.agent, &base, &path, None, deadline) {
+        let status = match self.manifest(agent, &base, &path, None, deadline) {
             Err(e) if endpoint.http_fallback && base.starts_with("https://") => {
                 tracing::debug!("{base}: {e}; trying plain http");
                 base = plain(&base);
-                let retried = self.manifest(&endpoint.agent, &base, &path, None, deadline);
-                if retried.is_ok()
-                    && let Ok(mut p) = self.plain_http.lock()
-                {
+                let retried = self.manifest(agent, &base, &path, None, deadline)?;
+                if let Ok(mut p) = self.plain_http.lock() {
                     p.insert(endpoint.base.clone());
                 }
                 retried
             }
-            other => other,
+            other => other?,
         };
-        let status = match first {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(image = %image, "probe failed: {e}");
-                return ProbeAnswer::Unknown;
-            }
+        // Only a Bearer challenge can be answered anonymously; a Basic one
+        // (or none) on a 401 means credentials are required.
+        let challenge = match (
+            status.code,
+            status.challenge.as_deref().and_then(bearer_challenge),
+        ) {
+            (401, Some(challenge)) => challenge,
+            (code, _) => return Ok(answer_for(code)),
         };
-        match status.code {
-            200..=299 => ProbeAnswer::Anonymous,
-            404 => ProbeAnswer::NotFound,
-            401 => match status.challenge.as_deref().and_then(bearer_challenge) {
-                Some(challenge) => {
-                    let scope = challenge
-                        .scope
-                        .clone()
-                        .unwrap_or_else(|| format!("repository:{}:pull", image.repository));
-                    match self.anonymous_token(&endpoint.agent, &challenge, &scope, deadline) {
-                        Ok(Some(token)) => {
-                            match self.manifest(
-                                &endpoint.agent,
-                                &base,
-                                &path,
-                                Some(&token),
-                                deadline,
-                            ) {
-                                Ok(s) => match s.code {
-                                    200..=299 => ProbeAnswer::Anonymous,
-                                    401 | 403 => ProbeAnswer::NeedsAuth,
-                                    404 => ProbeAnswer::NotFound,
-                                    _ => ProbeAnswer::Unknown,
-                                },
-                                Err(e) => {
-                                    tracing::debug!(image = %image, "probe failed: {e}");
-                                    ProbeAnswer::Unknown
-                                }
-                            }
-                        }
-                        Ok(None) => ProbeAnswer::NeedsAuth,
-                        Err(e) => {
-                            tracing::debug!(image = %image, "token request failed: {e}");
-                            ProbeAnswer::Unknown
-                        }
-                    }
-                }
-                // Basic (or any other) challenge: credentials required.
-                None => ProbeAnswer::NeedsAuth,
-            },
-            403 => ProbeAnswer::NeedsAuth,
-            _ => ProbeAnswer::Unknown,
-        }
+        let scope = challenge
+            .scope
+            .clone()
+            .unwrap_or_else(|| format!("repository:{}:pull", image.repository));
+        let Some(token) = self.anonymous_token(agent, &challenge, &scope, deadline)? else {
+            return Ok(ProbeAnswer::NeedsAuth);
+        };
+        let retried = self.manifest(agent, &base, &path, Some(&token), deadline)?;
+        Ok(answer_for(retried.code))
     }
 
-    fn remaining(deadline: Instant) -> Result<Duration, String> {
-        deadline
+    /// Send one request within what is left of the probe's deadline.
+    fn send(
+        &self,
+        request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+        deadline: Instant,
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let left = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| "probe deadline passed".to_string())
+            .ok_or("probe deadline passed")?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        request
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| e.to_string())
     }
 
     /// `HEAD` the manifest, then `GET` if the registry does not do `HEAD`.
@@ -390,34 +394,18 @@ impl RegistryProber {
         deadline: Instant,
     ) -> Result<Status, String> {
         let url = format!("{base}{path}");
-        let head = {
-            let mut req = agent.head(&url).header("Accept", ACCEPT);
-            if let Some(t) = token {
-                req = req.header("Authorization", format!("Bearer {t}"));
+        let prepare = |request: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+            let request = request.header("Accept", ACCEPT);
+            match token {
+                Some(t) => request.header("Authorization", format!("Bearer {t}")),
+                None => request,
             }
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            req.config()
-                .timeout_global(Some(Self::remaining(deadline)?))
-                .build()
-                .call()
-                .map_err(|e| e.to_string())?
         };
-        let status = Status::of(&head);
+        let status = Status::of(&self.send(prepare(agent.head(&url)), deadline)?);
         if !matches!(status.code, 405 | 501) {
             return Ok(status);
         }
-        let mut req = agent.get(&url).header("Accept", ACCEPT);
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = req
-            .config()
-            .timeout_global(Some(Self::remaining(deadline)?))
-            .build()
-            .call()
-            .map_err(|e| e.to_string())?;
-        Ok(Status::of(&response))
+        Ok(Status::of(&self.send(prepare(agent.get(&url)), deadline)?))
     }
 
     /// An anonymous token from the challenge's realm: `Ok(None)` when the
@@ -429,17 +417,11 @@ impl RegistryProber {
         scope: &str,
         deadline: Instant,
     ) -> Result<Option<String>, String> {
-        let mut req = agent.get(&challenge.realm).query("scope", scope);
+        let mut request = agent.get(&challenge.realm).query("scope", scope);
         if let Some(service) = &challenge.service {
-            req = req.query("service", service);
+            request = request.query("service", service);
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = req
-            .config()
-            .timeout_global(Some(Self::remaining(deadline)?))
-            .build()
-            .call()
-            .map_err(|e| e.to_string())?;
+        let mut response = self.send(request, deadline)?;
         match response.status().as_u16() {
             200..=299 => {}
             401 | 403 => return Ok(None),
@@ -458,6 +440,16 @@ impl RegistryProber {
             .and_then(serde_json::Value::as_str)
             .map(|t| Some(t.to_string()))
             .ok_or_else(|| "token response has no token".to_string())
+    }
+}
+
+/// What a manifest response's status means.
+fn answer_for(code: u16) -> ProbeAnswer {
+    match code {
+        200..=299 => ProbeAnswer::Anonymous,
+        401 | 403 => ProbeAnswer::NeedsAuth,
+        404 => ProbeAnswer::NotFound,
+        _ => ProbeAnswer::Unknown,
     }
 }
 

@@ -36,25 +36,9 @@ use tokio::sync::Semaphore;
 
 use admission::{AdmissionRequest, Verdict};
 use metrics::Metrics;
-
 /// What to answer when a policy of a set fails or the server is
-/// overloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Deny, naming the policy.
-    Fail,
-    /// Allow unchanged, with a warning.
-    Ignore,
-}
-
-impl FailurePolicy {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Fail => "Fail",
-            Self::Ignore => "Ignore",
-        }
-    }
-}
+/// overloaded (the config's `failurePolicy`).
+pub use repoint_config::FailurePolicy;
 
 /// A named chain served at `/mutate/{name}` and `/validate/{name}`.
 #[derive(Debug)]
@@ -212,17 +196,21 @@ impl Webhook {
             )
                 .into_response();
         };
-        let request = match admission::parse(&body) {
+        let mut request = match admission::parse(&body) {
             Ok((_, request)) => request,
             Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
         };
         let uid = request.uid.clone();
-        let (verdict, outcome) = match self.skip_reason(&request) {
-            Some(reason) => {
+        let (verdict, outcome) = match self.object_to_evaluate(&mut request) {
+            Err(reason) => {
                 tracing::debug!(uid, set = set_name, reason, "allowed without evaluation");
                 (Verdict::allow(), "skipped")
             }
-            None => self.evaluate_bounded(set, request, endpoint).await,
+            Ok(object) => {
+                let runtime = installed.runtime.clone();
+                self.evaluate_bounded(runtime, set, request, object, endpoint)
+                    .await
+            }
         };
         let took = started.elapsed();
         self.metrics
@@ -239,30 +227,34 @@ impl Webhook {
         axum::Json(admission::response(&uid, &verdict)).into_response()
     }
 
-    /// Requests allowed untouched, without running anything.
-    fn skip_reason(&self, request: &AdmissionRequest) -> Option<&'static str> {
+    /// The object to evaluate, taken out of the request; or why the
+    /// request is allowed untouched without running anything.
+    fn object_to_evaluate(&self, request: &mut AdmissionRequest) -> Result<Value, &'static str> {
         if matches!(request.operation.as_str(), "DELETE" | "CONNECT") {
-            return Some("DELETE and CONNECT are not evaluated");
+            return Err("DELETE and CONNECT are not evaluated");
         }
         if request
             .namespace
             .as_ref()
             .is_some_and(|ns| self.options.exclude_namespaces.contains(ns))
         {
-            return Some("namespace excluded");
+            return Err("namespace excluded");
         }
-        if !request.object.as_ref().is_some_and(Value::is_object) {
-            return Some("no object");
-        }
-        None
+        request
+            .object
+            .take()
+            .filter(Value::is_object)
+            .ok_or("no object")
     }
 
     /// Evaluate on a worker, within the queue wait and the deadline; the
     /// failure policy answers otherwise.
     async fn evaluate_bounded(
         self: &Arc<Self>,
+        runtime: Arc<Runtime>,
         set: Arc<PolicySet>,
         request: AdmissionRequest,
+        object: Value,
         endpoint: Endpoint,
     ) -> (Verdict, &'static str) {
         let deadline = tokio::time::Instant::now() + self.options.timeout;
@@ -279,7 +271,6 @@ impl Webhook {
                     "(server)",
                     "overloaded",
                     "every worker is busy".into(),
-                    "overloaded",
                 );
             }
         };
@@ -287,7 +278,7 @@ impl Webhook {
         let task_set = set.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            webhook.evaluate(&task_set, &request, endpoint)
+            webhook.evaluate(&runtime, &task_set, &request, object, endpoint)
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(answer)) => answer,
@@ -296,66 +287,63 @@ impl Webhook {
                 "(server)",
                 "trap",
                 format!("evaluation panicked: {join}"),
-                "failed",
             ),
             Err(_) => self.failed(
                 &set,
                 "(server)",
                 "deadline",
                 format!("no answer within {:?}", self.options.timeout),
-                "failed",
             ),
         }
     }
 
     /// The failure policy's answer.
+    /// The failure policy's answer; the request's outcome is `overloaded`
+    /// for that kind, otherwise `failed-closed` or `failed-open`.
     fn failed(
         &self,
         set: &PolicySet,
         policy: &str,
         kind: &str,
         message: String,
-        outcome: &'static str,
     ) -> (Verdict, &'static str) {
         self.metrics
             .failure(&set.name, policy, kind, set.failure_policy.as_str());
         tracing::warn!(set = set.name, policy, kind, "{message}");
-        match set.failure_policy {
+        let (verdict, outcome) = match set.failure_policy {
             FailurePolicy::Fail => (
                 Verdict::deny(500, format!("repoint: {message}")),
-                if outcome == "overloaded" {
-                    "overloaded"
-                } else {
-                    "failed-closed"
-                },
+                "failed-closed",
             ),
             FailurePolicy::Ignore => (
                 Verdict::allow().with_warnings(vec![format!(
                     "repoint: {message}; allowed unchanged (failurePolicy: Ignore)"
                 )]),
-                if outcome == "overloaded" {
-                    "overloaded"
-                } else {
-                    "failed-open"
-                },
+                "failed-open",
             ),
-        }
+        };
+        (
+            verdict,
+            if kind == "overloaded" {
+                "overloaded"
+            } else {
+                outcome
+            },
+        )
     }
 
     /// Run the set's chain on the request's object (blocking).
     fn evaluate(
         &self,
+        runtime: &Runtime,
         set: &PolicySet,
         request: &AdmissionRequest,
+        object: Value,
         endpoint: Endpoint,
     ) -> (Verdict, &'static str) {
-        let (Some(object), Some(installed)) = (request.object.as_ref(), self.installed.get())
-        else {
-            return (Verdict::allow(), "skipped");
-        };
         // Policies see the namespace the object will live in; the patch
         // never sets it (the API server does).
-        let mut seen = object.clone();
+        let mut seen = object;
         if seen.pointer("/metadata/namespace").is_none()
             && let (Some(ns), Some(Value::Object(meta))) =
                 (&request.namespace, seen.get_mut("metadata"))
@@ -368,7 +356,7 @@ impl Webhook {
         };
         match set
             .chain
-            .evaluate(&installed.runtime, &seen, &Origin::Admission(operation))
+            .evaluate(runtime, &seen, &Origin::Admission(operation))
         {
             Ok(None) => (Verdict::allow(), "skipped"),
             Ok(Some(outcome)) => {
@@ -439,7 +427,7 @@ impl Webhook {
                 if let ObjectError::Policy(f) = &e {
                     self.metrics.evaluation(&set.name, &f.policy, "failed");
                 }
-                self.failed(set, &policy, kind, e.to_string(), "failed")
+                self.failed(set, &policy, kind, e.to_string())
             }
         }
     }

@@ -37,23 +37,28 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
-fn bump(map: &mut BTreeMap<Labels, u64>, labels: Labels) {
-    *map.entry(labels).or_default() += 1;
-}
-
 impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add one to a counter of `family`.
+    fn count(&self, family: fn(&mut Inner) -> &mut BTreeMap<Labels, u64>, labels: Labels) {
+        *family(&mut self.lock()).entry(labels).or_default() += 1;
+    }
+
     /// One admission request answered: `outcome` is `allowed`, `patched`,
     /// `denied`, `failed-open`, `failed-closed`, `skipped` or `overloaded`.
     pub fn request(&self, set: &str, endpoint: &str, outcome: &str, took: Duration) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        bump(
-            &mut m.requests,
+        self.count(
+            |m| &mut m.requests,
             vec![
                 ("set", set.into()),
                 ("endpoint", endpoint.into()),
                 ("outcome", outcome.into()),
             ],
         );
+        let mut m = self.lock();
         let h = m
             .latency
             .entry(vec![("set", set.into()), ("endpoint", endpoint.into())])
@@ -71,9 +76,8 @@ impl Metrics {
     /// A policy ran on an object: `outcome` is `changed`, `unchanged`,
     /// `denied` or `failed`.
     pub fn evaluation(&self, set: &str, policy: &str, outcome: &str) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        bump(
-            &mut m.policy_evaluations,
+        self.count(
+            |m| &mut m.policy_evaluations,
             vec![
                 ("set", set.into()),
                 ("policy", policy.into()),
@@ -84,9 +88,8 @@ impl Metrics {
 
     /// A policy denied an object.
     pub fn denial(&self, set: &str, policy: &str) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        bump(
-            &mut m.denials,
+        self.count(
+            |m| &mut m.denials,
             vec![("set", set.into()), ("policy", policy.into())],
         );
     }
@@ -95,9 +98,8 @@ impl Metrics {
     /// `trap`, `invalid-action`, `invalid-image`, `not-converging`,
     /// `deadline` or `overloaded`; `failure_policy` says what the answer was.
     pub fn failure(&self, set: &str, policy: &str, kind: &str, failure_policy: &str) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        bump(
-            &mut m.failures,
+        self.count(
+            |m| &mut m.failures,
             vec![
                 ("set", set.into()),
                 ("policy", policy.into()),
@@ -109,7 +111,7 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.lock();
         let mut out = String::new();
         counter(
             &mut out,

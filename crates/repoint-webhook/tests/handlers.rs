@@ -76,8 +76,8 @@ fn misbehave(name: &'static str, mode: &str) -> (&'static str, PolicySource, Val
 }
 
 /// Sets: `default` (mirror, secrets; Fail), `lint` (allowed; Ignore),
-/// `loop-fail` and `loop-ignore` (a looping policy), `panic` and `oom`
-/// (Fail).
+/// `loop-fail` and `loop-ignore` (a looping policy), `panic`, `oom` and
+/// `count` (a policy counting its evaluations; Fail).
 fn webhook(options: Options) -> Arc<Webhook> {
     let rt = runtime();
     let w = Webhook::new(options);
@@ -107,6 +107,11 @@ fn webhook(options: Options) -> Arc<Webhook> {
                 FailurePolicy::Fail,
             ),
             set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
+            set(
+                "count",
+                vec![misbehave("counter", "count")],
+                FailurePolicy::Fail,
+            ),
         ],
     );
     w
@@ -142,38 +147,9 @@ fn review(operation: &str, namespace: &str, object: Option<Value>) -> Value {
     })
 }
 
-async fn post(w: &Arc<Webhook>, path: &str, body: &Value) -> (StatusCode, Value) {
-    post_raw(w, path, body.to_string().into_bytes()).await
-}
-
-async fn post_raw(w: &Arc<Webhook>, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let response = w
-        .router()
-        .oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
-}
-
-async fn get(router: axum::Router, path: &str) -> (StatusCode, String) {
-    let response = router
-        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
+/// Send one request through the router; the body as text.
+async fn send(router: axum::Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = router.oneshot(request).await.expect("response");
     let status = response.status();
     let bytes = response
         .into_body()
@@ -182,6 +158,34 @@ async fn get(router: axum::Router, path: &str) -> (StatusCode, String) {
         .expect("body")
         .to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn post(w: &Arc<Webhook>, path: &str, body: &Value) -> (StatusCode, Value) {
+    post_raw(w, path, body.to_string().into_bytes()).await
+}
+
+/// POST `body`; the answer as JSON, or as a JSON string when it is not.
+async fn post_raw(w: &Arc<Webhook>, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let (status, text) = send(w.router(), request).await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// A CREATE of `object` in namespace `shop`, posted to `path`.
+async fn create(w: &Arc<Webhook>, path: &str, object: &Value) -> (StatusCode, Value) {
+    post(w, path, &review("CREATE", "shop", Some(object.clone()))).await
+}
+
+async fn get(router: axum::Router, path: &str) -> (StatusCode, String) {
+    send(
+        router,
+        Request::get(path).body(Body::empty()).expect("request"),
+    )
+    .await
 }
 
 /// The response's patch, decoded and applied to `object`.
@@ -200,12 +204,7 @@ fn patched(response: &Value, object: &Value) -> Value {
 async fn mutation_is_the_same_as_repoint_run() {
     let w = webhook(Options::default());
     let object = deployment("nginx:1.27", Some("shop"));
-    let (status, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object.clone())),
-    )
-    .await;
+    let (status, body) = create(&w, "/mutate/default", &object).await;
     assert_eq!(status, StatusCode::OK);
     let r = &body["response"];
     assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
@@ -241,12 +240,7 @@ async fn namespace_from_the_request_and_generate_name() {
     // must not set a namespace (the API server does).
     let mut object = deployment("nginx:1.27", None);
     object["metadata"] = json!({"generateName": "web-"});
-    let (_, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object.clone())),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/default", &object).await;
     let after = patched(&body, &object);
     assert!(after["metadata"].get("namespace").is_none(), "{after}");
     assert_eq!(after["metadata"]["generateName"], "web-");
@@ -275,17 +269,12 @@ async fn update_uses_the_new_object() {
 async fn nothing_to_change_means_no_patch() {
     let w = webhook(Options::default());
     let object = deployment("quay.io/acme/app:1", Some("shop"));
-    let (_, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/default", &object).await;
     assert_eq!(body["response"]["allowed"], true);
     assert!(body["response"].get("patch").is_none());
     // A ConfigMap has no images: allowed without evaluation.
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
-    let (_, body) = post(&w, "/mutate/default", &review("CREATE", "shop", Some(cm))).await;
+    let (_, body) = create(&w, "/mutate/default", &cm).await;
     assert_eq!(body["response"]["allowed"], true);
     assert!(body["response"].get("patch").is_none());
 }
@@ -294,12 +283,7 @@ async fn nothing_to_change_means_no_patch() {
 async fn denial_with_code_and_message_and_validate_never_patches() {
     let w = webhook(Options::default());
     let object = deployment("ghcr.io/acme/app:1", Some("shop"));
-    let (_, body) = post(
-        &w,
-        "/validate/lint",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, body) = create(&w, "/validate/lint", &object).await;
     let r = &body["response"];
     assert_eq!(r["allowed"], false);
     assert_eq!(r["status"]["code"], 403);
@@ -312,12 +296,7 @@ async fn denial_with_code_and_message_and_validate_never_patches() {
     // validate on the mutating set: allowed, and no patch even though the
     // chain would change the object.
     let object = deployment("nginx:1.27", Some("shop"));
-    let (_, body) = post(
-        &w,
-        "/validate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, body) = create(&w, "/validate/default", &object).await;
     assert_eq!(body["response"]["allowed"], true);
     assert!(body["response"].get("patch").is_none());
 }
@@ -329,12 +308,7 @@ async fn warnings_go_to_the_response() {
     // A pull secret inside a container: pull-secrets warns.
     object["spec"]["template"]["spec"]["containers"][0]["imagePullSecrets"] =
         json!([{"name": "x"}]);
-    let (_, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/default", &object).await;
     let warnings = body["response"]["warnings"].as_array().expect("warnings");
     assert!(
         warnings.iter().any(|w| w
@@ -421,12 +395,7 @@ async fn failure_policies() {
         ("panic", "boom", "trapped"),
         ("oom", "hog", "memory"),
     ] {
-        let (_, body) = post(
-            &w,
-            &format!("/mutate/{set}"),
-            &review("CREATE", "shop", Some(object.clone())),
-        )
-        .await;
+        let (_, body) = create(&w, &format!("/mutate/{set}"), &object).await;
         let r = &body["response"];
         assert_eq!(r["allowed"], false, "{set}");
         let message = r["status"]["message"].as_str().expect("message");
@@ -436,12 +405,7 @@ async fn failure_policies() {
         );
     }
     // Ignore: allowed unchanged, with a warning.
-    let (_, body) = post(
-        &w,
-        "/mutate/loop-ignore",
-        &review("CREATE", "shop", Some(object.clone())),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/loop-ignore", &object).await;
     let r = &body["response"];
     assert_eq!(r["allowed"], true);
     assert!(r.get("patch").is_none());
@@ -479,12 +443,7 @@ async fn overload_answers_at_once_with_the_failure_policy() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
-    let (_, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object.clone())),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/default", &object).await;
     assert!(
         started.elapsed() < Duration::from_millis(250),
         "{:?}",
@@ -499,12 +458,7 @@ async fn overload_answers_at_once_with_the_failure_policy() {
     );
     busy.await.expect("busy request");
     // With the worker free again, requests are evaluated.
-    let (_, body) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, body) = create(&w, "/mutate/default", &object).await;
     assert_eq!(body["response"]["allowed"], true);
     let (_, metrics) = get(w.metrics_router(), "/metrics").await;
     assert!(metrics.contains(r#"outcome="overloaded"} 1"#), "{metrics}");
@@ -516,19 +470,19 @@ async fn no_state_crosses_requests() {
     // fresh instances.
     let w = webhook(Options::default());
     let object = deployment("nginx:1.27", Some("shop"));
-    let (_, a) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object.clone())),
-    )
-    .await;
-    let (_, b) = post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    let (_, a) = create(&w, "/mutate/default", &object).await;
+    let (_, b) = create(&w, "/mutate/default", &object).await;
     assert_eq!(a, b);
+    // A policy that counts its evaluations in a static counts one, request
+    // after request: no instance (and no memory) is reused.
+    for _ in 0..3 {
+        let (_, body) = create(&w, "/mutate/count", &object).await;
+        assert_eq!(
+            body["response"]["warnings"],
+            json!(["[counter] evaluation 1 of this instance"]),
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -552,12 +506,7 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(get(w.router(), "/readyz").await.0, StatusCode::OK);
     let object = deployment("nginx:1.27", Some("shop"));
-    post(
-        &w,
-        "/mutate/default",
-        &review("CREATE", "shop", Some(object)),
-    )
-    .await;
+    create(&w, "/mutate/default", &object).await;
     let (status, metrics) = get(w.metrics_router(), "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains(

@@ -30,6 +30,9 @@ pub enum Mode {
     /// Behave: rewrite every image to `busybox` (for convergence tests:
     /// with `alternate` it flips between two images and never converges).
     Rewrite,
+    /// Warn with how many times this instance has evaluated: 1 whenever
+    /// the host gives every evaluation a fresh instance.
+    Count,
 }
 
 /// Settings.
@@ -126,6 +129,14 @@ impl Policy for Misbehave {
                         .map(|d| d.as_secs())
                 )),
             ]),
+            Mode::Count => {
+                static EVALUATIONS: std::sync::atomic::AtomicU32 =
+                    std::sync::atomic::AtomicU32::new(0);
+                let n = EVALUATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Ok(vec![Action::Warn(format!(
+                    "evaluation {n} of this instance"
+                ))])
+            }
             Mode::LogEverything => {
                 log(LogLevel::Info, &format!("{resource:?}"));
                 Ok(vec![])
