@@ -41,11 +41,11 @@ fn options(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn shared() -> PathBuf {
+pub(crate) fn shared() -> PathBuf {
     std::env::var_os("REPOINT_SHARED_DIR").map_or_else(|| root().join("../shared"), PathBuf::from)
 }
 
@@ -85,7 +85,7 @@ fn write_config(path: &Path, policies: &str) -> Result<()> {
     .with_context(|| format!("writing {}", path.display()))
 }
 
-fn three_builtins() -> String {
+pub(crate) fn three_builtins() -> String {
     let rules: String = MIRROR_RULES
         .iter()
         .map(|(m, r)| format!("      - {{match: {m}, replace: {r}}}\n"))
@@ -163,15 +163,7 @@ pub fn run(args: &[String]) -> Result<()> {
     )?;
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    println!("machine: {cores} cores, {cpu}");
+    println!("machine: {cores} cores, {}", cpu_model());
     println!(
         "input: {} copies of ../shared/corpus ({} files, {:.1} MB, {documents} documents); median of {} runs\n",
         copies,
@@ -341,4 +333,16 @@ fn kustomize(
         k.as_secs_f64() / r.as_secs_f64()
     );
     Ok(())
+}
+
+/// The CPU's model name, for the report.
+pub(crate) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -7,8 +7,12 @@
 //!   built-ins over the corpus replicated to ~100 MB, at one thread and at
 //!   all cores, against an identity run (no policies) and, when `kubectl` is
 //!   on PATH, against `kubectl kustomize` doing the same rewrites.
+//! - `cargo xtask loadtest [--seconds N] [--concurrency N] [--rate N]`:
+//!   `repoint serve` under `oha` over TLS, against an empty policy set, and
+//!   with 10% of the requests going to a looping policy.
 
 mod bench;
+mod loadtest;
 
 use std::process::{Command, ExitCode};
 
@@ -21,8 +25,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("check-wasm") => check_wasm(),
         Some("bench") => bench::run(&args[1..]),
+        Some("loadtest") => loadtest::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask check-wasm | bench [--size MB] [--runs N]");
+            eprintln!(
+                "usage: cargo xtask check-wasm | bench [--size MB] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+            );
             return ExitCode::from(2);
         }
     };

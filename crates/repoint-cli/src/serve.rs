@@ -53,6 +53,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let threads = args.eval.jobs();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        // Evaluations run on blocking threads, at most `workers` at once;
+        // a fixed pool keeps their thread-local allocator caches from
+        // multiplying (the default pool grows to hundreds of threads).
+        // Two more serve startup and certificate reloads.
+        .max_blocking_threads(workers + 2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

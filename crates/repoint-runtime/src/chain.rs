@@ -18,7 +18,10 @@ use repoint_core::patch::{self, PatchOp};
 use repoint_core::resource::ResourceView;
 use repoint_core::sites::{self, ImageFields, Object};
 
-use crate::{ConfiguredPolicy, FailureKind, PolicyFailure, Runtime, convert};
+use crate::{
+    ConfiguredPolicy, FailureKind, PolicyFailure, PolicyInstance, REUSED_PER_OBJECT, Runtime,
+    convert,
+};
 
 /// The kind of write an admission request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +147,9 @@ impl Chain {
 
     /// Evaluate one object (pointers in the outcome are relative to it).
     /// `None` when the object is not one policies are consulted about.
+    ///
+    /// Each policy gets a fresh instance for this object, kept for the
+    /// convergence pass and dropped with it.
     pub fn evaluate(
         &self,
         runtime: &Runtime,
@@ -153,65 +159,95 @@ impl Chain {
         if !self.is_relevant(object) {
             return Ok(None);
         }
-        let (after, mut outcome) = self.run_once(runtime, object, origin)?;
-        outcome.patch = patch::diff(object, &after);
-        if !outcome.patch.is_empty() {
-            let (again, second) = self.run_once(runtime, &after, origin)?;
-            let changes = patch::diff(&after, &again);
-            if !changes.is_empty() {
-                return Err(ObjectError::NotConverging {
-                    policies: second.changed_by,
-                    changes,
-                });
-            }
+        let mut instances = Instances::new(self.policies.len());
+        let first = self.first_pass(runtime, &mut instances, object, origin)?;
+        let mut outcome = first.outcome;
+        outcome.patch = patch::diff(object, &first.object);
+        if let (false, Some(last)) = (outcome.patch.is_empty(), first.last_changer) {
+            self.check_settled(
+                runtime,
+                &mut instances,
+                &first.object,
+                first.snapshot,
+                origin,
+                last,
+            )?;
         }
         Ok(Some(outcome))
     }
 
-    /// One pass of the chain; returns the object as the last policy left it.
-    fn run_once(
+    /// What policies are shown of `object`: its image sites and the WIT
+    /// resource, built once per state of the object rather than per policy.
+    fn snapshot(&self, object: &Value, origin: &Origin) -> Result<Snapshot, ObjectError> {
+        let found = sites::find(
+            Object {
+                prefix: "",
+                value: object,
+            },
+            &self.image_fields,
+        );
+        if let Some(bad) = found.images.iter().find(|s| s.image.is_err()) {
+            return Err(ObjectError::InvalidImage {
+                pointer: bad.pointer.clone(),
+                written: bad.written.clone(),
+                reason: bad
+                    .image
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            });
+        }
+        let resource = convert::resource(ResourceView::new(object, "", &found), origin);
+        Ok(Snapshot { found, resource })
+    }
+
+    /// What the policy at `index` would do to `object`, checked.
+    fn plan(
         &self,
         runtime: &Runtime,
+        instances: &mut Instances,
+        index: usize,
+        object: &Value,
+        snapshot: &Snapshot,
+    ) -> Result<actions::Plan, ObjectError> {
+        let policy = &self.policies[index];
+        let returned = instances.with(index, |slot| {
+            runtime.evaluate(policy, slot, &snapshot.resource)
+        })?;
+        let invalid = |message: String| PolicyFailure {
+            policy: policy.name.to_string(),
+            kind: FailureKind::InvalidAction(message),
+        };
+        let actions = convert::actions(returned).map_err(invalid)?;
+        actions::plan(object, &snapshot.found, &actions).map_err(|e| invalid(e.to_string()).into())
+    }
+
+    /// The chain in order, each policy seeing the object as the previous
+    /// ones left it.
+    fn first_pass(
+        &self,
+        runtime: &Runtime,
+        instances: &mut Instances,
         object: &Value,
         origin: &Origin,
-    ) -> Result<(Value, Outcome), ObjectError> {
+    ) -> Result<FirstPass, ObjectError> {
         let mut current = object.clone();
+        let mut snapshot = self.snapshot(&current, origin)?;
         let mut outcome = Outcome::default();
-        for policy in &self.policies {
-            let found = sites::find(
-                Object {
-                    prefix: "",
-                    value: &current,
-                },
-                &self.image_fields,
-            );
-            if let Some(bad) = found.images.iter().find(|s| s.image.is_err()) {
-                return Err(ObjectError::InvalidImage {
-                    pointer: bad.pointer.clone(),
-                    written: bad.written.clone(),
-                    reason: bad
-                        .image
-                        .as_ref()
-                        .err()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                });
-            }
-            let view = ResourceView::new(&current, "", &found);
-            let returned = runtime.evaluate(policy, &convert::resource(view, origin))?;
-            let invalid = |message: String| PolicyFailure {
-                policy: policy.name.to_string(),
-                kind: FailureKind::InvalidAction(message),
-            };
-            let actions = convert::actions(returned).map_err(invalid)?;
-            let plan =
-                actions::plan(&current, &found, &actions).map_err(|e| invalid(e.to_string()))?;
-            if plan.changes_object() {
-                patch::apply(&mut current, &plan.patch)
-                    .map_err(|e| invalid(format!("its change cannot apply: {e}")))?;
-                outcome.changed_by.push(policy.name.to_string());
-            }
+        let mut last_changer = None;
+        for (index, policy) in self.policies.iter().enumerate() {
+            let plan = self.plan(runtime, instances, index, &current, &snapshot)?;
             let name = policy.name.to_string();
+            if plan.changes_object() {
+                patch::apply(&mut current, &plan.patch).map_err(|e| PolicyFailure {
+                    policy: name.clone(),
+                    kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
+                })?;
+                outcome.changed_by.push(name.clone());
+                last_changer = Some(index);
+                snapshot = self.snapshot(&current, origin)?;
+            }
             let attribute = |message: String| Finding {
                 policy: name.clone(),
                 message,
@@ -235,6 +271,93 @@ impl Chain {
                     item,
                 }));
         }
-        Ok((current, outcome))
+        Ok(FirstPass {
+            object: current,
+            snapshot,
+            outcome,
+            last_changer,
+        })
+    }
+
+    /// The convergence check: the chain run again on its own result must
+    /// leave it alone. Policies are functions of their settings and the
+    /// object, so only those up to the last one that changed anything need
+    /// to run again: each later one already saw exactly this object.
+    fn check_settled(
+        &self,
+        runtime: &Runtime,
+        instances: &mut Instances,
+        settled: &Value,
+        mut snapshot: Snapshot,
+        origin: &Origin,
+        last_changer: usize,
+    ) -> Result<(), ObjectError> {
+        // Once a policy changes the object again, the rest of the chain
+        // runs on that: the pass converges if the object ends as it began,
+        // and otherwise every policy involved is named.
+        let mut changed: Option<Value> = None;
+        let mut changed_by = Vec::new();
+        for (index, policy) in self.policies.iter().enumerate() {
+            if changed.is_none() && index > last_changer {
+                break;
+            }
+            let object = changed.as_ref().unwrap_or(settled);
+            let plan = self.plan(runtime, instances, index, object, &snapshot)?;
+            if plan.changes_object() {
+                let mut next = object.clone();
+                patch::apply(&mut next, &plan.patch).map_err(|e| PolicyFailure {
+                    policy: policy.name.to_string(),
+                    kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
+                })?;
+                snapshot = self.snapshot(&next, origin)?;
+                changed = Some(next);
+                changed_by.push(policy.name.to_string());
+            }
+        }
+        let changes = changed.map_or_else(Vec::new, |again| patch::diff(settled, &again));
+        if changes.is_empty() {
+            // Nothing, or edits that the rest of the chain undid again.
+            Ok(())
+        } else {
+            Err(ObjectError::NotConverging {
+                policies: changed_by,
+                changes,
+            })
+        }
+    }
+}
+
+/// The image sites of an object and the resource policies are shown.
+struct Snapshot {
+    found: sites::Sites,
+    resource: crate::bindings::repoint::policy::types::Resource,
+}
+
+/// The first pass's result.
+struct FirstPass {
+    /// The object as the chain left it.
+    object: Value,
+    /// Its snapshot.
+    snapshot: Snapshot,
+    outcome: Outcome,
+    /// The last policy that changed the object.
+    last_changer: Option<usize>,
+}
+
+/// The chain's policy instances for one object.
+struct Instances(Vec<Option<PolicyInstance>>);
+
+impl Instances {
+    fn new(policies: usize) -> Self {
+        Self((0..policies.min(REUSED_PER_OBJECT)).map(|_| None).collect())
+    }
+
+    /// Run `f` with the slot of the policy at `index`; policies past the
+    /// reused ones get a slot of their own, dropped afterwards.
+    fn with<R>(&mut self, index: usize, f: impl FnOnce(&mut Option<PolicyInstance>) -> R) -> R {
+        match self.0.get_mut(index) {
+            Some(slot) => f(slot),
+            None => f(&mut None),
+        }
     }
 }

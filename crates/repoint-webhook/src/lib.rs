@@ -13,14 +13,17 @@
 //! Evaluations run on blocking threads, at most `workers` at once; a
 //! request that cannot get a worker within `queue_wait`, or is not done by
 //! `timeout`, is answered at once by its set's failure policy, so the API
-//! server never waits past its own timeout.
+//! server never waits past its own timeout. A set whose policy runs out of
+//! time is throttled, then cut off for a while (see `Served`), so the
+//! other sets keep their latency.
 
 pub mod admission;
 pub mod metrics;
 pub mod serve;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -32,7 +35,7 @@ use axum::routing::{get, post};
 use repoint_runtime::chain::{Chain, ObjectError, Operation, Origin};
 use repoint_runtime::{FailureKind, Runtime};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use admission::{AdmissionRequest, Verdict};
 use metrics::Metrics;
@@ -80,7 +83,73 @@ impl Default for Options {
 #[derive(Debug)]
 struct Installed {
     runtime: Arc<Runtime>,
-    sets: BTreeMap<String, Arc<PolicySet>>,
+    sets: BTreeMap<String, Arc<Served>>,
+}
+
+/// Evaluations in a row that run out of time before a set's circuit opens.
+const STRIKES_TO_OPEN: u32 = 3;
+/// How long an open circuit answers by the failure policy alone.
+const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// A policy set as served: its chain, and what keeps a misbehaving policy
+/// from taking the server with it.
+///
+/// - **Share.** When several sets are served, one set holds at most half
+///   the workers, so a set whose policy loops cannot occupy them all.
+/// - **Throttle.** After an evaluation runs out of time, the set runs one
+///   evaluation at a time (the rest are answered by its failure policy at
+///   once) until one completes in time.
+/// - **Circuit.** After [`STRIKES_TO_OPEN`] in a row run out of time, the
+///   set is answered by its failure policy alone for [`OPEN_FOR`], then
+///   tries one evaluation again. A policy that always loops then burns a
+///   core for one timeout in every few seconds, not constantly.
+#[derive(Debug)]
+struct Served {
+    set: PolicySet,
+    /// This set's share of the workers.
+    share: Arc<Semaphore>,
+    /// The one evaluation a throttled set may run.
+    solo: Arc<Semaphore>,
+    /// Evaluations in a row that ran out of time (0: healthy).
+    strikes: AtomicU32,
+    /// While the circuit is open: until when.
+    open_until: Mutex<Option<Instant>>,
+}
+
+impl Served {
+    /// Why this set cannot evaluate now, if it cannot; otherwise the solo
+    /// permit a throttled set must hold.
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, String> {
+        let strikes = self.strikes.load(Ordering::Relaxed);
+        if strikes == 0 {
+            return Ok(None);
+        }
+        let open_until = *self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        if open_until.is_some_and(|t| Instant::now() < t) {
+            return Err(format!(
+                "{strikes} evaluations of this set in a row ran out of time; it is answered by its failure policy for {OPEN_FOR:?} before trying again"
+            ));
+        }
+        self.solo.clone().try_acquire_owned().map(Some).map_err(|_| {
+            "an evaluation of this set ran out of time; it runs one at a time until one completes in time".to_string()
+        })
+    }
+
+    /// An evaluation ran out of time.
+    fn strike(&self) {
+        let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        if strikes >= STRIKES_TO_OPEN {
+            *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Instant::now() + OPEN_FOR);
+        }
+    }
+
+    /// An evaluation completed in time.
+    fn recovered(&self) {
+        if self.strikes.swap(0, Ordering::Relaxed) > 0 {
+            *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
 }
 
 /// The webhook's state, shared by every request.
@@ -108,9 +177,24 @@ impl Webhook {
     /// Install the runtime and the policy sets built on it; the webhook is
     /// ready from now on.
     pub fn install(&self, runtime: Arc<Runtime>, sets: Vec<PolicySet>) {
+        let workers = self.options.workers.max(1);
+        let share = if sets.len() > 1 {
+            (workers / 2).max(1)
+        } else {
+            workers
+        };
         let sets = sets
             .into_iter()
-            .map(|s| (s.name.clone(), Arc::new(s)))
+            .map(|set| {
+                let served = Served {
+                    set,
+                    share: Arc::new(Semaphore::new(share)),
+                    solo: Arc::new(Semaphore::new(1)),
+                    strikes: AtomicU32::new(0),
+                    open_until: Mutex::new(None),
+                };
+                (served.set.name.clone(), Arc::new(served))
+            })
             .collect();
         let _ = self.installed.set(Installed { runtime, sets });
     }
@@ -252,22 +336,28 @@ impl Webhook {
     async fn evaluate_bounded(
         self: &Arc<Self>,
         runtime: Arc<Runtime>,
-        set: Arc<PolicySet>,
+        served: Arc<Served>,
         request: AdmissionRequest,
         object: Value,
         endpoint: Endpoint,
     ) -> (Verdict, &'static str) {
         let deadline = tokio::time::Instant::now() + self.options.timeout;
-        let permit = match tokio::time::timeout(
-            self.options.queue_wait,
-            self.permits.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
+        let solo = match served.admit() {
+            Ok(solo) => solo,
+            Err(why) => return self.failed(&served, "(server)", "throttled", why),
+        };
+        // The set's share, then a worker, both within the queue wait.
+        let permits = tokio::time::timeout(self.options.queue_wait, async {
+            let share = served.share.clone().acquire_owned().await?;
+            let worker = self.permits.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((share, worker))
+        })
+        .await;
+        let permits = match permits {
+            Ok(Ok(permits)) => permits,
             _ => {
                 return self.failed(
-                    &set,
+                    &served,
                     "(server)",
                     "overloaded",
                     "every worker is busy".into(),
@@ -275,21 +365,25 @@ impl Webhook {
             }
         };
         let webhook = self.clone();
-        let task_set = set.clone();
+        let task_set = served.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            webhook.evaluate(&runtime, &task_set, &request, object, endpoint)
+            let _permits = (permits, solo);
+            let answer = webhook.evaluate(&runtime, &task_set, &request, object, endpoint);
+            if !answer.1.starts_with("failed-") {
+                task_set.recovered();
+            }
+            answer
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(join)) => self.failed(
-                &set,
+                &served,
                 "(server)",
                 "trap",
                 format!("evaluation panicked: {join}"),
             ),
             Err(_) => self.failed(
-                &set,
+                &served,
                 "(server)",
                 "deadline",
                 format!("no answer within {:?}", self.options.timeout),
@@ -297,19 +391,29 @@ impl Webhook {
         }
     }
 
-    /// The failure policy's answer.
     /// The failure policy's answer; the request's outcome is `overloaded`
-    /// for that kind, otherwise `failed-closed` or `failed-open`.
+    /// or `throttled` for those kinds, otherwise `failed-closed` or
+    /// `failed-open`. Running out of time throttles the set.
     fn failed(
         &self,
-        set: &PolicySet,
+        served: &Served,
         policy: &str,
-        kind: &str,
+        kind: &'static str,
         message: String,
     ) -> (Verdict, &'static str) {
+        let set = &served.set;
+        if matches!(kind, "timeout" | "deadline") {
+            served.strike();
+        }
         self.metrics
             .failure(&set.name, policy, kind, set.failure_policy.as_str());
-        tracing::warn!(set = set.name, policy, kind, "{message}");
+        if matches!(kind, "overloaded" | "throttled") {
+            // Counted in metrics; a log line each would flood the log
+            // exactly when the server is busiest.
+            tracing::debug!(set = set.name, kind, "{message}");
+        } else {
+            tracing::warn!(set = set.name, policy, kind, "{message}");
+        }
         let (verdict, outcome) = match set.failure_policy {
             FailurePolicy::Fail => (
                 Verdict::deny(500, format!("repoint: {message}")),
@@ -324,10 +428,10 @@ impl Webhook {
         };
         (
             verdict,
-            if kind == "overloaded" {
-                "overloaded"
-            } else {
-                outcome
+            match kind {
+                "overloaded" => "overloaded",
+                "throttled" => "throttled",
+                _ => outcome,
             },
         )
     }
@@ -336,11 +440,12 @@ impl Webhook {
     fn evaluate(
         &self,
         runtime: &Runtime,
-        set: &PolicySet,
+        served: &Served,
         request: &AdmissionRequest,
         object: Value,
         endpoint: Endpoint,
     ) -> (Verdict, &'static str) {
+        let set = &served.set;
         // Policies see the namespace the object will live in; the patch
         // never sets it (the API server does).
         let mut seen = object;
@@ -427,7 +532,7 @@ impl Webhook {
                 if let ObjectError::Policy(f) = &e {
                     self.metrics.evaluation(&set.name, &f.policy, "failed");
                 }
-                self.failed(set, &policy, kind, e.to_string())
+                self.failed(served, &policy, kind, e.to_string())
             }
         }
     }

@@ -465,6 +465,89 @@ async fn overload_answers_at_once_with_the_failure_policy() {
 }
 
 #[tokio::test]
+async fn a_looping_set_keeps_to_its_share_then_is_throttled_then_cut_off() {
+    let w = webhook(Options {
+        workers: 4,
+        queue_wait: Duration::from_millis(50),
+        ..Options::default()
+    });
+    let object = deployment("nginx:1.27", Some("shop"));
+    let spin = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let w = w.clone();
+                let body = review("CREATE", "shop", Some(object.clone()));
+                tokio::spawn(async move { post(&w, "/mutate/loop-ignore", &body).await.1 })
+            })
+            .collect::<Vec<_>>()
+    };
+    let warning = |body: &Value| {
+        body["response"]["warnings"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // Share: of 4 workers the looping set may hold 2; a third request of
+    // it is turned away, while another set is served at once.
+    let spinning = spin(3);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let started = std::time::Instant::now();
+    let (_, body) = create(&w, "/mutate/default", &object).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(body["response"]["patch"].is_string(), "{body}");
+    let mut said = Vec::new();
+    for task in spinning {
+        said.push(warning(&task.await.expect("request")));
+    }
+    said.sort();
+    assert!(said[0].contains("every worker is busy"), "{said:?}");
+    assert!(
+        said[1].contains("timed out") && said[2].contains("timed out"),
+        "{said:?}"
+    );
+
+    // Throttled after running out of time: one evaluation at a time.
+    let spinning = spin(2);
+    let mut said = Vec::new();
+    for task in spinning {
+        said.push(warning(&task.await.expect("request")));
+    }
+    said.sort();
+    assert!(said[0].contains("runs one at a time"), "{said:?}");
+    assert!(said[1].contains("timed out"), "{said:?}");
+
+    // Three in a row: answered by the failure policy alone, at once.
+    let started = std::time::Instant::now();
+    let said = warning(&spin(1).pop().expect("one").await.expect("request"));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        said.contains("3 evaluations of this set in a row ran out of time"),
+        "{said}"
+    );
+    assert!(
+        said.contains("allowed unchanged (failurePolicy: Ignore)"),
+        "{said}"
+    );
+    // Other sets are untouched.
+    let (_, body) = create(&w, "/mutate/default", &object).await;
+    assert!(body["response"]["patch"].is_string(), "{body}");
+    let (_, metrics) = get(w.metrics_router(), "/metrics").await;
+    assert!(metrics.contains(
+        r#"repoint_policy_failures_total{set="loop-ignore",policy="(server)",kind="throttled",failure_policy="Ignore"} 2"#
+    ), "{metrics}");
+    assert!(metrics.contains(r#"repoint_admission_requests_total{set="loop-ignore",endpoint="mutate",outcome="throttled"} 2"#), "{metrics}");
+}
+
+#[tokio::test]
 async fn no_state_crosses_requests() {
     // The same object twice gives the same answer: every request gets
     // fresh instances.

@@ -1,0 +1,594 @@
+//! The admission webhook's load test: `repoint serve` (release build) on
+//! loopback with TLS, driven by `oha` (crates.io) over keep-alive
+//! connections with real `AdmissionReview` bodies: the ingress-nginx
+//! controller Deployment from the corpus, and the Pod its ReplicaSet would
+//! create, both with the API server's defaults filled in.
+//!
+//! Runs, each on a fresh server:
+//! - the three built-ins in one set, at fixed concurrency and at a fixed
+//!   rate, for Pods and Deployments;
+//! - the same with an empty policy set (the TLS, HTTP and JSON baseline);
+//! - a fault run: 10% of the requests go to a set whose policy loops, the
+//!   rest to the healthy set, at the same total rate.
+//!
+//! The load generator shares the machine's cores with the server, so the
+//! ratios (measured in the same invocation) say more than the absolutes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::bench::{root, shared, three_builtins};
+
+struct Options {
+    seconds: u64,
+    concurrency: usize,
+    rate: usize,
+}
+
+fn options(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        seconds: 10,
+        concurrency: 32,
+        rate: 1000,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .context("missing value")
+                .and_then(|v| v.parse::<usize>().context("not a number"))
+        };
+        match a.as_str() {
+            "--seconds" => o.seconds = value()?.max(1) as u64,
+            "--concurrency" => o.concurrency = value()?.max(1),
+            "--rate" => o.rate = value()?.max(10),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(o)
+}
+
+/// `oha` from PATH, or installed from crates.io under `target/tools`.
+fn oha() -> Result<PathBuf> {
+    if Command::new("oha")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok("oha".into());
+    }
+    let tools = root().join("target/tools");
+    let installed = tools.join("bin/oha");
+    if !installed.exists() {
+        eprintln!("installing the load generator: cargo install oha --locked (once)");
+        let status = crate::cargo()
+            .args(["install", "oha", "--locked", "--quiet", "--root"])
+            .arg(&tools)
+            .status()
+            .context("running cargo install oha")?;
+        if !status.success() {
+            bail!("cargo install oha failed");
+        }
+    }
+    Ok(installed)
+}
+
+/// A running `repoint serve`, stopped on drop.
+struct Server {
+    child: Child,
+    base: String,
+    metrics: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(repoint: &Path, dir: &Path, config: &Path, agent: &ureq::Agent) -> Result<Self> {
+        let port = free_port()?;
+        let metrics_port = free_port()?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = Command::new(repoint)
+            .arg("serve")
+            .arg("-c")
+            .arg(config)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--tls-cert")
+            .arg(dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("tls.key"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting repoint serve")?;
+        let server = Self {
+            child,
+            base: format!("https://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if agent
+                .get(&format!("{}/readyz", server.base))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "repoint serve never became ready; its log:\n{}",
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        )
+    }
+
+    /// The largest resident set so far (`VmHWM`), in MiB.
+    fn peak_rss_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .context("reading the server's /proc status")?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc status")?;
+        Ok(kib / 1024.0)
+    }
+
+    /// The request and failure counters of `/metrics`, one line each.
+    fn counters(&self, agent: &ureq::Agent) -> Result<Vec<String>> {
+        let text = agent
+            .get(&self.metrics)
+            .call()
+            .context("reading /metrics")?
+            .body_mut()
+            .read_to_string()?;
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.starts_with("repoint_admission_requests_total")
+                    || l.starts_with("repoint_policy_failures_total")
+            })
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// What one `oha` run measured.
+struct Measured {
+    requests: u64,
+    per_second: f64,
+    /// Milliseconds.
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    /// Non-200 answers and connection errors.
+    failed: u64,
+    errors: Vec<String>,
+}
+
+impl Measured {
+    fn from_oha(report: &Value) -> Result<Self> {
+        let ms = |key: &str| -> Result<f64> {
+            report["latencyPercentiles"][key]
+                .as_f64()
+                .map(|s| s * 1000.0)
+                .with_context(|| format!("oha's report has no latencyPercentiles.{key}"))
+        };
+        let ok = report["statusCodeDistribution"]["200"]
+            .as_u64()
+            .unwrap_or(0);
+        let other: u64 = report["statusCodeDistribution"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(code, _)| *code != "200")
+            .filter_map(|(_, n)| n.as_u64())
+            .sum();
+        let errors: Vec<String> = report["errorDistribution"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(e, n)| format!("{n} x {e}"))
+            .collect();
+        let error_count: u64 = report["errorDistribution"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, n)| n.as_u64())
+            .sum();
+        Ok(Self {
+            requests: ok + other + error_count,
+            per_second: report["summary"]["requestsPerSec"]
+                .as_f64()
+                .context("oha's report has no summary.requestsPerSec")?,
+            p50: ms("p50")?,
+            p99: ms("p99")?,
+            p999: ms("p99.9")?,
+            failed: other + error_count,
+            errors,
+        })
+    }
+}
+
+/// How one `oha` run drives the server.
+enum Load {
+    Concurrency(usize),
+    /// Requests per second (open loop, latency measured from when each
+    /// request was due, so a stall is not hidden).
+    Rate(usize),
+}
+
+/// `oha` posting the lines of `bodies` in turn to `url`.
+fn oha_command(oha: &Path, url: &str, bodies: &Path, load: &Load, seconds: u64) -> Command {
+    let mut c = Command::new(oha);
+    c.args(["--no-tui", "--output-format", "json", "--insecure"])
+        .args(["-z", &format!("{seconds}s")])
+        // Requests in flight at the end are answered, not counted as errors.
+        .arg("--wait-ongoing-requests-after-deadline")
+        .args(["-m", "POST", "-T", "application/json", "-Z"])
+        .arg(bodies);
+    match load {
+        Load::Concurrency(n) => {
+            c.args(["-c", &n.to_string()]);
+        }
+        Load::Rate(r) => {
+            c.args(["-c", "64", "-q", &r.to_string(), "--latency-correction"]);
+        }
+    }
+    c.arg(url).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+fn finish(child: Child) -> Result<Measured> {
+    let out = child.wait_with_output().context("waiting for oha")?;
+    if !out.status.success() {
+        bail!("oha failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).context("oha's JSON report")?;
+    Measured::from_oha(&report)
+}
+
+fn drive(oha: &Path, url: &str, bodies: &Path, load: &Load, seconds: u64) -> Result<Measured> {
+    let child = oha_command(oha, url, bodies, load, seconds)
+        .spawn()
+        .context("starting oha")?;
+    finish(child)
+}
+
+/// The controller Deployment of ingress-nginx, as the API server hands it
+/// to admission (defaults filled in), and the Pod its ReplicaSet creates.
+fn objects(repoint: &Path, dir: &Path) -> Result<(Value, Value)> {
+    let identity = dir.join("identity.yaml");
+    std::fs::write(
+        &identity,
+        "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies: []\n",
+    )?;
+    let out = Command::new(repoint)
+        .args(["run", "--output", "json", "-c"])
+        .arg(&identity)
+        .arg(shared().join("corpus/ingress-nginx_cloud_deploy.yaml"))
+        .output()
+        .context("reading the corpus")?;
+    if !out.status.success() {
+        bail!("repoint run: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let list: Value = serde_json::from_slice(&out.stdout)?;
+    let mut deployment = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["kind"] == "Deployment")
+        .cloned()
+        .context("the ingress-nginx corpus file has no Deployment")?;
+    let metadata = &mut deployment["metadata"];
+    metadata["uid"] = json!("9b1d4a4e-2f0c-4f5e-9a57-0c1b6f1d2e3a");
+    metadata["creationTimestamp"] = Value::Null;
+    metadata["generation"] = json!(1);
+    let spec = &mut deployment["spec"];
+    spec["progressDeadlineSeconds"] = json!(600);
+    spec["revisionHistoryLimit"] = json!(10);
+    default_pod_spec(&mut spec["template"]["spec"]);
+
+    let template = &deployment["spec"]["template"];
+    let name = deployment["metadata"]["name"].as_str().unwrap_or("app");
+    let mut pod_metadata = template["metadata"].clone();
+    pod_metadata["generateName"] = json!(format!("{name}-7d9f8b6c5-"));
+    pod_metadata["namespace"] = deployment["metadata"]["namespace"].clone();
+    pod_metadata["labels"]["pod-template-hash"] = json!("7d9f8b6c5");
+    pod_metadata["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": format!("{name}-7d9f8b6c5"),
+        "uid": "0f6a3c1e-8d2b-4c7a-b5e9-3a1d2c4b5e6f",
+        "controller": true,
+        "blockOwnerDeletion": true,
+    }]);
+    let mut pod_spec = template["spec"].clone();
+    pod_spec["enableServiceLinks"] = json!(true);
+    pod_spec["preemptionPolicy"] = json!("PreemptLowerPriority");
+    pod_spec["priority"] = json!(0);
+    pod_spec["tolerations"] = json!([
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    ]);
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": pod_metadata,
+        "spec": pod_spec,
+        "status": {},
+    });
+    Ok((deployment, pod))
+}
+
+/// The API server's defaulting for a pod spec, which runs before admission.
+fn default_pod_spec(spec: &mut Value) {
+    for (key, value) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+        ("terminationGracePeriodSeconds", json!(30)),
+    ] {
+        if spec.get(key).is_none() {
+            spec[key] = value;
+        }
+    }
+    for containers in ["initContainers", "containers"] {
+        let Some(list) = spec.get_mut(containers).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in list {
+            for (key, value) in [
+                ("imagePullPolicy", json!("IfNotPresent")),
+                ("terminationMessagePath", json!("/dev/termination-log")),
+                ("terminationMessagePolicy", json!("File")),
+                ("resources", json!({})),
+            ] {
+                if c.get(key).is_none() {
+                    c[key] = value;
+                }
+            }
+        }
+    }
+}
+
+/// An `AdmissionReview` for creating `object`, as kube-apiserver sends it.
+fn review(object: &Value, resource: &str) -> Value {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = match object["apiVersion"]
+        .as_str()
+        .unwrap_or("v1")
+        .split_once('/')
+    {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), "v1".to_string()),
+    };
+    let gvk = json!({"group": group, "version": version, "kind": kind});
+    let gvr = json!({"group": group, "version": version, "resource": resource});
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "1c5e6a38-2a3f-4d0b-9c8e-7f6a5b4c3d2e",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+            },
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    })
+}
+
+fn write_certificate(dir: &Path) -> Result<()> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.self_signed(&key)?;
+    std::fs::write(dir.join("tls.crt"), cert.pem())?;
+    std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+    Ok(())
+}
+
+/// A client trusting the server's self-signed certificate.
+fn agent(dir: &Path) -> Result<ureq::Agent> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let pem = std::fs::read(dir.join("tls.crt"))?;
+    let cert = Certificate::from_pem(&pem)
+        .context("reading the certificate")?
+        .to_owned();
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::Specific(Arc::new(vec![cert])))
+        .build();
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into())
+}
+
+fn config(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("apiVersion: repoint.dev/v1alpha1\nkind: Config\n{body}"),
+    )?;
+    Ok(path)
+}
+
+fn row(label: &str, load: &str, m: &Measured) {
+    println!(
+        "| {label} | {load} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        m.per_second, m.p50, m.p99, m.p999, m.failed
+    );
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = options(args)?;
+    let status = crate::cargo()
+        .args(["build", "--release", "--quiet", "-p", "repoint-cli"])
+        .status()
+        .context("building repoint")?;
+    if !status.success() {
+        bail!("building repoint failed");
+    }
+    let repoint = root().join("target/release/repoint");
+    let spin = root().join("target/wasm-policies/wasm32-wasip2/release/misbehave.wasm");
+    let oha = oha()?;
+    let dir = root().join("target/loadtest");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    write_certificate(&dir)?;
+    let agent = agent(&dir)?;
+
+    // One review per line; oha sends them in turn.
+    let (deployment, pod) = objects(&repoint, &dir)?;
+    let bodies = dir.join("reviews.jsonl");
+    let pod_review = serde_json::to_string(&review(&pod, "pods"))?;
+    let deployment_review = serde_json::to_string(&review(&deployment, "deployments"))?;
+    std::fs::write(&bodies, format!("{pod_review}\n{deployment_review}\n"))?;
+    std::fs::write(dir.join("token"), "loadtest-token\n")?;
+    let credentials =
+        "credentials:\n- {registry: mirror.corp.example, username: robot, passwordFile: token}\n";
+    let full = config(
+        &dir,
+        "full.yaml",
+        &format!("policies:\n{}{credentials}", three_builtins()),
+    )?;
+    let empty = config(&dir, "empty.yaml", "policies: []\n")?;
+    let fault = config(
+        &dir,
+        "fault.yaml",
+        &format!(
+            "policies:\n{}- name: spin\n  module: {}\n  settings: {{mode: loop}}\n{credentials}\
+             webhook:\n  sets:\n    default: {{policies: [mirror, secrets, allowed], failurePolicy: Fail}}\n    \
+             spin: {{policies: [spin], failurePolicy: Ignore}}\n",
+            three_builtins(),
+            spin.display()
+        ),
+    )?;
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("machine: {cores} cores, {}", crate::bench::cpu_model());
+    println!(
+        "bodies: a Pod ({} bytes) and a Deployment ({} bytes) in turn; {} s per run, TLS 1.3 keep-alive, oha on the same machine\n",
+        pod_review.len(),
+        deployment_review.len(),
+        o.seconds
+    );
+    println!("| set | load | reviews/s | p50 ms | p99 ms | p99.9 ms | failed |");
+    println!("|---|---|---|---|---|---|---|");
+
+    let concurrency = Load::Concurrency(o.concurrency);
+    let rate = Load::Rate(o.rate);
+    let mut throughput = Vec::new();
+    let mut healthy_at_rate = None;
+    let mut peak_rss = 0.0f64;
+    for (label, config) in [("empty", &empty), ("three built-ins", &full)] {
+        let server = Server::start(&repoint, &dir, config, &agent)?;
+        let url = format!("{}/mutate/default", server.base);
+        let m = drive(&oha, &url, &bodies, &concurrency, o.seconds)?;
+        row(label, &format!("{} connections", o.concurrency), &m);
+        throughput.push(m.per_second);
+        let m = drive(&oha, &url, &bodies, &rate, o.seconds)?;
+        row(label, &format!("{}/s", o.rate), &m);
+        healthy_at_rate = Some(m);
+        peak_rss = server.peak_rss_mib()?;
+    }
+
+    // The fault run: 10% of the same total rate to the looping set.
+    let server = Server::start(&repoint, &dir, &fault, &agent)?;
+    let faulty_rate = (o.rate / 10).max(1);
+    let healthy = oha_command(
+        &oha,
+        &format!("{}/mutate/default", server.base),
+        &bodies,
+        &Load::Rate(o.rate - faulty_rate),
+        o.seconds,
+    )
+    .spawn()
+    .context("starting oha")?;
+    let faulty = oha_command(
+        &oha,
+        &format!("{}/mutate/spin", server.base),
+        &bodies,
+        &Load::Rate(faulty_rate),
+        o.seconds,
+    )
+    .spawn()
+    .context("starting oha")?;
+    let healthy = finish(healthy)?;
+    let faulty = finish(faulty)?;
+    row(
+        "fault run: three built-ins",
+        &format!("{}/s", o.rate - faulty_rate),
+        &healthy,
+    );
+    row(
+        "fault run: looping policy (Ignore)",
+        &format!("{faulty_rate}/s"),
+        &faulty,
+    );
+    let counters = server.counters(&agent)?;
+    let fault_rss = server.peak_rss_mib()?;
+    drop(server);
+
+    println!();
+    println!(
+        "three built-ins serve {:.0} reviews/s, {:.0}% of the empty set's {:.0}/s",
+        throughput[1],
+        100.0 * throughput[1] / throughput[0],
+        throughput[0]
+    );
+    println!("peak RSS: {peak_rss:.1} MiB (three built-ins), {fault_rss:.1} MiB (fault run)");
+    if let Some(before) = healthy_at_rate {
+        println!(
+            "fault run: healthy p99 {:.2} ms against {:.2} ms without the faulty set; HTTP failures: {} of {} healthy and {} of {} faulty requests",
+            healthy.p99,
+            before.p99,
+            healthy.failed,
+            healthy.requests,
+            faulty.failed,
+            faulty.requests
+        );
+    }
+    for e in healthy.errors.iter().chain(&faulty.errors) {
+        println!("  connection error: {e}");
+    }
+    println!("fault run counters (/metrics):");
+    for line in counters {
+        println!("  {line}");
+    }
+    Ok(())
+}
