@@ -53,11 +53,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let threads = args.eval.jobs();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
-        // Evaluations run on blocking threads, at most `workers` at once;
-        // a fixed pool keeps their thread-local allocator caches from
-        // multiplying (the default pool grows to hundreds of threads).
-        // Two more serve startup and certificate reloads.
-        .max_blocking_threads(workers + 2)
+        // Evaluations run on the webhook's own threads; the blocking pool
+        // only serves startup and certificate reloads.
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -70,7 +68,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         let eval = args.eval.clone();
         let installing = webhook.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let (runtime, chain) = engine::build_chain(&config, &eval, true)?;
+            let (mut runtime, chain) = engine::build_chain(&config, &eval, true)?;
+            runtime.on_slow_evaluation(repoint_webhook::pool::demote_current_thread);
             let sets = policy_sets(&config, &chain);
             installing.install(Arc::new(runtime), sets);
             tracing::info!("every policy is compiled and configured: ready");

@@ -99,6 +99,11 @@ pub struct HostState {
     /// Time spent waiting on registry probes since the deadline last
     /// looked: it does not count against the policy's deadline.
     pub probe_wait: Duration,
+    /// Epoch ticks of the timeout still to come once the evaluation has
+    /// turned slow (see `Runtime::on_slow_evaluation`).
+    pub ticks_after_slow: u64,
+    /// Whether this evaluation has turned slow.
+    pub slow: bool,
 }
 
 impl std::fmt::Debug for HostState {
@@ -132,6 +137,8 @@ impl HostState {
             prober,
             stderr,
             probe_wait: Duration::ZERO,
+            ticks_after_slow: 0,
+            slow: false,
         }
     }
 

@@ -83,6 +83,9 @@ const KEEP_RESIDENT: usize = 2 << 20;
 /// convergence pass; later ones (rare: chains are short) are instantiated
 /// afresh for it.
 const REUSED_PER_OBJECT: usize = 8;
+/// Epoch ticks after which an evaluation counts as slow (50 ms; a policy
+/// normally answers in well under a millisecond).
+const SLOW_TICKS: u64 = 5;
 
 /// Errors of loading and configuring policies.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +259,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     options: RuntimeOptions,
     prober: Arc<dyn Prober>,
+    /// Called on the evaluating thread when an evaluation turns slow.
+    on_slow: Option<fn()>,
     _ticker: Ticker,
 }
 
@@ -367,8 +372,18 @@ impl Runtime {
             linker,
             options,
             prober,
+            on_slow: None,
             _ticker: Ticker { stop },
         })
+    }
+
+    /// Call `hook` on the evaluating thread when an evaluation has run for
+    /// 50 ms of its own time (probe waits excluded), which a well-behaved
+    /// policy never does. The server uses it to lower that thread's
+    /// priority, so a looping policy yields the cores to the requests
+    /// that are not stuck while it runs to its timeout.
+    pub fn on_slow_evaluation(&mut self, hook: fn()) {
+        self.on_slow = Some(hook);
     }
 
     /// The options in force.
@@ -467,6 +482,20 @@ impl Runtime {
         Ok(policy)
     }
 
+    /// Start the store's deadline for one call: the whole timeout, with a
+    /// stop after the first `SLOW_TICKS` when there is a slow hook.
+    fn arm_deadline(&self, store: &mut Store<HostState>) {
+        let total = self.epoch_ticks();
+        let first = match self.on_slow {
+            Some(_) if total > SLOW_TICKS => SLOW_TICKS,
+            _ => total,
+        };
+        let state = store.data_mut();
+        state.slow = false;
+        state.ticks_after_slow = total - first;
+        store.set_epoch_deadline(first + 1);
+    }
+
     /// The timeout in epoch ticks.
     fn epoch_ticks(&self) -> u64 {
         self.options
@@ -480,17 +509,25 @@ impl Runtime {
         let state = HostState::new(policy.into(), self.options.memory, self.prober.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.epoch_ticks() + 1);
-        // Time spent waiting on registry probes (bounded by their own
-        // timeout) is the host's, not the policy's: give it back.
-        store.epoch_deadline_callback(|mut ctx| {
-            let waited = std::mem::take(&mut ctx.data_mut().probe_wait);
+        self.arm_deadline(&mut store);
+        let on_slow = self.on_slow;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            // Time spent waiting on registry probes (bounded by their own
+            // timeout) is the host's, not the policy's: give it back.
+            let waited = std::mem::take(&mut state.probe_wait);
             let credit = waited.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
             if credit > 0 {
-                Ok(wasmtime::UpdateDeadline::Continue(credit))
-            } else {
-                Err(Trap::Interrupt.into())
+                return Ok(wasmtime::UpdateDeadline::Continue(credit));
             }
+            if !state.slow && state.ticks_after_slow > 0 {
+                state.slow = true;
+                if let Some(hook) = on_slow {
+                    hook();
+                }
+                return Ok(wasmtime::UpdateDeadline::Continue(state.ticks_after_slow));
+            }
+            Err(Trap::Interrupt.into())
         });
         store
     }
@@ -529,7 +566,7 @@ impl Runtime {
         let mut live = match slot.take() {
             Some(mut live) => {
                 // Each call gets the whole timeout.
-                live.store.set_epoch_deadline(self.epoch_ticks() + 1);
+                self.arm_deadline(&mut live.store);
                 live
             }
             None => {

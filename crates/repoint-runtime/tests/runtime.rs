@@ -139,6 +139,36 @@ fn a_looping_policy_times_out() {
 }
 
 #[test]
+fn a_slow_evaluation_calls_the_hook_once_and_still_times_out_in_full() {
+    static SLOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn hook() {
+        SLOW.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let mut rt = runtime(Duration::from_millis(300));
+    rt.on_slow_evaluation(hook);
+    let good = chain(&rt, &[mirror()]).expect("chain");
+    good.evaluate(&rt, &pod("nginx"), &origin()).expect("ok");
+    assert_eq!(
+        SLOW.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a quick one is not slow"
+    );
+    let bad = chain(&rt, &[misbehave("loop")]).expect("chain");
+    let started = Instant::now();
+    let err = bad
+        .evaluate(&rt, &pod("nginx"), &origin())
+        .expect_err("times out");
+    let took = started.elapsed();
+    assert_eq!(
+        kind(&err),
+        &FailureKind::Timeout(Duration::from_millis(300))
+    );
+    assert_eq!(SLOW.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The whole timeout, not the 50 ms at which it turned slow.
+    assert!(took >= Duration::from_millis(280), "took {took:?}");
+}
+
+#[test]
 fn a_hungry_policy_hits_the_memory_cap() {
     let (err, took) = fault("oom", Duration::from_secs(5));
     assert_eq!(kind(&err), &FailureKind::MemoryLimit(64 << 20));

@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod metrics;
+pub mod pool;
 pub mod serve;
 
 use std::collections::BTreeMap;
@@ -159,6 +160,8 @@ pub struct Webhook {
     installed: OnceLock<Installed>,
     options: Options,
     permits: Arc<Semaphore>,
+    /// The threads evaluations run on.
+    pool: pool::Pool,
     /// The server's metrics.
     pub metrics: Metrics,
 }
@@ -169,6 +172,7 @@ impl Webhook {
         Arc::new(Self {
             installed: OnceLock::new(),
             permits: Arc::new(Semaphore::new(options.workers.max(1))),
+            pool: pool::Pool::new(options.workers.max(1)),
             options,
             metrics: Metrics::default(),
         })
@@ -366,7 +370,7 @@ impl Webhook {
         };
         let webhook = self.clone();
         let task_set = served.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let task = self.pool.run(move || {
             let _permits = (permits, solo);
             let answer = webhook.evaluate(&runtime, &task_set, &request, object, endpoint);
             if !answer.1.starts_with("failed-") {
@@ -375,12 +379,12 @@ impl Webhook {
             answer
         });
         match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(join)) => self.failed(
+            Ok(Some(answer)) => answer,
+            Ok(None) => self.failed(
                 &served,
                 "(server)",
                 "trap",
-                format!("evaluation panicked: {join}"),
+                "the evaluation panicked".into(),
             ),
             Err(_) => self.failed(
                 &served,
