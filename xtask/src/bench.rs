@@ -21,24 +21,12 @@ struct Options {
 }
 
 fn options(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        size_mb: 100,
-        runs: 3,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .context("missing value")
-                .and_then(|v| v.parse::<usize>().context("not a number"))
-        };
-        match a.as_str() {
-            "--size" => o.size_mb = value()?,
-            "--runs" => o.runs = value()?.max(1),
-            other => bail!("unknown option {other}"),
-        }
-    }
-    Ok(o)
+    let (mut size_mb, mut runs) = (100, 3);
+    crate::numeric_options(args, &mut [("--size", &mut size_mb), ("--runs", &mut runs)])?;
+    Ok(Options {
+        size_mb,
+        runs: runs.max(1),
+    })
 }
 
 pub(crate) fn root() -> PathBuf {

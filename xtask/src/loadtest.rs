@@ -31,26 +31,20 @@ struct Options {
 }
 
 fn options(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        seconds: 10,
-        concurrency: 32,
-        rate: 1000,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .context("missing value")
-                .and_then(|v| v.parse::<usize>().context("not a number"))
-        };
-        match a.as_str() {
-            "--seconds" => o.seconds = value()?.max(1) as u64,
-            "--concurrency" => o.concurrency = value()?.max(1),
-            "--rate" => o.rate = value()?.max(10),
-            other => bail!("unknown option {other}"),
-        }
-    }
-    Ok(o)
+    let (mut seconds, mut concurrency, mut rate) = (10, 32, 1000);
+    crate::numeric_options(
+        args,
+        &mut [
+            ("--seconds", &mut seconds),
+            ("--concurrency", &mut concurrency),
+            ("--rate", &mut rate),
+        ],
+    )?;
+    Ok(Options {
+        seconds: seconds.max(1) as u64,
+        concurrency: concurrency.max(1),
+        rate: rate.max(10),
+    })
 }
 
 /// `oha` from PATH, or installed from crates.io under `target/tools`.
@@ -203,18 +197,16 @@ impl Measured {
             .filter(|(code, _)| *code != "200")
             .filter_map(|(_, n)| n.as_u64())
             .sum();
-        let errors: Vec<String> = report["errorDistribution"]
+        let mut errors = Vec::new();
+        let mut error_count = 0;
+        for (error, n) in report["errorDistribution"]
             .as_object()
             .into_iter()
             .flatten()
-            .map(|(e, n)| format!("{n} x {e}"))
-            .collect();
-        let error_count: u64 = report["errorDistribution"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, n)| n.as_u64())
-            .sum();
+        {
+            error_count += n.as_u64().unwrap_or(0);
+            errors.push(format!("{n} x {error}"));
+        }
         Ok(Self {
             requests: ok + other + error_count,
             per_second: report["summary"]["requestsPerSec"]
@@ -227,6 +219,14 @@ impl Measured {
             errors,
         })
     }
+}
+
+/// One server under steady load: at fixed concurrency, then at a fixed rate.
+struct Steady {
+    busy: Measured,
+    at_rate: Measured,
+    /// MiB.
+    peak_rss: f64,
 }
 
 /// How one `oha` run drives the server.
@@ -510,22 +510,28 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("| set | load | reviews/s | p50 ms | p99 ms | p99.9 ms | failed |");
     println!("|---|---|---|---|---|---|---|");
 
-    let concurrency = Load::Concurrency(o.concurrency);
-    let rate = Load::Rate(o.rate);
-    let mut throughput = Vec::new();
-    let mut healthy_at_rate = None;
-    let mut peak_rss = 0.0f64;
-    for (label, config) in [("empty", &empty), ("three built-ins", &full)] {
+    // The same server with no policies, then with the three built-ins.
+    let steady = |label: &str, config: &Path| -> Result<Steady> {
         let server = Server::start(&repoint, &dir, config, &agent)?;
         let url = format!("{}/mutate/default", server.base);
-        let m = drive(&oha, &url, &bodies, &concurrency, o.seconds)?;
-        row(label, &format!("{} connections", o.concurrency), &m);
-        throughput.push(m.per_second);
-        let m = drive(&oha, &url, &bodies, &rate, o.seconds)?;
-        row(label, &format!("{}/s", o.rate), &m);
-        healthy_at_rate = Some(m);
-        peak_rss = server.peak_rss_mib()?;
-    }
+        let busy = drive(
+            &oha,
+            &url,
+            &bodies,
+            &Load::Concurrency(o.concurrency),
+            o.seconds,
+        )?;
+        row(label, &format!("{} connections", o.concurrency), &busy);
+        let at_rate = drive(&oha, &url, &bodies, &Load::Rate(o.rate), o.seconds)?;
+        row(label, &format!("{}/s", o.rate), &at_rate);
+        Ok(Steady {
+            busy,
+            at_rate,
+            peak_rss: server.peak_rss_mib()?,
+        })
+    };
+    let baseline = steady("empty", &empty)?;
+    let policies = steady("three built-ins", &full)?;
 
     // The fault run: 10% of the same total rate to the looping set.
     let server = Server::start(&repoint, &dir, &fault, &agent)?;
@@ -567,22 +573,23 @@ pub fn run(args: &[String]) -> Result<()> {
     println!();
     println!(
         "three built-ins serve {:.0} reviews/s, {:.0}% of the empty set's {:.0}/s",
-        throughput[1],
-        100.0 * throughput[1] / throughput[0],
-        throughput[0]
+        policies.busy.per_second,
+        100.0 * policies.busy.per_second / baseline.busy.per_second,
+        baseline.busy.per_second
     );
-    println!("peak RSS: {peak_rss:.1} MiB (three built-ins), {fault_rss:.1} MiB (fault run)");
-    if let Some(before) = healthy_at_rate {
-        println!(
-            "fault run: healthy p99 {:.2} ms against {:.2} ms without the faulty set; HTTP failures: {} of {} healthy and {} of {} faulty requests",
-            healthy.p99,
-            before.p99,
-            healthy.failed,
-            healthy.requests,
-            faulty.failed,
-            faulty.requests
-        );
-    }
+    println!(
+        "peak RSS: {:.1} MiB (three built-ins), {fault_rss:.1} MiB (fault run)",
+        policies.peak_rss
+    );
+    println!(
+        "fault run: healthy p99 {:.2} ms against {:.2} ms without the faulty set; HTTP failures: {} of {} healthy and {} of {} faulty requests",
+        healthy.p99,
+        policies.at_rate.p99,
+        healthy.failed,
+        healthy.requests,
+        faulty.failed,
+        faulty.requests
+    );
     for e in healthy.errors.iter().chain(&faulty.errors) {
         println!("  connection error: {e}");
     }

@@ -42,6 +42,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parse `--name N` pairs into the named numbers; anything else is an
+/// error naming it.
+pub(crate) fn numeric_options(args: &[String], options: &mut [(&str, &mut usize)]) -> Result<()> {
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let Some((_, slot)) = options.iter_mut().find(|(name, _)| name == arg) else {
+            bail!("unknown option {arg}");
+        };
+        let value = it.next().with_context(|| format!("{arg}: missing value"))?;
+        **slot = value
+            .parse()
+            .with_context(|| format!("{arg}: {value:?} is not a number"))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use repoint_core::actions::{self, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::{self, PatchOp};
 use repoint_core::resource::ResourceView;
-use repoint_core::sites::{self, ImageFields, Object};
+use repoint_core::sites::{self, ImageFields, Object, Sites};
 
 use crate::{
     ConfiguredPolicy, FailureKind, PolicyFailure, PolicyInstance, REUSED_PER_OBJECT, Runtime,
@@ -135,14 +135,18 @@ pub struct Chain {
 impl Chain {
     /// Whether policies are consulted about `object`.
     pub fn is_relevant(&self, object: &Value) -> bool {
-        let found = sites::find(
+        relevant(&self.sites(object))
+    }
+
+    /// The image sites of `object`.
+    fn sites(&self, object: &Value) -> Sites {
+        sites::find(
             Object {
                 prefix: "",
                 value: object,
             },
             &self.image_fields,
-        );
-        !found.images.is_empty() || found.pull_secrets_pointer.is_some()
+        )
     }
 
     /// Evaluate one object (pointers in the outcome are relative to it).
@@ -156,36 +160,38 @@ impl Chain {
         object: &Value,
         origin: &Origin,
     ) -> Result<Option<Outcome>, ObjectError> {
-        if !self.is_relevant(object) {
+        let found = self.sites(object);
+        if !relevant(&found) {
             return Ok(None);
         }
+        let snapshot = self.snapshot(object, found, origin)?;
         let mut instances = Instances::new(self.policies.len());
-        let first = self.first_pass(runtime, &mut instances, object, origin)?;
+        let first = self.first_pass(runtime, &mut instances, object, snapshot, origin)?;
         let mut outcome = first.outcome;
-        outcome.patch = patch::diff(object, &first.object);
-        if let (false, Some(last)) = (outcome.patch.is_empty(), first.last_changer) {
-            self.check_settled(
-                runtime,
-                &mut instances,
-                &first.object,
-                first.snapshot,
-                origin,
-                last,
-            )?;
+        if let (Some(settled), Some(last)) = (&first.changed, first.last_changer) {
+            outcome.patch = patch::diff(object, settled);
+            if !outcome.patch.is_empty() {
+                self.check_settled(
+                    runtime,
+                    &mut instances,
+                    settled,
+                    first.snapshot,
+                    origin,
+                    last,
+                )?;
+            }
         }
         Ok(Some(outcome))
     }
 
     /// What policies are shown of `object`: its image sites and the WIT
     /// resource, built once per state of the object rather than per policy.
-    fn snapshot(&self, object: &Value, origin: &Origin) -> Result<Snapshot, ObjectError> {
-        let found = sites::find(
-            Object {
-                prefix: "",
-                value: object,
-            },
-            &self.image_fields,
-        );
+    fn snapshot(
+        &self,
+        object: &Value,
+        found: Sites,
+        origin: &Origin,
+    ) -> Result<Snapshot, ObjectError> {
         if let Some(bad) = found.images.iter().find(|s| s.image.is_err()) {
             return Err(ObjectError::InvalidImage {
                 pointer: bad.pointer.clone(),
@@ -223,6 +229,25 @@ impl Chain {
         actions::plan(object, &snapshot.found, &actions).map_err(|e| invalid(e.to_string()).into())
     }
 
+    /// Apply `policy`'s change: to `changed`, which is copied from
+    /// `original` on the first change (an object no policy changes is
+    /// never copied). Returns the snapshot of the new state.
+    fn apply(
+        &self,
+        policy: &ConfiguredPolicy,
+        plan: &actions::Plan,
+        original: &Value,
+        changed: &mut Option<Value>,
+        origin: &Origin,
+    ) -> Result<Snapshot, ObjectError> {
+        let object = changed.get_or_insert_with(|| original.clone());
+        patch::apply(object, &plan.patch).map_err(|e| PolicyFailure {
+            policy: policy.name.to_string(),
+            kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
+        })?;
+        self.snapshot(object, self.sites(object), origin)
+    }
+
     /// The chain in order, each policy seeing the object as the previous
     /// ones left it.
     fn first_pass(
@@ -230,23 +255,20 @@ impl Chain {
         runtime: &Runtime,
         instances: &mut Instances,
         object: &Value,
+        mut snapshot: Snapshot,
         origin: &Origin,
     ) -> Result<FirstPass, ObjectError> {
-        let mut current = object.clone();
-        let mut snapshot = self.snapshot(&current, origin)?;
+        let mut changed: Option<Value> = None;
         let mut outcome = Outcome::default();
         let mut last_changer = None;
         for (index, policy) in self.policies.iter().enumerate() {
-            let plan = self.plan(runtime, instances, index, &current, &snapshot)?;
+            let current = changed.as_ref().unwrap_or(object);
+            let plan = self.plan(runtime, instances, index, current, &snapshot)?;
             let name = policy.name.to_string();
             if plan.changes_object() {
-                patch::apply(&mut current, &plan.patch).map_err(|e| PolicyFailure {
-                    policy: name.clone(),
-                    kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
-                })?;
+                snapshot = self.apply(policy, &plan, object, &mut changed, origin)?;
                 outcome.changed_by.push(name.clone());
                 last_changer = Some(index);
-                snapshot = self.snapshot(&current, origin)?;
             }
             let attribute = |message: String| Finding {
                 policy: name.clone(),
@@ -272,7 +294,7 @@ impl Chain {
                 }));
         }
         Ok(FirstPass {
-            object: current,
+            changed,
             snapshot,
             outcome,
             last_changer,
@@ -301,16 +323,10 @@ impl Chain {
             if changed.is_none() && index > last_changer {
                 break;
             }
-            let object = changed.as_ref().unwrap_or(settled);
-            let plan = self.plan(runtime, instances, index, object, &snapshot)?;
+            let current = changed.as_ref().unwrap_or(settled);
+            let plan = self.plan(runtime, instances, index, current, &snapshot)?;
             if plan.changes_object() {
-                let mut next = object.clone();
-                patch::apply(&mut next, &plan.patch).map_err(|e| PolicyFailure {
-                    policy: policy.name.to_string(),
-                    kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
-                })?;
-                snapshot = self.snapshot(&next, origin)?;
-                changed = Some(next);
+                snapshot = self.apply(policy, &plan, settled, &mut changed, origin)?;
                 changed_by.push(policy.name.to_string());
             }
         }
@@ -327,16 +343,22 @@ impl Chain {
     }
 }
 
+/// Whether an object with these sites is shown to policies: it carries
+/// images or has a place for pull secrets.
+fn relevant(found: &Sites) -> bool {
+    !found.images.is_empty() || found.pull_secrets_pointer.is_some()
+}
+
 /// The image sites of an object and the resource policies are shown.
 struct Snapshot {
-    found: sites::Sites,
+    found: Sites,
     resource: crate::bindings::repoint::policy::types::Resource,
 }
 
 /// The first pass's result.
 struct FirstPass {
-    /// The object as the chain left it.
-    object: Value,
+    /// The object as the chain left it, if any policy changed it.
+    changed: Option<Value>,
     /// Its snapshot.
     snapshot: Snapshot,
     outcome: Outcome,

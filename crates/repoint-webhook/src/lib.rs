@@ -10,7 +10,7 @@
 //!
 //! Each request gets fresh policy instances (the runtime instantiates
 //! from `InstancePre` in a pooling allocator), so nothing crosses requests.
-//! Evaluations run on blocking threads, at most `workers` at once; a
+//! Evaluations run on the webhook's own threads (`pool`), at most `workers` at once; a
 //! request that cannot get a worker within `queue_wait`, or is not done by
 //! `timeout`, is answered at once by its set's failure policy, so the API
 //! server never waits past its own timeout. A set whose policy runs out of
@@ -555,5 +555,50 @@ impl Endpoint {
             Self::Mutate => "mutate",
             Self::Validate => "validate",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served() -> Served {
+        Served {
+            set: PolicySet {
+                name: "s".into(),
+                chain: Chain::default(),
+                failure_policy: FailurePolicy::Fail,
+            },
+            share: Arc::new(Semaphore::new(2)),
+            solo: Arc::new(Semaphore::new(1)),
+            strikes: AtomicU32::new(0),
+            open_until: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn throttle_and_circuit_open_expire_and_recover() {
+        let s = served();
+        assert!(matches!(s.admit(), Ok(None)), "healthy: no solo permit");
+        s.strike();
+        let solo = s.admit().expect("throttled: one at a time").expect("solo");
+        assert!(s.admit().is_err(), "a second one at once is turned away");
+        drop(solo);
+        assert!(matches!(s.admit(), Ok(Some(_))));
+        // Completing in time ends the throttle.
+        s.recovered();
+        assert!(matches!(s.admit(), Ok(None)));
+        // Three in a row open the circuit, even with the solo permit free.
+        for _ in 0..STRIKES_TO_OPEN {
+            s.strike();
+        }
+        let why = s.admit().expect_err("open");
+        assert!(why.contains("3 evaluations"), "{why}");
+        // Once the open period has passed, one evaluation is tried again.
+        *s.open_until.lock().expect("lock") = Some(Instant::now() - Duration::from_millis(1));
+        assert!(matches!(s.admit(), Ok(Some(_))));
+        s.recovered();
+        assert!(matches!(s.admit(), Ok(None)));
+        assert!(s.open_until.lock().expect("lock").is_none());
     }
 }

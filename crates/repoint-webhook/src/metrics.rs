@@ -48,7 +48,8 @@ impl Metrics {
     }
 
     /// One admission request answered: `outcome` is `allowed`, `patched`,
-    /// `denied`, `failed-open`, `failed-closed`, `skipped` or `overloaded`.
+    /// `denied`, `failed-open`, `failed-closed`, `skipped`, `overloaded` or
+    /// `throttled`.
     pub fn request(&self, set: &str, endpoint: &str, outcome: &str, took: Duration) {
         self.count(
             |m| &mut m.requests,

@@ -40,7 +40,7 @@ pub fn demote_current_thread() {
 /// A fixed pool of evaluation threads.
 #[derive(Debug)]
 pub struct Pool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 impl Pool {
@@ -69,9 +69,7 @@ impl Pool {
         if let Err(e) = supervised {
             tracing::error!("cannot start the evaluation supervisor: {e}");
         }
-        Self {
-            jobs: Mutex::new(jobs),
-        }
+        Self { jobs }
     }
 
     /// Run `f` on an evaluation thread. The answer is `None` if `f`
@@ -84,15 +82,7 @@ impl Pool {
         let job: Job = Box::new(move || {
             let _ = answer.send(f());
         });
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .is_ok();
-        if !sent {
-            return None;
-        }
+        self.jobs.send(job).ok()?;
         receive.await.ok()
     }
 }
