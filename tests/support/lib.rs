@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod apiserver;
 pub mod http;
 pub mod registry;
 
