@@ -179,9 +179,10 @@ fn kubectl_applies_patches_and_reads_back() {
         r#"[{"op":"test","path":"/metadata/resourceVersion","value":"1"},{"op":"replace","path":"/spec/replicas","value":3}]"#], "");
     assert_ne!(failed.code, 0);
     assert!(
-        failed
-            .stderr
-            .contains("the server rejected our request due to an error in our request"),
+        failed.stderr.contains("The request is invalid")
+            && failed
+                .stderr
+                .contains("testing value /metadata/resourceVersion failed: test failed"),
         "{}",
         failed.stderr
     );

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod apiserver;
+pub mod cluster;
 pub mod http;
 pub mod registry;
 

@@ -33,6 +33,12 @@ pub enum Command {
     /// functionConfig the repoint config; the ResourceList with results on
     /// stdout.
     Fn(FnArgs),
+    /// Evaluate the chain on the workloads of a live cluster, read-only,
+    /// and report as `check` does (exit 0, 1 or 2).
+    Audit(AuditArgs),
+    /// Make the chain's changes to the workloads of a live cluster, and
+    /// the pull Secrets and ServiceAccounts they need.
+    Apply(ApplyArgs),
     /// Serve the policy sets as a Kubernetes admission webhook (TLS).
     Serve(ServeArgs),
     /// What a cluster needs to run the webhook.
@@ -270,4 +276,109 @@ pub struct InspectArgs {
     /// Do not use the on-disk cache of compiled policies.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// Which cluster, and which of its objects.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`,
+    /// then the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Only objects with these labels (`app=web,tier!=db`).
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Objects per list request; large lists are read page by page.
+    #[arg(long, default_value_t = 500)]
+    pub chunk_size: u32,
+    /// Also evaluate Pods, ReplicaSets and Jobs whose controller is
+    /// evaluated too (by default the fix is made once, at the owner).
+    #[arg(long)]
+    pub include_owned: bool,
+    /// Read the cluster (the default for audit; required for apply).
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+/// Evaluation options of the cluster commands (objects there always have
+/// their namespace).
+#[derive(Debug, Clone, Args)]
+pub struct ClusterEvalArgs {
+    /// Do not use the on-disk cache of compiled policies.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Objects evaluated at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Deadline per policy evaluation (overrides the config's limits.timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory cap per policy evaluation, like 64Mi (overrides limits.memory).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<usize>,
+    /// Never touch the network for registry probes.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl ClusterEvalArgs {
+    /// The same options in the shape the file commands use.
+    pub fn eval_args(&self) -> EvalArgs {
+        EvalArgs {
+            namespace: "default".into(),
+            no_cache: self.no_cache,
+            jobs: self.jobs,
+            timeout: self.timeout,
+            memory: self.memory,
+            max_document_size: 16,
+            offline: self.offline,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The repoint config file.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    #[command(flatten)]
+    pub eval: ClusterEvalArgs,
+}
+
+/// `--dry-run` of `apply`, as kubectl spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Write for real.
+    None,
+    /// Send every write with `dryRun=All`: the API server checks it
+    /// (admission included) and stores nothing.
+    Server,
+    /// Send nothing; print what would be written.
+    Client,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The repoint config file.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// none (write), server (the API server checks and stores nothing) or
+    /// client (send nothing).
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    #[command(flatten)]
+    pub eval: ClusterEvalArgs,
 }

@@ -7,6 +7,7 @@
 //! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
 
 mod args;
+mod cluster;
 mod engine;
 mod files;
 mod images;
@@ -56,6 +57,8 @@ fn main() -> ExitCode {
         args::Command::Images(a) => images::run(a),
         args::Command::Run(a) => run::run(a),
         args::Command::Check(a) => run::check(a),
+        args::Command::Audit(a) => cluster::audit(a),
+        args::Command::Apply(a) => cluster::apply(a),
         args::Command::Fn(a) => krm::run(a),
         args::Command::Serve(a) => serve::run(a),
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),

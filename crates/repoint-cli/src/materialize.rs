@@ -114,37 +114,20 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
                 prefix,
                 value: existing,
             }) => {
-                let present: Vec<&str> = existing
-                    .get("imagePullSecrets")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|e| e.get("name").and_then(Value::as_str))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let missing: Vec<Value> = secrets
-                    .iter()
-                    .filter(|s| !present.contains(&s.as_str()))
-                    .map(|s| json!({ "name": s }))
-                    .collect();
-                if missing.is_empty() {
+                let ops = repoint_core::actions::pull_secret_additions(
+                    existing,
+                    "/imagePullSecrets",
+                    secrets,
+                )
+                .into_iter()
+                .map(|op| PatchOp {
+                    path: format!("{prefix}{}", op.path),
+                    ..op
+                })
+                .collect::<Vec<_>>();
+                if ops.is_empty() {
                     continue;
                 }
-                let ops = if existing
-                    .get("imagePullSecrets")
-                    .is_some_and(Value::is_array)
-                {
-                    missing
-                        .into_iter()
-                        .map(|m| PatchOp::add(format!("{prefix}/imagePullSecrets/-"), m))
-                        .collect()
-                } else {
-                    vec![PatchOp::add(
-                        format!("{prefix}/imagePullSecrets"),
-                        Value::Array(missing),
-                    )]
-                };
                 generated.patches.push((f, d, ops));
             }
             None => {
@@ -181,7 +164,6 @@ pub fn secrets(
     generated: &mut Generated,
 ) -> anyhow::Result<Vec<String>> {
     use anyhow::bail;
-    use repoint_config::MissingCredentials;
     use repoint_credentials as creds;
 
     let wanted = gather(files, default_namespace, |outcome| {
@@ -202,13 +184,20 @@ pub fn secrets(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let sources = config.credential_sources()?;
-    let copied = match &config.file.secret_from {
-        Some(from) => {
-            let path = config.path(&from.file);
-            Some(creds::read_pull_secret(&path).map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?)
-        }
-        None => None,
+    let source = match &config.file.secret_from {
+        Some(from) => match &from.file {
+            Some(file) => {
+                let path = config.path(file);
+                PullSecretSource::Copied(
+                    creds::read_pull_secret(&path)
+                        .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?,
+                )
+            }
+            None => bail!(
+                "secretFrom names a Secret in the cluster; reading files needs `secretFrom.file` (the cluster form is for `repoint audit`, `apply` and `controller`)"
+            ),
+        },
+        None => PullSecretSource::Credentials(config.credential_sources()?),
     };
     let mut warnings = Vec::new();
     for Wanted {
@@ -236,68 +225,92 @@ pub fn secrets(
             }
             continue;
         }
-        let dockerconfigjson = match &copied {
-            Some(config_json) => {
-                let present = creds::registries_in(config_json);
-                let missing: Vec<&String> =
-                    registries.iter().filter(|r| !present.contains(r)).collect();
-                if !missing.is_empty() {
-                    let list = missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    match config.file.missing_credentials {
-                        MissingCredentials::Error => {
-                            bail!(
-                                "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
-                            )
-                        }
-                        MissingCredentials::Warn => warnings.push(format!(
-                            "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
-                        )),
-                    }
-                }
-                config_json.clone()
-            }
-            None => {
-                let mut found = BTreeMap::new();
-                for registry in registries {
-                    let Some((_, source)) = sources.iter().find(|(r, _)| r == registry) else {
-                        let msg = format!(
-                            "no credentials are configured for {registry} (needed by Secret {ns}/{name})"
-                        );
-                        match config.file.missing_credentials {
-                            MissingCredentials::Error => bail!("{msg}"),
-                            MissingCredentials::Warn => {
-                                warnings.push(msg);
-                                continue;
-                            }
-                        }
-                    };
-                    let credential = source
-                        .resolve(registry)
-                        .map_err(|e| anyhow::anyhow!("credentials for {registry}: {e}"))?;
-                    found.insert(registry.clone(), credential);
-                }
-                if found.is_empty() {
-                    continue;
-                }
-                creds::dockerconfigjson(&found)
-            }
-        };
-        generated.documents.push((
-            *requester,
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name, "namespace": ns, "labels": { MANAGED_BY.0: MANAGED_BY.1 }},
-                "type": "kubernetes.io/dockerconfigjson",
-                "data": {".dockerconfigjson": creds::base64(&dockerconfigjson)},
-            }),
-        ));
+        if let Some(secret) = pull_secret(config, &source, ns, name, registries, &mut warnings)? {
+            generated.documents.push((*requester, secret));
+        }
     }
     Ok(warnings)
+}
+
+/// Where a pull Secret's contents come from.
+#[derive(Debug)]
+pub enum PullSecretSource {
+    /// A copy of an existing Secret's `.dockerconfigjson` (its JSON text).
+    Copied(String),
+    /// The config's `credentials`, by registry.
+    Credentials(Vec<(String, repoint_credentials::Source)>),
+}
+
+/// The Secret `ns/name` carrying credentials for `registries`, or `None`
+/// when none could be found and `missingCredentials: warn` lets that pass
+/// (each registry left out is a warning). Credentials appear only in the
+/// returned Secret, never in a message.
+pub fn pull_secret(
+    config: &repoint_config::Config,
+    source: &PullSecretSource,
+    ns: &str,
+    name: &str,
+    registries: &[String],
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<Value>> {
+    use anyhow::bail;
+    use repoint_config::MissingCredentials;
+    use repoint_credentials as creds;
+
+    let dockerconfigjson = match source {
+        PullSecretSource::Copied(config_json) => {
+            let present = creds::registries_in(config_json);
+            let missing: Vec<&String> =
+                registries.iter().filter(|r| !present.contains(r)).collect();
+            if !missing.is_empty() {
+                let list = missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let msg = format!(
+                    "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
+                );
+                match config.file.missing_credentials {
+                    MissingCredentials::Error => bail!("{msg}"),
+                    MissingCredentials::Warn => warnings.push(msg),
+                }
+            }
+            config_json.clone()
+        }
+        PullSecretSource::Credentials(sources) => {
+            let mut found = BTreeMap::new();
+            for registry in registries {
+                let Some((_, source)) = sources.iter().find(|(r, _)| r == registry) else {
+                    let msg = format!(
+                        "no credentials are configured for {registry} (needed by Secret {ns}/{name})"
+                    );
+                    match config.file.missing_credentials {
+                        MissingCredentials::Error => bail!("{msg}"),
+                        MissingCredentials::Warn => {
+                            warnings.push(msg);
+                            continue;
+                        }
+                    }
+                };
+                let credential = source
+                    .resolve(registry)
+                    .map_err(|e| anyhow::anyhow!("credentials for {registry}: {e}"))?;
+                found.insert(registry.clone(), credential);
+            }
+            if found.is_empty() {
+                return Ok(None);
+            }
+            creds::dockerconfigjson(&found)
+        }
+    };
+    Ok(Some(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": { MANAGED_BY.0: MANAGED_BY.1 }},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": creds::base64(&dockerconfigjson)},
+    })))
 }
 
 /// A v1 object of `kind` in the input, by namespace and name (objects

@@ -61,25 +61,40 @@ pub fn findings(files: &[FileResult]) -> Vec<Finding> {
     let mut out = Vec::new();
     for file in files {
         for (d, objects) in file.documents.iter().enumerate() {
+            let doc = &file.stream.documents()[d];
+            let place = Place {
+                file: file.stream.name(),
+                document: d,
+                value: &doc.value,
+                line_of: &|pointer| file.stream.line_of(doc, pointer),
+            };
             for object in objects {
-                object_findings(file, d, object, &mut out);
+                object_findings(&place, object, &mut out);
             }
         }
     }
     out
 }
 
-fn object_findings(
-    file: &FileResult,
-    document: usize,
-    object: &ObjectResult,
-    out: &mut Vec<Finding>,
-) {
+/// Where an evaluated object lives, for locating its findings: a document
+/// of a file, or an object in a cluster (`line_of` then answers 0).
+pub struct Place<'a> {
+    /// The file, or the object's cluster location.
+    pub file: &'a str,
+    pub document: usize,
+    /// The document's value (old values of changes are read from it).
+    pub value: &'a Value,
+    /// The 1-based line of a pointer from the document root; 0 if unknown.
+    pub line_of: &'a dyn Fn(&str) -> usize,
+}
+
+/// The findings about one evaluated object.
+pub fn object_findings(place: &Place<'_>, object: &ObjectResult, out: &mut Vec<Finding>) {
     let base = |level, line, policy: Option<String>, message: String| Finding {
         level,
-        file: file.stream.name().to_string(),
+        file: place.file.to_string(),
         line,
-        document,
+        document: place.document,
         api_version: object.meta.api_version.clone(),
         kind: object.meta.kind.clone(),
         namespace: object.meta.namespace.clone(),
@@ -99,10 +114,7 @@ fn object_findings(
             };
             let line = match e {
                 repoint_runtime::chain::ObjectError::InvalidImage { pointer, .. } => {
-                    file.stream.line_of(
-                        &file.stream.documents()[document],
-                        &format!("{}{pointer}", object.prefix),
-                    )
+                    (place.line_of)(&format!("{}{pointer}", object.prefix))
                 }
                 _ => object.line,
             };
@@ -118,14 +130,11 @@ fn object_findings(
             f.message.clone(),
         ));
     }
-    let doc_value = &file.stream.documents()[document].value;
     let changed_by = (!outcome.changed_by.is_empty()).then(|| outcome.changed_by.join(", "));
     for op in object.document_patch() {
-        let line = file
-            .stream
-            .line_of(&file.stream.documents()[document], &op.path);
+        let line = (place.line_of)(&op.path);
         let new = op.value.as_ref().map(describe_value).unwrap_or_default();
-        let message = match doc_value.pointer(&op.path) {
+        let message = match place.value.pointer(&op.path) {
             Some(old) => format!(
                 "would change {} from {} to {new}",
                 op.path,
@@ -161,10 +170,13 @@ pub fn text_line(f: &Finding) -> String {
         .as_deref()
         .map(|p| format!("[{p}] "))
         .unwrap_or_default();
+    // Objects in a cluster have a location but no line.
+    let at = match f.line {
+        0 => f.file.clone(),
+        line => format!("{}:{line}", f.file),
+    };
     format!(
-        "{}:{}: {}: {resource}: {policy}{}",
-        f.file,
-        f.line,
+        "{at}: {}: {resource}: {policy}{}",
         f.level.word(),
         f.message
     )
@@ -242,9 +254,13 @@ pub fn sarif(findings: &[Finding]) -> Value {
                 },
                 "message": {"text": format!("{resource}: {}", f.message)},
                 "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": f.file},
-                        "region": {"startLine": f.line},
+                    "physicalLocation": if f.line == 0 {
+                        json!({"artifactLocation": {"uri": f.file}})
+                    } else {
+                        json!({
+                            "artifactLocation": {"uri": f.file},
+                            "region": {"startLine": f.line},
+                        })
                     }
                 }],
                 "properties": {"policy": f.policy, "document": f.document, "namespace": f.namespace},

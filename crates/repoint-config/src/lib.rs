@@ -205,12 +205,20 @@ pub enum MissingCredentials {
     Warn,
 }
 
-/// Where to copy an existing pull secret from.
+/// Where to copy an existing pull secret from: a manifest file, or (for
+/// `audit`, `apply` and `controller`) a Secret in the cluster.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretFrom {
     /// A Secret manifest file, relative to the config.
-    pub file: String,
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The namespace of a Secret in the cluster.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The name of a Secret in the cluster.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// The config file's contents.
@@ -414,6 +422,17 @@ impl Config {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(from) = &self.file.secret_from {
+            let in_cluster = from.namespace.is_some() || from.name.is_some();
+            let complete = from.namespace.is_some() && from.name.is_some();
+            if from.file.is_some() == in_cluster || (in_cluster && !complete) {
+                return Err(self.invalid(
+                    "/secretFrom",
+                    "secretFrom",
+                    "give either `file` (a Secret manifest) or both `namespace` and `name` (a Secret in the cluster)".into(),
+                ));
             }
         }
         for (i, f) in self.file.image_fields.iter().enumerate() {

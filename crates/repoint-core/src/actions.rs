@@ -162,22 +162,41 @@ pub fn plan(object: &Value, sites: &Sites, actions: &[Action]) -> Result<Plan, A
             Value::String(image.to_string()),
         ));
     }
-    if let (Some(ptr), false) = (&sites.pull_secrets_pointer, new_secrets.is_empty()) {
-        let entries = new_secrets.iter().map(|n| json!({ "name": n }));
-        match object.pointer(ptr) {
-            Some(Value::Array(_)) => {
-                for e in entries {
-                    out.patch.push(PatchOp::add(format!("{ptr}/-"), e));
-                }
-            }
-            // Absent or null: write the whole list at once.
-            _ => out
-                .patch
-                .push(PatchOp::add(ptr.clone(), Value::Array(entries.collect()))),
-        }
+    if let Some(ptr) = &sites.pull_secrets_pointer {
+        out.patch
+            .extend(pull_secret_additions(object, ptr, &new_secrets));
     }
     out.patch.extend(extra);
     Ok(out)
+}
+
+/// Operations that add each of `names` missing from the `[{name: ...}]`
+/// list at `pointer` in `object` (a pod spec's or a ServiceAccount's
+/// `imagePullSecrets`): appended to a list that exists, or the list
+/// written whole where it is absent or null.
+pub fn pull_secret_additions(object: &Value, pointer: &str, names: &[String]) -> Vec<PatchOp> {
+    let present: Vec<&str> = object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !present.contains(&n.as_str()))
+        .collect();
+    missing.dedup();
+    let entries = missing.into_iter().map(|n| json!({ "name": n }));
+    match object.pointer(pointer) {
+        Some(Value::Array(_)) => entries
+            .map(|e| PatchOp::add(format!("{pointer}/-"), e))
+            .collect(),
+        _ if names.is_empty() => Vec::new(),
+        _ => vec![PatchOp::add(pointer, Value::Array(entries.collect()))],
+    }
 }
 
 #[cfg(test)]

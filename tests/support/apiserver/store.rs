@@ -112,8 +112,8 @@ pub struct Details {
     pub group: String,
     /// The resource (plural), or the kind for validation errors.
     pub kind: String,
-    /// (field, message) of each validation failure.
-    pub causes: Vec<(String, String)>,
+    /// (reason, field, message) of each cause.
+    pub causes: Vec<(&'static str, String, String)>,
 }
 
 impl ApiError {
@@ -174,7 +174,7 @@ impl ApiError {
             name: name.into(),
             group: resource.group.clone(),
             kind: resource.kind.clone(),
-            causes: vec![(field.to_string(), message.to_string())],
+            causes: vec![("FieldValueInvalid", field.to_string(), message.to_string())],
         }));
         error
     }
@@ -219,8 +219,8 @@ impl ApiError {
                 status["details"]["causes"] = d
                     .causes
                     .iter()
-                    .map(|(field, message)| {
-                        json!({"reason": "FieldValueInvalid", "message": message, "field": field})
+                    .map(|(reason, field, message)| {
+                        json!({"reason": reason, "message": message, "field": field})
                     })
                     .collect();
             }
@@ -661,12 +661,20 @@ impl Store {
                         }
                         other => other.to_string(),
                     };
-                    ApiError::new(
+                    // As the real server words a patch that does not apply:
+                    // a generic message, the reason among the causes.
+                    let mut error = ApiError::new(
                         422,
                         "Invalid",
                         "the server rejected our request due to an error in our request",
-                    )
-                    .with_cause(message)
+                    );
+                    error.details = Some(Box::new(Details {
+                        name: String::new(),
+                        group: String::new(),
+                        kind: String::new(),
+                        causes: vec![("UnexpectedServerResponse", String::new(), message)],
+                    }));
+                    error
                 })?;
             }
             PatchKind::Merge => merge::merge_patch(&mut patched, &parse_json(body)?),
@@ -851,13 +859,6 @@ impl Store {
             .retain(|r| !(r.group == resource.group && r.plural == resource.plural));
         self.resources.push(resource);
         Ok(())
-    }
-}
-
-impl ApiError {
-    fn with_cause(mut self, cause: String) -> Self {
-        self.message = format!("{}: {cause}", self.message);
-        self
     }
 }
 

@@ -1,0 +1,588 @@
+//! `repoint audit` and `repoint apply`: the chain on a live cluster's
+//! workloads. Listing and writing live in `repoint-kube`; this is the
+//! glue: evaluate, report, and write in a safe order (pull Secrets, then
+//! ServiceAccounts, then the workloads that need them).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context as _, Result, bail};
+use repoint_config::Config;
+use repoint_kube::inventory::{self, LiveObject, Selection};
+use repoint_kube::write::{Writer, Written};
+use repoint_kube::{KubeError, Target};
+use repoint_runtime::Runtime;
+use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
+use serde_json::Value;
+
+use crate::args::{ApplyArgs, AuditArgs, CheckFormat, ClusterArgs, ClusterEvalArgs, DryRun};
+use crate::engine::{ObjectMeta, ObjectResult, build_chain};
+use crate::materialize::{self, PullSecretSource};
+use crate::report::{self, Finding, Level, Place};
+
+/// A connected cluster and a loaded chain.
+struct Session {
+    config: Config,
+    runtime: Runtime,
+    chain: Chain,
+    client: repoint_kube::Client,
+    tokio: tokio::runtime::Runtime,
+    jobs: usize,
+}
+
+/// An object as listed and what the chain made of it.
+struct Evaluated {
+    object: LiveObject,
+    result: ObjectResult,
+}
+
+impl Evaluated {
+    /// `team-a/deployment.apps/web`: where findings about it point.
+    fn location(&self) -> String {
+        match self.object.namespace() {
+            Some(ns) => format!("{ns}/{}", self.object.display_name()),
+            None => self.object.display_name(),
+        }
+    }
+}
+
+fn connect(
+    config_path: &std::path::Path,
+    cluster: &ClusterArgs,
+    eval: &ClusterEvalArgs,
+) -> Result<Session> {
+    let config = Config::load(config_path)?;
+    let eval = eval.eval_args();
+    let (runtime, chain) = build_chain(&config, &eval, false)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let target = Target {
+        kubeconfig: cluster.kubeconfig.clone(),
+        context: cluster.context.clone(),
+    };
+    let (client, _) = tokio.block_on(repoint_kube::connect(&target))?;
+    Ok(Session {
+        config,
+        runtime,
+        chain,
+        client,
+        tokio,
+        jobs: eval.jobs(),
+    })
+}
+
+/// A count on stderr that updates in place, when stderr is a terminal.
+struct Progress {
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            shown: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&self, text: &str) {
+        if self.shown {
+            eprint!("\r\x1b[2K{text}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// List every kind, then evaluate every object with `jobs` threads.
+fn inventory_and_evaluate(
+    session: &Session,
+    cluster: &ClusterArgs,
+) -> Result<(Vec<Evaluated>, usize)> {
+    let custom: Vec<(String, String)> = session
+        .config
+        .file
+        .image_fields
+        .iter()
+        .map(|f| (f.group.clone(), f.kind.clone()))
+        .collect();
+    let selection = Selection {
+        namespace: cluster.namespace.clone(),
+        selector: cluster.selector.clone(),
+        page_size: cluster.chunk_size,
+    };
+    let progress = Progress::new();
+    let objects = session.tokio.block_on(async {
+        let (kinds, warnings) = inventory::kinds(&session.client, &custom).await?;
+        for w in warnings {
+            eprintln!("repoint: warning: {w}");
+        }
+        let mut objects = Vec::new();
+        for kind in &kinds {
+            let before = objects.len();
+            let listed = inventory::list(&session.client, kind, &selection, |n| {
+                progress.update(&format!(
+                    "listing {}: {}",
+                    kind.group_resource(),
+                    before + n
+                ));
+            })
+            .await?;
+            objects.extend(listed);
+        }
+        Ok::<_, KubeError>(objects)
+    })?;
+    progress.done();
+    let (objects, skipped) = if cluster.include_owned {
+        (objects, 0)
+    } else {
+        inventory::without_owned(objects)
+    };
+    let next = AtomicUsize::new(0);
+    let total = objects.len();
+    let mut results: Vec<(usize, Option<Result<Outcome, ObjectError>>)> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..session.jobs.max(1).min(total.max(1)))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(object) = objects.get(i) else { break };
+                            let outcome = session.chain.evaluate(
+                                &session.runtime,
+                                &object.value,
+                                &Origin::Cluster,
+                            );
+                            out.push((i, outcome.transpose()));
+                            if i.is_multiple_of(64) {
+                                progress.update(&format!("evaluating: {i}/{total}"));
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+    progress.done();
+    results.sort_by_key(|(i, _)| *i);
+    let evaluated = objects
+        .into_iter()
+        .zip(results)
+        .filter_map(|(object, (_, outcome))| {
+            let outcome = outcome?;
+            let result = ObjectResult {
+                prefix: String::new(),
+                meta: ObjectMeta::of(&object.value),
+                line: 0,
+                outcome,
+            };
+            Some(Evaluated { object, result })
+        })
+        .collect();
+    Ok((evaluated, skipped))
+}
+
+fn findings_of(evaluated: &[Evaluated]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for e in evaluated {
+        let location = e.location();
+        let place = Place {
+            file: &location,
+            document: 0,
+            value: &e.object.value,
+            line_of: &|_| 0,
+        };
+        report::object_findings(&place, &e.result, &mut out);
+    }
+    out
+}
+
+/// Counts per namespace and per policy, printed after the findings.
+fn write_summary(
+    out: &mut impl std::io::Write,
+    findings: &[Finding],
+    objects: usize,
+    skipped: usize,
+) -> std::io::Result<()> {
+    #[derive(Default)]
+    struct Counts([usize; 4]);
+    let column = |l: Level| match l {
+        Level::Change => 0,
+        Level::Denied => 1,
+        Level::Warning => 2,
+        Level::Error => 3,
+    };
+    let mut by_namespace: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_policy: BTreeMap<String, Counts> = BTreeMap::new();
+    // Changes count once per object, however many fields change.
+    let mut seen = std::collections::HashSet::new();
+    for f in findings {
+        if f.level == Level::Change && !seen.insert(f.file.clone()) {
+            continue;
+        }
+        let ns = f.namespace.clone().unwrap_or_else(|| "(cluster)".into());
+        by_namespace.entry(ns).or_default().0[column(f.level)] += 1;
+        for policy in f.policy.iter().flat_map(|p| p.split(", ")) {
+            by_policy.entry(policy.to_string()).or_default().0[column(f.level)] += 1;
+        }
+    }
+    writeln!(
+        out,
+        "{objects} objects evaluated ({skipped} owned by an evaluated controller skipped)"
+    )?;
+    for (title, table) in [("NAMESPACE", &by_namespace), ("POLICY", &by_policy)] {
+        if table.is_empty() {
+            continue;
+        }
+        let width = table
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(title.len());
+        writeln!(out, "{title:width$}  CHANGE  DENIED  WARNING  ERROR")?;
+        for (name, Counts(c)) in table {
+            writeln!(
+                out,
+                "{name:width$}  {:>6}  {:>6}  {:>7}  {:>5}",
+                c[0], c[1], c[2], c[3]
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
+    let session = connect(&args.config, &args.cluster, &args.eval)?;
+    let (evaluated, skipped) = inventory_and_evaluate(&session, &args.cluster)?;
+    let findings = findings_of(&evaluated);
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        CheckFormat::Text => {
+            report::write_text(&mut stdout, &findings)?;
+            write_summary(&mut stdout, &findings, evaluated.len(), skipped)?;
+        }
+        CheckFormat::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &findings)?;
+            writeln!(stdout)?;
+        }
+        CheckFormat::Sarif => {
+            serde_json::to_writer_pretty(&mut stdout, &report::sarif(&findings))?;
+            writeln!(stdout)?;
+        }
+        CheckFormat::Github => report::write_github(&mut stdout, &findings)?,
+    }
+    if args.format != CheckFormat::Text {
+        write_summary(
+            &mut std::io::stderr().lock(),
+            &findings,
+            evaluated.len(),
+            skipped,
+        )?;
+    }
+    Ok(crate::run::exit_code(&findings, true))
+}
+
+/// How a line about a write ends under each dry-run mode.
+fn suffix(dry_run: DryRun) -> &'static str {
+    match dry_run {
+        DryRun::None => "",
+        DryRun::Server => " (server dry run)",
+        DryRun::Client => " (dry run)",
+    }
+}
+
+fn where_(namespace: Option<&str>) -> String {
+    namespace.map(|ns| format!(" in {ns}")).unwrap_or_default()
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
+    if !args.cluster.cluster {
+        bail!(
+            "apply changes live objects; pass --cluster to say so (or run `repoint run` on files)"
+        );
+    }
+    let session = connect(&args.config, &args.cluster, &args.eval)?;
+    let (evaluated, _) = inventory_and_evaluate(&session, &args.cluster)?;
+    let writer = Writer::new(session.client.clone(), args.dry_run == DryRun::Server);
+    let mut out = std::io::stdout().lock();
+    let mut errors = 0usize;
+    let mut changed = 0usize;
+    let mut denied = 0usize;
+    let mut fail = |e: &dyn std::fmt::Display| {
+        eprintln!("repoint: error: {e}");
+        errors += 1;
+    };
+    let tail = suffix(args.dry_run);
+
+    // 1. The pull Secrets objects asked for, once per namespace and name.
+    let mut secrets: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut accounts: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for e in &evaluated {
+        let Ok(outcome) = &e.result.outcome else {
+            continue;
+        };
+        let own = e.object.namespace().unwrap_or("default").to_string();
+        for r in &outcome.ensure {
+            let key = (
+                r.item.namespace.clone().unwrap_or_else(|| own.clone()),
+                r.item.name.clone(),
+            );
+            let registries = secrets.entry(key).or_default();
+            for reg in &r.item.registries {
+                let reg = repoint_credentials::registry_key(reg);
+                if !registries.contains(&reg) {
+                    registries.push(reg);
+                }
+            }
+        }
+        for r in &outcome.service_accounts {
+            let key = (
+                r.item.namespace.clone().unwrap_or_else(|| own.clone()),
+                r.item
+                    .service_account
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            );
+            let list = accounts.entry(key).or_default();
+            if !list.contains(&r.item.secret) {
+                list.push(r.item.secret.clone());
+            }
+        }
+    }
+    if !secrets.is_empty() {
+        let source = secret_source(&session, &writer)?;
+        let mut warnings = Vec::new();
+        for ((ns, name), registries) in &secrets {
+            let desired = match materialize::pull_secret(
+                &session.config,
+                &source,
+                ns,
+                name,
+                registries,
+                &mut warnings,
+            ) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    fail(&e);
+                    continue;
+                }
+            };
+            if args.dry_run == DryRun::Client {
+                writeln!(out, "secret/{name}{} ensured{tail}", where_(Some(ns)))?;
+                continue;
+            }
+            match session.tokio.block_on(writer.ensure_secret(ns, &desired)) {
+                Ok(Written::Unchanged) => {}
+                Ok(w) => {
+                    changed += 1;
+                    writeln!(out, "secret/{name}{} {}{tail}", where_(Some(ns)), verb(&w))?;
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        for w in warnings {
+            eprintln!("repoint: warning: {w}");
+        }
+    }
+
+    // 2. ServiceAccounts that must list a pull secret.
+    for ((ns, account), wanted) in &accounts {
+        if args.dry_run == DryRun::Client {
+            writeln!(
+                out,
+                "serviceaccount/{account}{} lists {}{tail}",
+                where_(Some(ns)),
+                wanted.join(", ")
+            )?;
+            continue;
+        }
+        match session
+            .tokio
+            .block_on(writer.ensure_account_pull_secrets(ns, account, wanted))
+        {
+            Ok(Written::Unchanged) => {}
+            Ok(w) => {
+                changed += 1;
+                writeln!(
+                    out,
+                    "serviceaccount/{account}{} {}{tail}",
+                    where_(Some(ns)),
+                    verb(&w)
+                )?;
+            }
+            Err(e) => fail(&e),
+        }
+    }
+
+    // 3. The workloads themselves.
+    for e in &evaluated {
+        let outcome = match &e.result.outcome {
+            Ok(o) => o,
+            Err(err) => {
+                fail(&format!("{}: {err}", e.location()));
+                continue;
+            }
+        };
+        for d in &outcome.denials {
+            denied += 1;
+            eprintln!(
+                "repoint: denied: {}: [{}] {}",
+                e.location(),
+                d.policy,
+                d.message
+            );
+        }
+        if outcome.patch.is_empty() {
+            continue;
+        }
+        if e.object.kind.resource.kind == "Pod" && !only_images(&outcome.patch) {
+            fail(&format!(
+                "{}: a running Pod may change only its images; recreate it (or fix the controller that owns it) to apply the rest",
+                e.location()
+            ));
+            continue;
+        }
+        let name = e.object.name().to_string();
+        let ns = e.object.namespace().map(String::from);
+        if args.dry_run == DryRun::Client {
+            changed += 1;
+            writeln!(
+                out,
+                "{}{} patched{tail}",
+                e.object.display_name(),
+                where_(ns.as_deref())
+            )?;
+            continue;
+        }
+        let mut first = Some(outcome.patch.clone());
+        let written =
+            session.tokio.block_on(writer.patch_guarded(
+                &e.object.kind,
+                ns.as_deref(),
+                &name,
+                Some(e.object.value.clone()),
+                |current| match first.take() {
+                    Some(ops) => Ok(ops),
+                    // The object changed since it was listed: evaluate again.
+                    None => match session.chain.evaluate(
+                        &session.runtime,
+                        current,
+                        &Origin::Cluster,
+                    ) {
+                        Ok(Some(o)) => Ok(o.patch),
+                        Ok(None) => Ok(Vec::new()),
+                        Err(err) => Err(KubeError::Evaluation(err.to_string())),
+                    },
+                },
+            ));
+        match written {
+            Ok(Written::Patched(ops)) => {
+                changed += 1;
+                writeln!(
+                    out,
+                    "{}{} patched{tail}",
+                    e.object.display_name(),
+                    where_(ns.as_deref())
+                )?;
+                for op in ops {
+                    let old = e.object.value.pointer(&op.path);
+                    let new = op.value.as_ref().map(short).unwrap_or_default();
+                    match old {
+                        Some(old) => writeln!(out, "  {}: {} -> {new}", op.path, short(old))?,
+                        None => writeln!(out, "  {}: + {new}", op.path)?,
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(err) => fail(&err),
+        }
+    }
+    if changed == 0 && errors == 0 {
+        writeln!(out, "nothing to change")?;
+    }
+    Ok(if errors > 0 {
+        ExitCode::from(2)
+    } else if denied > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn verb(written: &Written) -> &'static str {
+    match written {
+        Written::Created => "created",
+        Written::Updated => "updated",
+        Written::Patched(_) => "patched",
+        Written::Unchanged => "unchanged",
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether every operation changes a container image: all a running Pod
+/// allows.
+fn only_images(ops: &[repoint_core::patch::PatchOp]) -> bool {
+    ops.iter().all(|op| {
+        let parts: Vec<&str> = op.path.split('/').collect();
+        matches!(
+            parts.as_slice(),
+            [
+                "",
+                "spec",
+                "containers" | "initContainers" | "ephemeralContainers",
+                _,
+                "image"
+            ]
+        )
+    })
+}
+
+/// Where pull Secrets' contents come from: `secretFrom` (a file, or a
+/// Secret in the cluster) or the configured credentials.
+fn secret_source(session: &Session, writer: &Writer) -> Result<PullSecretSource> {
+    let Some(from) = &session.config.file.secret_from else {
+        return Ok(PullSecretSource::Credentials(
+            session.config.credential_sources()?,
+        ));
+    };
+    if let Some(file) = &from.file {
+        let path = session.config.path(file);
+        return Ok(PullSecretSource::Copied(
+            repoint_credentials::read_pull_secret(&path)
+                .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?,
+        ));
+    }
+    let (ns, name) = (
+        from.namespace.as_deref().unwrap_or_default(),
+        from.name.as_deref().unwrap_or_default(),
+    );
+    let kind = inventory::builtin("", "Secret", "secrets");
+    let secret = session
+        .tokio
+        .block_on(writer.get(&kind, Some(ns), name))?
+        .ok_or_else(|| anyhow::anyhow!("secretFrom: Secret {ns}/{name} does not exist"))?;
+    let config_json = repoint_credentials::dockerconfigjson_of(&secret)
+        .map_err(|reason| anyhow::anyhow!("secretFrom: Secret {ns}/{name}: {reason}"))?;
+    Ok(PullSecretSource::Copied(config_json))
+}

@@ -1,0 +1,220 @@
+//! What lives in the cluster that policies are consulted about: the
+//! workload kinds, and the custom resources a config names in
+//! `imageFields` (resolved through discovery), listed a page at a time.
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use serde_json::Value;
+
+use crate::KubeError;
+use crate::error::describe;
+
+/// A kind of object to list.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Kind {
+    /// `deployments.apps`, `pods`: how kubectl and RBAC name it.
+    pub fn group_resource(&self) -> String {
+        group_resource(&self.resource)
+    }
+}
+
+pub(crate) fn group_resource(resource: &ApiResource) -> String {
+    if resource.group.is_empty() {
+        resource.plural.clone()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+/// The built-in kinds with a pod template or pod spec.
+const WORKLOADS: [(&str, &str, &str); 9] = [
+    ("apps", "Deployment", "deployments"),
+    ("apps", "StatefulSet", "statefulsets"),
+    ("apps", "DaemonSet", "daemonsets"),
+    ("apps", "ReplicaSet", "replicasets"),
+    ("batch", "CronJob", "cronjobs"),
+    ("batch", "Job", "jobs"),
+    ("", "ReplicationController", "replicationcontrollers"),
+    ("", "PodTemplate", "podtemplates"),
+    ("", "Pod", "pods"),
+];
+
+/// A built-in kind by its group and kind (always version v1).
+pub fn builtin(group: &str, kind: &str, plural: &str) -> Kind {
+    Kind {
+        resource: ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, "v1", kind),
+            plural,
+        ),
+        namespaced: kind != "Namespace",
+    }
+}
+
+/// The workload kinds, then each custom kind in `custom` (group, kind),
+/// at the version the cluster prefers. A custom kind the cluster does not
+/// serve (its CRD is not installed) is left out with a warning: one config
+/// serves clusters with different operators.
+pub async fn kinds(
+    client: &kube::Client,
+    custom: &[(String, String)],
+) -> Result<(Vec<Kind>, Vec<String>), KubeError> {
+    let mut kinds = Vec::new();
+    let mut warnings = Vec::new();
+    for (group, kind) in custom {
+        let not_served = || {
+            format!(
+                "imageFields names {kind} in group {group}, which the cluster does not serve; skipped"
+            )
+        };
+        let served = match kube::discovery::group(client, group).await {
+            Ok(served) => served,
+            Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
+                warnings.push(not_served());
+                continue;
+            }
+            Err(e) => return Err(describe(e, "discover", group, None, "")),
+        };
+        let Some((resource, capabilities)) = served.recommended_kind(kind) else {
+            warnings.push(not_served());
+            continue;
+        };
+        kinds.push(Kind {
+            resource,
+            namespaced: capabilities.scope == Scope::Namespaced,
+        });
+    }
+    kinds.extend(WORKLOADS.iter().map(|(g, k, p)| builtin(g, k, p)));
+    Ok((kinds, warnings))
+}
+
+/// Which objects to list.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// One namespace, or all.
+    pub namespace: Option<String>,
+    /// A label selector (`app=web,tier!=db`).
+    pub selector: Option<String>,
+    /// Objects per page (`limit`); 0 means the API server's default of 500.
+    pub page_size: u32,
+}
+
+/// An object as listed, with its kind.
+#[derive(Debug, Clone)]
+pub struct LiveObject {
+    pub kind: Kind,
+    /// The object, with `apiVersion` and `kind` set (lists leave them out).
+    pub value: Value,
+}
+
+impl LiveObject {
+    fn text(&self, pointer: &str) -> Option<&str> {
+        self.value.pointer(pointer).and_then(Value::as_str)
+    }
+
+    pub fn name(&self) -> &str {
+        self.text("/metadata/name").unwrap_or("")
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.text("/metadata/namespace")
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.text("/metadata/uid")
+    }
+
+    /// `deployment.apps/web`, as kubectl names it.
+    pub fn display_name(&self) -> String {
+        let kind = self.kind.resource.kind.to_lowercase();
+        match self.kind.resource.group.as_str() {
+            "" => format!("{kind}/{}", self.name()),
+            group => format!("{kind}.{group}/{}", self.name()),
+        }
+    }
+
+    /// The uids of the controllers that own it.
+    fn controllers(&self) -> impl Iterator<Item = &str> {
+        self.value
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.get("controller") == Some(&Value::Bool(true)))
+            .filter_map(|r| r.get("uid").and_then(Value::as_str))
+    }
+}
+
+/// Every object of `kind` in `selection`, following `continue` tokens
+/// page by page; `progress` hears the count after each page.
+pub async fn list(
+    client: &kube::Client,
+    kind: &Kind,
+    selection: &Selection,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<LiveObject>, KubeError> {
+    let api: Api<DynamicObject> = match (&selection.namespace, kind.namespaced) {
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+        _ => Api::all_with(client.clone(), &kind.resource),
+    };
+    let page_size = if selection.page_size > 0 {
+        selection.page_size
+    } else {
+        500
+    };
+    let mut params = ListParams::default().limit(page_size);
+    if let Some(selector) = &selection.selector {
+        params = params.labels(selector);
+    }
+    let mut objects = Vec::new();
+    loop {
+        let page = api.list(&params).await.map_err(|e| {
+            describe(
+                e,
+                "list",
+                &kind.group_resource(),
+                selection.namespace.as_deref(),
+                "",
+            )
+        })?;
+        for item in page.items {
+            let mut value = serde_json::to_value(item)
+                .map_err(|e| KubeError::Evaluation(format!("decoding a listed object: {e}")))?;
+            value["apiVersion"] = Value::String(kind.resource.api_version.clone());
+            value["kind"] = Value::String(kind.resource.kind.clone());
+            objects.push(LiveObject {
+                kind: kind.clone(),
+                value,
+            });
+        }
+        progress(objects.len());
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    Ok(objects)
+}
+
+/// Leave out the objects whose controller is itself among `objects` (a
+/// ReplicaSet's Pods, a Deployment's ReplicaSets, a CronJob's Jobs): the
+/// fix belongs at the owner, once. Returns the kept objects and how many
+/// were left out.
+pub fn without_owned(objects: Vec<LiveObject>) -> (Vec<LiveObject>, usize) {
+    let uids: std::collections::HashSet<String> = objects
+        .iter()
+        .filter_map(|o| o.uid().map(String::from))
+        .collect();
+    let before = objects.len();
+    let kept: Vec<LiveObject> = objects
+        .into_iter()
+        .filter(|o| !o.controllers().any(|uid| uids.contains(uid)))
+        .collect();
+    let skipped = before - kept.len();
+    (kept, skipped)
+}

@@ -1,0 +1,1 @@
+//! Keeping pull secrets in place (filled in below).

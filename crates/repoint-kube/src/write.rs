@@ -1,0 +1,309 @@
+//! Writing to the cluster: guarded JSON Patches retried on conflict, and
+//! the pull Secrets and ServiceAccount entries repoint keeps in place. It
+//! creates and changes, and never deletes.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use repoint_core::patch::PatchOp;
+use serde_json::{Value, json};
+
+use crate::error::describe;
+use crate::inventory::{Kind, builtin};
+use crate::{FIELD_MANAGER, KubeError, MANAGED_BY};
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Nothing needed changing.
+    Unchanged,
+    /// Created (or, under dry run, would have been).
+    Created,
+    /// Patched with these operations (the guard left out).
+    Patched(Vec<PatchOp>),
+    /// Replaced with new contents.
+    Updated,
+}
+
+/// Writes to one cluster.
+#[derive(Clone)]
+pub struct Writer {
+    client: kube::Client,
+    /// Send every write with `dryRun=All`: the server checks it and
+    /// stores nothing.
+    pub dry_run: bool,
+    /// Attempts per object when it keeps changing under us.
+    pub attempts: u32,
+    /// First wait after a conflict; it doubles each time.
+    pub backoff: Duration,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dry_run", &self.dry_run)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    pub fn new(client: kube::Client, dry_run: bool) -> Self {
+        Self {
+            client,
+            dry_run,
+            attempts: 5,
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) if kind.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &kind.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &kind.resource),
+        }
+    }
+
+    fn patch_params(&self) -> PatchParams {
+        let mut params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        params.dry_run = self.dry_run;
+        params
+    }
+
+    fn post_params(&self) -> PostParams {
+        PostParams {
+            dry_run: self.dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        }
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, KubeError> {
+        let found = self
+            .api(kind, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| describe(e, "get", &kind.group_resource(), namespace, name))?;
+        found
+            .map(|o| {
+                let mut value = serde_json::to_value(o)
+                    .map_err(|e| KubeError::Evaluation(format!("decoding {name}: {e}")))?;
+                value["apiVersion"] = Value::String(kind.resource.api_version.clone());
+                value["kind"] = Value::String(kind.resource.kind.clone());
+                Ok(value)
+            })
+            .transpose()
+    }
+
+    /// Patch the object with what `plan` makes of it, guarded by a `test`
+    /// of its `resourceVersion`. `current` is the object as last read (it
+    /// is read when `None`). When the object changed in between, it is
+    /// read again and planned again, with doubling waits, up to
+    /// `attempts` times.
+    pub async fn patch_guarded(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+        current: Option<Value>,
+        mut plan: impl FnMut(&Value) -> Result<Vec<PatchOp>, KubeError>,
+    ) -> Result<Written, KubeError> {
+        let resource = kind.group_resource();
+        let what = match namespace {
+            Some(ns) => format!("{resource} {ns}/{name}"),
+            None => format!("{resource} {name}"),
+        };
+        let mut current = current;
+        let mut wait = self.backoff;
+        for attempt in 1..=self.attempts {
+            let object = match current.take() {
+                Some(o) => o,
+                None => self
+                    .get(kind, namespace, name)
+                    .await?
+                    .ok_or_else(|| KubeError::Api {
+                        verb: "get".into(),
+                        what: what.clone(),
+                        code: 404,
+                        message: "it no longer exists".into(),
+                    })?,
+            };
+            let ops = plan(&object)?;
+            if ops.is_empty() {
+                return Ok(Written::Unchanged);
+            }
+            let version = object
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut guarded = vec![PatchOp::test("/metadata/resourceVersion", version)];
+            guarded.extend(ops.iter().cloned());
+            let patch: json_patch::Patch = serde_json::from_value(json!(guarded))
+                .map_err(|e| KubeError::Evaluation(format!("encoding the patch of {what}: {e}")))?;
+            let sent = self
+                .api(kind, namespace)
+                .patch(name, &self.patch_params(), &Patch::Json::<()>(patch))
+                .await;
+            match sent {
+                Ok(_) => return Ok(Written::Patched(ops)),
+                Err(e) => {
+                    let error = describe(e, "patch", &resource, namespace, name);
+                    if !error.is_conflict() {
+                        return Err(error);
+                    }
+                    tracing::debug!(%what, attempt, "changed since read; reading again");
+                    if attempt < self.attempts {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        }
+        Err(KubeError::Conflict {
+            what,
+            attempts: self.attempts,
+        })
+    }
+
+    /// Make the Secret `desired` (name, type and data) exist in
+    /// `namespace` with that type and data. A Secret repoint made is
+    /// brought up to date; one it did not make is never overwritten.
+    pub async fn ensure_secret(
+        &self,
+        namespace: &str,
+        desired: &Value,
+    ) -> Result<Written, KubeError> {
+        let kind = builtin("", "Secret", "secrets");
+        let name = desired
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let api = self.api(&kind, Some(namespace));
+        for _ in 0..self.attempts {
+            let Some(existing) = self.get(&kind, Some(namespace), name).await? else {
+                let mut object = desired.clone();
+                object["metadata"]["namespace"] = json!(namespace);
+                object["metadata"]["labels"][MANAGED_BY.0] = json!(MANAGED_BY.1);
+                let object: DynamicObject = serde_json::from_value(object).map_err(|e| {
+                    KubeError::Evaluation(format!("Secret {namespace}/{name}: {e}"))
+                })?;
+                match api.create(&self.post_params(), &object).await {
+                    Ok(_) => return Ok(Written::Created),
+                    Err(e) => {
+                        let error = describe(e, "create", "secrets", Some(namespace), name);
+                        if error.is_already_exists() {
+                            continue;
+                        }
+                        return Err(error);
+                    }
+                }
+            };
+            if existing.get("type") == desired.get("type")
+                && existing.get("data") == desired.get("data")
+            {
+                return Ok(Written::Unchanged);
+            }
+            let ours = existing
+                .pointer(&format!(
+                    "/metadata/labels/{}",
+                    MANAGED_BY.0.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                == Some(MANAGED_BY.1);
+            if !ours {
+                return Err(KubeError::Evaluation(format!(
+                    "Secret {namespace}/{name} exists and was not made by repoint (no {}={} label); it is left as it is, though its contents differ from the configured pull secret",
+                    MANAGED_BY.0, MANAGED_BY.1
+                )));
+            }
+            if existing.get("type") != desired.get("type") {
+                return Err(KubeError::Evaluation(format!(
+                    "Secret {namespace}/{name} has type {}, not {}; a Secret's type cannot change, so delete it to let repoint recreate it",
+                    existing.get("type").unwrap_or(&Value::Null),
+                    desired.get("type").unwrap_or(&Value::Null)
+                )));
+            }
+            let mut updated = existing.clone();
+            updated["data"] = desired.get("data").cloned().unwrap_or(Value::Null);
+            let updated: DynamicObject = serde_json::from_value(updated)
+                .map_err(|e| KubeError::Evaluation(format!("Secret {namespace}/{name}: {e}")))?;
+            match api.replace(name, &self.post_params(), &updated).await {
+                Ok(_) => return Ok(Written::Updated),
+                Err(e) => {
+                    let error = describe(e, "update", "secrets", Some(namespace), name);
+                    if !error.is_conflict() {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Err(KubeError::Conflict {
+            what: format!("secrets {namespace}/{name}"),
+            attempts: self.attempts,
+        })
+    }
+
+    /// Make the ServiceAccount list each of `secrets` in its
+    /// `imagePullSecrets`, creating the account if it does not exist.
+    pub async fn ensure_account_pull_secrets(
+        &self,
+        namespace: &str,
+        account: &str,
+        secrets: &[String],
+    ) -> Result<Written, KubeError> {
+        let kind = builtin("", "ServiceAccount", "serviceaccounts");
+        for _ in 0..self.attempts {
+            let Some(existing) = self.get(&kind, Some(namespace), account).await? else {
+                let object: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {
+                        "name": account,
+                        "namespace": namespace,
+                        "labels": { MANAGED_BY.0: MANAGED_BY.1 },
+                    },
+                    "imagePullSecrets": secrets.iter().map(|s| json!({"name": s})).collect::<Vec<_>>(),
+                }))
+                .map_err(|e| KubeError::Evaluation(e.to_string()))?;
+                match self
+                    .api(&kind, Some(namespace))
+                    .create(&self.post_params(), &object)
+                    .await
+                {
+                    Ok(_) => return Ok(Written::Created),
+                    Err(e) => {
+                        let error =
+                            describe(e, "create", "serviceaccounts", Some(namespace), account);
+                        if error.is_already_exists() {
+                            continue;
+                        }
+                        return Err(error);
+                    }
+                }
+            };
+            return self
+                .patch_guarded(&kind, Some(namespace), account, Some(existing), |sa| {
+                    Ok(repoint_core::actions::pull_secret_additions(
+                        sa,
+                        "/imagePullSecrets",
+                        secrets,
+                    ))
+                })
+                .await;
+        }
+        Err(KubeError::Conflict {
+            what: format!("serviceaccounts {namespace}/{account}"),
+            attempts: self.attempts,
+        })
+    }
+}
