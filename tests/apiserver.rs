@@ -25,7 +25,7 @@ fn serve_by_hand() {
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use repoint_tests::{Output, program_or_skip, run_command, temp_dir};
 use serde_json::Value;
@@ -445,7 +445,6 @@ fn kubectl_watches_changes_as_they_happen() {
         .recv_timeout(Duration::from_secs(20))
         .expect("the listed secret");
     assert_eq!(first, "secret/before");
-    let started = Instant::now();
     k.ok(&["apply", "--validate=false", "-f", "-"], &secret("after"));
     let second = lines
         .recv_timeout(Duration::from_secs(20))
@@ -458,7 +457,6 @@ fn kubectl_watches_changes_as_they_happen() {
     assert_eq!(third, "secret/before");
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert!(started.elapsed() < Duration::from_secs(20));
     let stored = server
         .object("", "secrets", Some("w"), "after")
         .expect("stored");

@@ -101,14 +101,7 @@ fn count_documents(files: &[PathBuf]) -> Result<usize> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let o = options(args)?;
-    let status = crate::cargo()
-        .args(["build", "--release", "--quiet", "-p", "repoint-cli"])
-        .status()
-        .context("building repoint")?;
-    if !status.success() {
-        bail!("building repoint failed");
-    }
-    let repoint = root().join("target/release/repoint");
+    let repoint = crate::release_repoint()?;
     let dir = root().join("target/bench");
     let data = dir.join("data");
     if dir.exists() {

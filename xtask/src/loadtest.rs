@@ -454,14 +454,7 @@ fn row(label: &str, load: &str, m: &Measured) {
 
 pub fn run(args: &[String]) -> Result<()> {
     let o = options(args)?;
-    let status = crate::cargo()
-        .args(["build", "--release", "--quiet", "-p", "repoint-cli"])
-        .status()
-        .context("building repoint")?;
-    if !status.success() {
-        bail!("building repoint failed");
-    }
-    let repoint = root().join("target/release/repoint");
+    let repoint = crate::release_repoint()?;
     let spin = root().join("target/wasm-policies/wasm32-wasip2/release/misbehave.wasm");
     let oha = oha()?;
     let dir = root().join("target/loadtest");

@@ -62,6 +62,18 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// Build the `repoint` binary with the release profile; its path.
+pub(crate) fn release_repoint() -> Result<std::path::PathBuf> {
+    let status = cargo()
+        .args(["build", "--release", "--quiet", "-p", "repoint-cli"])
+        .status()
+        .context("building repoint")?;
+    if !status.success() {
+        bail!("building repoint failed");
+    }
+    Ok(bench::root().join("target/release/repoint"))
+}
+
 /// Whether the active toolchain has the standard library for `target`.
 fn target_installed(target: &str) -> Result<bool> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());

@@ -107,12 +107,23 @@ pub struct ImagesArgs {
     pub max_document_size: usize,
 }
 
-/// Options of every command that evaluates policies.
+/// Options of every command that evaluates policies on files.
 #[derive(Debug, Clone, Args)]
 pub struct EvalArgs {
     /// Namespace for objects that have none (where generated objects go).
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
+    /// Largest document to read, in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub max_document_size: usize,
+    #[command(flatten)]
+    pub options: EvalOptions,
+}
+
+/// How policies run: the options every evaluating command has, files or
+/// cluster.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EvalOptions {
     /// Do not use the on-disk cache of compiled policies.
     #[arg(long)]
     pub no_cache: bool,
@@ -125,16 +136,13 @@ pub struct EvalArgs {
     /// Memory cap per policy evaluation, like 64Mi (overrides limits.memory).
     #[arg(long, value_parser = parse_size)]
     pub memory: Option<usize>,
-    /// Largest document to read, in MiB.
-    #[arg(long, default_value_t = 16, value_name = "MIB")]
-    pub max_document_size: usize,
     /// Never touch the network: every registry probe answers `unknown`
     /// (as does the config's `offline: true`).
     #[arg(long)]
     pub offline: bool,
 }
 
-impl EvalArgs {
+impl EvalOptions {
     /// Threads to use: `--jobs`, or one per core.
     pub fn jobs(&self) -> usize {
         self.jobs
@@ -306,42 +314,6 @@ pub struct ClusterArgs {
     pub cluster: bool,
 }
 
-/// Evaluation options of the cluster commands (objects there always have
-/// their namespace).
-#[derive(Debug, Clone, Args)]
-pub struct ClusterEvalArgs {
-    /// Do not use the on-disk cache of compiled policies.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Objects evaluated at once (default: the number of cores).
-    #[arg(long, short = 'j')]
-    pub jobs: Option<usize>,
-    /// Deadline per policy evaluation (overrides the config's limits.timeout).
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Memory cap per policy evaluation, like 64Mi (overrides limits.memory).
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<usize>,
-    /// Never touch the network for registry probes.
-    #[arg(long)]
-    pub offline: bool,
-}
-
-impl ClusterEvalArgs {
-    /// The same options in the shape the file commands use.
-    pub fn eval_args(&self) -> EvalArgs {
-        EvalArgs {
-            namespace: "default".into(),
-            no_cache: self.no_cache,
-            jobs: self.jobs,
-            timeout: self.timeout,
-            memory: self.memory,
-            max_document_size: 16,
-            offline: self.offline,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The repoint config file.
@@ -353,7 +325,7 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
     #[command(flatten)]
-    pub eval: ClusterEvalArgs,
+    pub eval: EvalOptions,
 }
 
 /// `--dry-run` of `apply`, as kubectl spells it.
@@ -380,5 +352,5 @@ pub struct ApplyArgs {
     #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     pub dry_run: DryRun,
     #[command(flatten)]
-    pub eval: ClusterEvalArgs,
+    pub eval: EvalOptions,
 }

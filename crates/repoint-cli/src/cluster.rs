@@ -6,19 +6,19 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result, bail};
 use repoint_config::Config;
+use repoint_core::patch::PatchOp;
 use repoint_kube::inventory::{self, LiveObject, Selection};
 use repoint_kube::write::{Writer, Written};
 use repoint_kube::{KubeError, Target};
 use repoint_runtime::Runtime;
-use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
+use repoint_runtime::chain::{Chain, Origin};
 use serde_json::Value;
 
-use crate::args::{ApplyArgs, AuditArgs, CheckFormat, ClusterArgs, ClusterEvalArgs, DryRun};
-use crate::engine::{ObjectMeta, ObjectResult, build_chain};
+use crate::args::{ApplyArgs, AuditArgs, CheckFormat, ClusterArgs, DryRun, EvalOptions};
+use crate::engine::{ObjectMeta, ObjectResult, build_chain, parallel_map};
 use crate::materialize::{self, PullSecretSource};
 use crate::report::{self, Finding, Level, Place};
 
@@ -51,11 +51,10 @@ impl Evaluated {
 fn connect(
     config_path: &std::path::Path,
     cluster: &ClusterArgs,
-    eval: &ClusterEvalArgs,
+    eval: &EvalOptions,
 ) -> Result<Session> {
     let config = Config::load(config_path)?;
-    let eval = eval.eval_args();
-    let (runtime, chain) = build_chain(&config, &eval, false)?;
+    let (runtime, chain) = build_chain(&config, eval, false)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,7 +64,7 @@ fn connect(
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),
     };
-    let (client, _) = tokio.block_on(repoint_kube::connect(&target))?;
+    let client = tokio.block_on(repoint_kube::connect(&target))?;
     Ok(Session {
         config,
         runtime,
@@ -146,42 +145,21 @@ fn inventory_and_evaluate(
     } else {
         inventory::without_owned(objects)
     };
-    let next = AtomicUsize::new(0);
     let total = objects.len();
-    let mut results: Vec<(usize, Option<Result<Outcome, ObjectError>>)> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..session.jobs.max(1).min(total.max(1)))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(object) = objects.get(i) else { break };
-                            let outcome = session.chain.evaluate(
-                                &session.runtime,
-                                &object.value,
-                                &Origin::Cluster,
-                            );
-                            out.push((i, outcome.transpose()));
-                            if i.is_multiple_of(64) {
-                                progress.update(&format!("evaluating: {i}/{total}"));
-                            }
-                        }
-                        out
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
+    let outcomes = parallel_map(&objects, session.jobs, |i, object| {
+        if i.is_multiple_of(64) {
+            progress.update(&format!("evaluating: {i}/{total}"));
+        }
+        session
+            .chain
+            .evaluate(&session.runtime, &object.value, &Origin::Cluster)
+            .transpose()
+    });
     progress.done();
-    results.sort_by_key(|(i, _)| *i);
     let evaluated = objects
         .into_iter()
-        .zip(results)
-        .filter_map(|(object, (_, outcome))| {
+        .zip(outcomes)
+        .filter_map(|(object, outcome)| {
             let outcome = outcome?;
             let result = ObjectResult {
                 prefix: String::new(),
@@ -296,17 +274,59 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
     Ok(crate::run::exit_code(&findings, true))
 }
 
-/// How a line about a write ends under each dry-run mode.
-fn suffix(dry_run: DryRun) -> &'static str {
-    match dry_run {
-        DryRun::None => "",
-        DryRun::Server => " (server dry run)",
-        DryRun::Client => " (dry run)",
+/// What `apply` did so far: one line per change on stdout, errors and
+/// denials on stderr, and the counts the exit code comes from.
+struct Tally<'w> {
+    out: std::io::StdoutLock<'w>,
+    dry_run: DryRun,
+    changed: usize,
+    errors: usize,
+    denied: usize,
+}
+
+impl Tally<'_> {
+    fn error(&mut self, e: &dyn std::fmt::Display) {
+        eprintln!("repoint: error: {e}");
+        self.errors += 1;
+    }
+
+    /// `what` (`secret/x in ns`) was written, or would be.
+    fn changed(&mut self, what: &str, verb: &str) -> std::io::Result<()> {
+        self.changed += 1;
+        let tail = match self.dry_run {
+            DryRun::None => "",
+            DryRun::Server => " (server dry run)",
+            DryRun::Client => " (dry run)",
+        };
+        writeln!(self.out, "{what} {verb}{tail}")
+    }
+
+    /// Report one write's result; the operations of a patch come back.
+    fn record(
+        &mut self,
+        what: &str,
+        result: Result<Written, KubeError>,
+    ) -> std::io::Result<Vec<PatchOp>> {
+        match result {
+            Ok(Written::Unchanged) => {}
+            Ok(Written::Created) => self.changed(what, "created")?,
+            Ok(Written::Updated) => self.changed(what, "updated")?,
+            Ok(Written::Patched(ops)) => {
+                self.changed(what, "patched")?;
+                return Ok(ops);
+            }
+            Err(e) => self.error(&e),
+        }
+        Ok(Vec::new())
     }
 }
 
-fn where_(namespace: Option<&str>) -> String {
-    namespace.map(|ns| format!(" in {ns}")).unwrap_or_default()
+/// `name in ns`, or `name` for a cluster-scoped object.
+fn qualified(name: String, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{name} in {ns}"),
+        None => name,
+    }
 }
 
 pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
@@ -318,81 +338,45 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let session = connect(&args.config, &args.cluster, &args.eval)?;
     let (evaluated, _) = inventory_and_evaluate(&session, &args.cluster)?;
     let writer = Writer::new(session.client.clone(), args.dry_run == DryRun::Server);
-    let mut out = std::io::stdout().lock();
-    let mut errors = 0usize;
-    let mut changed = 0usize;
-    let mut denied = 0usize;
-    let mut fail = |e: &dyn std::fmt::Display| {
-        eprintln!("repoint: error: {e}");
-        errors += 1;
+    let client_only = args.dry_run == DryRun::Client;
+    let mut tally = Tally {
+        out: std::io::stdout().lock(),
+        dry_run: args.dry_run,
+        changed: 0,
+        errors: 0,
+        denied: 0,
     };
-    let tail = suffix(args.dry_run);
+    let outcomes = || {
+        evaluated.iter().filter_map(|e| {
+            let outcome = e.result.outcome.as_ref().ok()?;
+            Some((0, e.object.namespace(), outcome))
+        })
+    };
 
     // 1. The pull Secrets objects asked for, once per namespace and name.
-    let mut secrets: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    let mut accounts: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for e in &evaluated {
-        let Ok(outcome) = &e.result.outcome else {
-            continue;
-        };
-        let own = e.object.namespace().unwrap_or("default").to_string();
-        for r in &outcome.ensure {
-            let key = (
-                r.item.namespace.clone().unwrap_or_else(|| own.clone()),
-                r.item.name.clone(),
-            );
-            let registries = secrets.entry(key).or_default();
-            for reg in &r.item.registries {
-                let reg = repoint_credentials::registry_key(reg);
-                if !registries.contains(&reg) {
-                    registries.push(reg);
-                }
-            }
-        }
-        for r in &outcome.service_accounts {
-            let key = (
-                r.item.namespace.clone().unwrap_or_else(|| own.clone()),
-                r.item
-                    .service_account
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-            );
-            let list = accounts.entry(key).or_default();
-            if !list.contains(&r.item.secret) {
-                list.push(r.item.secret.clone());
-            }
-        }
-    }
+    let secrets = materialize::gather(outcomes(), "default", materialize::secret_requests);
     if !secrets.is_empty() {
         let source = secret_source(&session, &writer)?;
         let mut warnings = Vec::new();
-        for ((ns, name), registries) in &secrets {
-            let desired = match materialize::pull_secret(
+        for wanted in &secrets {
+            let (ns, name) = &wanted.key;
+            let what = qualified(format!("secret/{name}"), Some(ns));
+            let built = materialize::pull_secret(
                 &session.config,
                 &source,
                 ns,
                 name,
-                registries,
+                &wanted.items,
                 &mut warnings,
-            ) {
-                Ok(Some(d)) => d,
-                Ok(None) => continue,
-                Err(e) => {
-                    fail(&e);
-                    continue;
+            );
+            match built {
+                Ok(None) => {}
+                Err(e) => tally.error(&e),
+                Ok(Some(_)) if client_only => tally.changed(&what, "ensured")?,
+                Ok(Some(desired)) => {
+                    let written = session.tokio.block_on(writer.ensure_secret(ns, &desired));
+                    tally.record(&what, written)?;
                 }
-            };
-            if args.dry_run == DryRun::Client {
-                writeln!(out, "secret/{name}{} ensured{tail}", where_(Some(ns)))?;
-                continue;
-            }
-            match session.tokio.block_on(writer.ensure_secret(ns, &desired)) {
-                Ok(Written::Unchanged) => {}
-                Ok(w) => {
-                    changed += 1;
-                    writeln!(out, "secret/{name}{} {}{tail}", where_(Some(ns)), verb(&w))?;
-                }
-                Err(e) => fail(&e),
             }
         }
         for w in warnings {
@@ -401,32 +385,18 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     }
 
     // 2. ServiceAccounts that must list a pull secret.
-    for ((ns, account), wanted) in &accounts {
-        if args.dry_run == DryRun::Client {
-            writeln!(
-                out,
-                "serviceaccount/{account}{} lists {}{tail}",
-                where_(Some(ns)),
-                wanted.join(", ")
-            )?;
+    for wanted in materialize::gather(outcomes(), "default", materialize::account_requests) {
+        let (ns, account) = &wanted.key;
+        let what = qualified(format!("serviceaccount/{account}"), Some(ns));
+        if client_only {
+            tally.changed(&what, &format!("lists {}", wanted.items.join(", ")))?;
             continue;
         }
-        match session
-            .tokio
-            .block_on(writer.ensure_account_pull_secrets(ns, account, wanted))
-        {
-            Ok(Written::Unchanged) => {}
-            Ok(w) => {
-                changed += 1;
-                writeln!(
-                    out,
-                    "serviceaccount/{account}{} {}{tail}",
-                    where_(Some(ns)),
-                    verb(&w)
-                )?;
-            }
-            Err(e) => fail(&e),
-        }
+        let written =
+            session
+                .tokio
+                .block_on(writer.ensure_account_pull_secrets(ns, account, &wanted.items));
+        tally.record(&what, written)?;
     }
 
     // 3. The workloads themselves.
@@ -434,12 +404,12 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
         let outcome = match &e.result.outcome {
             Ok(o) => o,
             Err(err) => {
-                fail(&format!("{}: {err}", e.location()));
+                tally.error(&format!("{}: {err}", e.location()));
                 continue;
             }
         };
         for d in &outcome.denials {
-            denied += 1;
+            tally.denied += 1;
             eprintln!(
                 "repoint: denied: {}: [{}] {}",
                 e.location(),
@@ -451,86 +421,54 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             continue;
         }
         if e.object.kind.resource.kind == "Pod" && !only_images(&outcome.patch) {
-            fail(&format!(
+            tally.error(&format!(
                 "{}: a running Pod may change only its images; recreate it (or fix the controller that owns it) to apply the rest",
                 e.location()
             ));
             continue;
         }
-        let name = e.object.name().to_string();
-        let ns = e.object.namespace().map(String::from);
-        if args.dry_run == DryRun::Client {
-            changed += 1;
-            writeln!(
-                out,
-                "{}{} patched{tail}",
-                e.object.display_name(),
-                where_(ns.as_deref())
-            )?;
+        let namespace = e.object.namespace();
+        let what = qualified(e.object.display_name(), namespace);
+        if client_only {
+            tally.changed(&what, "patched")?;
             continue;
         }
         let mut first = Some(outcome.patch.clone());
-        let written =
-            session.tokio.block_on(writer.patch_guarded(
-                &e.object.kind,
-                ns.as_deref(),
-                &name,
-                Some(e.object.value.clone()),
-                |current| match first.take() {
+        let written = session.tokio.block_on(writer.patch_guarded(
+            &e.object.kind,
+            namespace,
+            e.object.name(),
+            Some(e.object.value.clone()),
+            |current| {
+                match first.take() {
                     Some(ops) => Ok(ops),
                     // The object changed since it was listed: evaluate again.
-                    None => match session.chain.evaluate(
-                        &session.runtime,
-                        current,
-                        &Origin::Cluster,
-                    ) {
-                        Ok(Some(o)) => Ok(o.patch),
-                        Ok(None) => Ok(Vec::new()),
-                        Err(err) => Err(KubeError::Evaluation(err.to_string())),
-                    },
-                },
-            ));
-        match written {
-            Ok(Written::Patched(ops)) => {
-                changed += 1;
-                writeln!(
-                    out,
-                    "{}{} patched{tail}",
-                    e.object.display_name(),
-                    where_(ns.as_deref())
-                )?;
-                for op in ops {
-                    let old = e.object.value.pointer(&op.path);
-                    let new = op.value.as_ref().map(short).unwrap_or_default();
-                    match old {
-                        Some(old) => writeln!(out, "  {}: {} -> {new}", op.path, short(old))?,
-                        None => writeln!(out, "  {}: + {new}", op.path)?,
-                    }
+                    None => session
+                        .chain
+                        .evaluate(&session.runtime, current, &Origin::Cluster)
+                        .map(|o| o.map(|o| o.patch).unwrap_or_default())
+                        .map_err(|err| KubeError::Evaluation(err.to_string())),
                 }
+            },
+        ));
+        for op in tally.record(&what, written)? {
+            let new = op.value.as_ref().map(short).unwrap_or_default();
+            match e.object.value.pointer(&op.path) {
+                Some(old) => writeln!(tally.out, "  {}: {} -> {new}", op.path, short(old))?,
+                None => writeln!(tally.out, "  {}: + {new}", op.path)?,
             }
-            Ok(_) => {}
-            Err(err) => fail(&err),
         }
     }
-    if changed == 0 && errors == 0 {
-        writeln!(out, "nothing to change")?;
+    if tally.changed == 0 && tally.errors == 0 {
+        writeln!(tally.out, "nothing to change")?;
     }
-    Ok(if errors > 0 {
+    Ok(if tally.errors > 0 {
         ExitCode::from(2)
-    } else if denied > 0 {
+    } else if tally.denied > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn verb(written: &Written) -> &'static str {
-    match written {
-        Written::Created => "created",
-        Written::Updated => "updated",
-        Written::Patched(_) => "patched",
-        Written::Unchanged => "unchanged",
-    }
 }
 
 fn short(v: &Value) -> String {
@@ -542,7 +480,7 @@ fn short(v: &Value) -> String {
 
 /// Whether every operation changes a container image: all a running Pod
 /// allows.
-fn only_images(ops: &[repoint_core::patch::PatchOp]) -> bool {
+fn only_images(ops: &[PatchOp]) -> bool {
     ops.iter().all(|op| {
         let parts: Vec<&str> = op.path.split('/').collect();
         matches!(

@@ -15,7 +15,7 @@ use repoint_runtime::probe::{Offline, Prober};
 use repoint_runtime::{PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde_json::Value;
 
-use crate::args::EvalArgs;
+use crate::args::EvalOptions;
 
 /// Identity of an object, for reports.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +102,7 @@ impl FileResult {
 /// config's `probe.cacheTtl` rather than for its whole life.
 pub fn build_chain(
     config: &Config,
-    eval: &EvalArgs,
+    eval: &EvalOptions,
     long_running: bool,
 ) -> Result<(Runtime, Chain)> {
     let options = RuntimeOptions {
@@ -159,6 +159,39 @@ pub fn build_chain(
     Ok((runtime, chain))
 }
 
+/// `f` applied to every item with up to `jobs` threads taking the next
+/// item as they finish one; results come back in item order.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.max(1).min(items.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            break;
+                        };
+                        out.push((i, f(i, item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Evaluate every document of every file with `jobs` threads.
 pub fn evaluate(
     runtime: &Runtime,
@@ -171,31 +204,10 @@ pub fn evaluate(
         .enumerate()
         .flat_map(|(f, (_, s))| (0..s.documents().len()).map(move |d| (f, d)))
         .collect();
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, Vec<ObjectResult>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs.max(1).min(work.len().max(1)))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&(f, d)) = work.get(i) else {
-                            break;
-                        };
-                        let stream = &files[f].1;
-                        out.push((i, evaluate_document(runtime, chain, stream, d)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+    let done = parallel_map(&work, jobs, |_, &(f, d)| {
+        evaluate_document(runtime, chain, &files[f].1, d)
     });
-    done.sort_by_key(|(i, _)| *i);
-    let mut done = done.into_iter().map(|(_, r)| r);
+    let mut done = done.into_iter();
     files
         .into_iter()
         .map(|(path, stream)| {

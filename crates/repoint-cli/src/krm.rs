@@ -32,7 +32,8 @@ pub fn run(args: &FnArgs) -> Result<ExitCode> {
         max_document_bytes: args.eval.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
     };
-    let stream = Stream::parse_with_threads("ResourceList", text, limits, args.eval.jobs())?;
+    let stream =
+        Stream::parse_with_threads("ResourceList", text, limits, args.eval.options.jobs())?;
     let list = match stream.documents() {
         [doc] => &doc.value,
         docs => bail!(
@@ -62,7 +63,7 @@ pub fn run(args: &FnArgs) -> Result<ExitCode> {
         emit::document(function_config, IndentStyle::default()),
         std::env::current_dir().context("finding the working directory")?,
     )?;
-    let (runtime, chain) = engine::build_chain(&config, &args.eval, false)?;
+    let (runtime, chain) = engine::build_chain(&config, &args.eval.options, false)?;
     let ev = run::evaluate_streams(&config, &runtime, &chain, vec![(None, stream)], &args.eval)?;
     let code = run::report_stderr(&ev.findings);
 

@@ -9,7 +9,7 @@ use repoint_config::Config;
 use repoint_core::document::emit::{self, IndentStyle};
 use serde_json::{Value, json};
 
-use crate::args::{EvalArgs, ManifestsArgs};
+use crate::args::{EvalOptions, ManifestsArgs};
 use crate::engine;
 
 const NAME: &str = "repoint";
@@ -90,14 +90,10 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let config_text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     // Load the policies: a set is mutating if any policy in it mutates.
-    let eval = EvalArgs {
-        namespace: "default".into(),
-        no_cache: false,
+    let eval = EvalOptions {
         jobs: Some(1),
-        timeout: None,
-        memory: None,
-        max_document_size: 16,
         offline: true,
+        ..EvalOptions::default()
     };
     let (_, chain) = engine::build_chain(&config, &eval, false)?;
     let ns = &args.namespace;

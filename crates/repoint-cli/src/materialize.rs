@@ -8,10 +8,11 @@ use repoint_core::patch::PatchOp;
 use repoint_core::sites;
 use serde_json::{Value, json};
 
+use repoint_runtime::chain::Outcome;
+
 use crate::engine::FileResult;
 
-/// Label put on every object repoint generates.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "repoint");
+use repoint_core::MANAGED_BY;
 
 /// Changes beyond the evaluated objects.
 #[derive(Debug, Default)]
@@ -33,73 +34,103 @@ impl Generated {
 }
 
 /// A request for an object beyond the evaluated ones, by (namespace, name).
-struct Wanted<T> {
+#[derive(Debug)]
+pub struct Wanted<T> {
     /// The object's namespace and name.
-    key: (String, String),
+    pub key: (String, String),
     /// The file whose object asked first (generated objects go after it).
-    requester: usize,
+    pub requester: usize,
     /// What all requests for it asked for, in order, without repeats.
-    items: Vec<T>,
+    pub items: Vec<T>,
 }
 
-/// Group the requests `pick` finds in each evaluated object by the
-/// namespace and name of the object they ask for, in first-seen order.
-/// `pick` gives (namespace, name, item) per request; a request without a
-/// namespace gets its object's, or `default_namespace`.
-fn gather<T: PartialEq>(
-    files: &[FileResult],
+/// A request `pick` finds in an outcome: (namespace, name, item).
+pub type Request<T> = (Option<String>, String, T);
+
+/// Group the requests `pick` finds in each outcome by the namespace and
+/// name of the object they ask for, in first-seen order. `outcomes` gives
+/// (requesting file, the evaluated object's namespace, its outcome); a
+/// request without a namespace gets its object's, or `default_namespace`.
+pub fn gather<'o, T: PartialEq>(
+    outcomes: impl IntoIterator<Item = (usize, Option<&'o str>, &'o Outcome)>,
     default_namespace: &str,
-    pick: impl Fn(&repoint_runtime::chain::Outcome) -> Vec<(Option<String>, String, T)>,
+    pick: impl Fn(&Outcome) -> Vec<Request<T>>,
 ) -> Vec<Wanted<T>> {
     let mut wanted: Vec<Wanted<T>> = Vec::new();
-    for (f, file) in files.iter().enumerate() {
-        for object in file.documents.iter().flatten() {
-            let Ok(outcome) = &object.outcome else {
-                continue;
-            };
-            for (ns, name, item) in pick(outcome) {
-                let ns = ns
-                    .or_else(|| object.meta.namespace.clone())
-                    .unwrap_or_else(|| default_namespace.to_string());
-                let key = (ns, name);
-                let at = match wanted.iter().position(|w| w.key == key) {
-                    Some(i) => i,
-                    None => {
-                        wanted.push(Wanted {
-                            key,
-                            requester: f,
-                            items: Vec::new(),
-                        });
-                        wanted.len() - 1
-                    }
-                };
-                if !wanted[at].items.contains(&item) {
-                    wanted[at].items.push(item);
+    for (requester, own_namespace, outcome) in outcomes {
+        for (ns, name, item) in pick(outcome) {
+            let ns = ns
+                .or_else(|| own_namespace.map(String::from))
+                .unwrap_or_else(|| default_namespace.to_string());
+            let key = (ns, name);
+            let at = match wanted.iter().position(|w| w.key == key) {
+                Some(i) => i,
+                None => {
+                    wanted.push(Wanted {
+                        key,
+                        requester,
+                        items: Vec::new(),
+                    });
+                    wanted.len() - 1
                 }
+            };
+            if !wanted[at].items.contains(&item) {
+                wanted[at].items.push(item);
             }
         }
     }
     wanted
 }
 
+/// Every evaluated object's outcome in `files`, for [`gather`].
+fn file_outcomes(files: &[FileResult]) -> impl Iterator<Item = (usize, Option<&str>, &Outcome)> {
+    files.iter().enumerate().flat_map(|(f, file)| {
+        file.documents.iter().flatten().filter_map(move |object| {
+            let outcome = object.outcome.as_ref().ok()?;
+            Some((f, object.meta.namespace.as_deref(), outcome))
+        })
+    })
+}
+
+/// `patch-service-account` requests: (namespace, account, secret).
+pub fn account_requests(outcome: &Outcome) -> Vec<Request<String>> {
+    outcome
+        .service_accounts
+        .iter()
+        .map(|r| {
+            let name = r
+                .item
+                .service_account
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            (r.item.namespace.clone(), name, r.item.secret.clone())
+        })
+        .collect()
+}
+
+/// `ensure-pull-secret` requests: (namespace, secret, registry), one per
+/// registry, registries normalized as docker names them.
+pub fn secret_requests(outcome: &Outcome) -> Vec<Request<String>> {
+    outcome
+        .ensure
+        .iter()
+        .flat_map(|r| {
+            r.item.registries.iter().map(|reg| {
+                (
+                    r.item.namespace.clone(),
+                    r.item.name.clone(),
+                    repoint_credentials::registry_key(reg),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Gather `patch-service-account` requests and turn them into patches of
 /// existing ServiceAccounts or new ones. Objects without a namespace use
 /// `default_namespace`.
 pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Generated {
-    let wanted = gather(files, default_namespace, |outcome| {
-        outcome
-            .service_accounts
-            .iter()
-            .map(|r| {
-                let name = r
-                    .item
-                    .service_account
-                    .clone()
-                    .unwrap_or_else(|| "default".into());
-                (r.item.namespace.clone(), name, r.item.secret.clone())
-            })
-            .collect()
-    });
+    let wanted = gather(file_outcomes(files), default_namespace, account_requests);
     let mut generated = Generated::default();
     for Wanted {
         key,
@@ -130,22 +161,10 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
                 }
                 generated.patches.push((f, d, ops));
             }
-            None => {
-                let secrets: Vec<Value> = secrets.iter().map(|s| json!({ "name": s })).collect();
-                generated.documents.push((
-                    *requester,
-                    json!({
-                        "apiVersion": "v1",
-                        "kind": "ServiceAccount",
-                        "metadata": {
-                            "name": key.1,
-                            "namespace": key.0,
-                            "labels": { MANAGED_BY.0: MANAGED_BY.1 },
-                        },
-                        "imagePullSecrets": secrets,
-                    }),
-                ));
-            }
+            None => generated.documents.push((
+                *requester,
+                repoint_core::actions::service_account(&key.0, &key.1, secrets),
+            )),
         }
     }
     generated
@@ -166,21 +185,7 @@ pub fn secrets(
     use anyhow::bail;
     use repoint_credentials as creds;
 
-    let wanted = gather(files, default_namespace, |outcome| {
-        outcome
-            .ensure
-            .iter()
-            .flat_map(|r| {
-                r.item.registries.iter().map(|reg| {
-                    (
-                        r.item.namespace.clone(),
-                        r.item.name.clone(),
-                        creds::registry_key(reg),
-                    )
-                })
-            })
-            .collect()
-    });
+    let wanted = gather(file_outcomes(files), default_namespace, secret_requests);
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

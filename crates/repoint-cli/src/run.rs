@@ -40,12 +40,12 @@ fn evaluate(
 ) -> Result<Evaluated> {
     // Config and policies first: bad settings fail before any input is read.
     let config = Config::load(config_path)?;
-    let (runtime, chain) = engine::build_chain(&config, eval, false)?;
+    let (runtime, chain) = engine::build_chain(&config, &eval.options, false)?;
     let limits = Limits {
         max_document_bytes: eval.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
     };
-    let jobs = eval.jobs();
+    let jobs = eval.options.jobs();
     // Keep the trees of what policies see, and of the ServiceAccounts and
     // Secrets that generated objects may merge into.
     let keep = |v: &Value| {
@@ -71,7 +71,7 @@ pub(crate) fn evaluate_streams(
     streams: Vec<(Option<std::path::PathBuf>, Stream)>,
     eval: &EvalArgs,
 ) -> Result<Evaluated> {
-    let files = engine::evaluate(runtime, chain, streams, eval.jobs());
+    let files = engine::evaluate(runtime, chain, streams, eval.options.jobs());
     let mut generated = materialize::service_accounts(&files, &eval.namespace);
     let warnings = materialize::secrets(&files, config, &eval.namespace, &mut generated)?;
     for warning in &warnings {

@@ -33,7 +33,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         exclude.push(args.own_namespace.clone());
     }
     let timeout = webhook_config.timeout.unwrap_or(Duration::from_secs(2));
-    let workers = args.eval.jobs() * 2;
+    let workers = args.eval.options.jobs() * 2;
     let webhook = Webhook::new(Options {
         exclude_namespaces: exclude,
         timeout,
@@ -50,7 +50,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         reload_interval: args.reload_interval,
         drain: Duration::from_secs(10),
     };
-    let threads = args.eval.jobs();
+    let threads = args.eval.options.jobs();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         // Evaluations run on the webhook's own threads; the blocking pool
@@ -65,7 +65,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
             options,
             stop_signal(),
         ));
-        let eval = args.eval.clone();
+        let eval = args.eval.options.clone();
         let installing = webhook.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let (mut runtime, chain) = engine::build_chain(&config, &eval, true)?;

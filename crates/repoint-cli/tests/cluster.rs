@@ -12,6 +12,22 @@ fn repoint(args: &[&str]) -> Output {
     run_command(Path::new(env!("CARGO_BIN_EXE_repoint")), args, "")
 }
 
+/// `repoint apply --cluster` on one namespace.
+fn apply_in(kubeconfig: &str, config: &str, namespace: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "apply",
+        "--cluster",
+        "-c",
+        config,
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    repoint(&args)
+}
+
 /// A config that mirrors Docker Hub and Crunchy's registry onto
 /// mirror.corp.example and gives everything pulling from there the
 /// `corp-registry` pull secret, on the pod spec and on the account.
@@ -98,7 +114,12 @@ fn seed(cluster: &TestCluster) -> Vec<String> {
         let ns = cluster.namespace(&format!("team-{team}"), &[("team", team)]);
         cluster.create(&settled_deployment(&ns, "settled"));
         if team != "f" {
-            cluster.create(&deployment(&ns, "web", "nginx:1.25"));
+            let mut web = deployment(&ns, "web", "nginx:1.25");
+            if team == "c" {
+                // An account that does not exist yet: apply creates it.
+                web["spec"]["template"]["spec"]["serviceAccountName"] = json!("builder");
+            }
+            cluster.create(&web);
             needs.push(format!("{ns}/deployment.apps/web"));
         }
         if team == "a" {
@@ -197,13 +218,18 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     let out = run(audit.clone());
     assert_eq!(out.code, 1, "{}", out.stderr);
     let audited = changed_locations(&out);
-    let ours: Vec<String> = audited
-        .iter()
-        .filter(|l| needs.contains(l))
-        .cloned()
-        .collect();
+    // On a real cluster other namespaces have findings too; ours are
+    // those in the test's namespaces, and must be exactly `needs`.
+    let team = cluster.ns("team-");
+    let ours = |locations: Vec<String>| -> Vec<String> {
+        locations
+            .into_iter()
+            .filter(|l| l.starts_with(&team))
+            .collect()
+    };
     assert_eq!(
-        ours, needs,
+        ours(audited.clone()),
+        needs,
         "audit reports the objects that need a change: {audited:?}"
     );
     assert!(
@@ -226,8 +252,23 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     );
     assert!(!text.stdout.contains("s3cr3t") && !text.stderr.contains("s3cr3t"));
 
-    // A server-side dry run writes nothing.
+    // Neither dry run writes anything: the server's stores nothing, the
+    // client's sends no write at all.
     if let Some(fixture) = cluster.fixture() {
+        let writes = || {
+            fixture
+                .requests()
+                .iter()
+                .filter(|r| !r.starts_with("GET"))
+                .count()
+        };
+        let (before, sent) = (fixture.revision(), writes());
+        let mut dry = base("apply");
+        dry.extend(["--cluster".into(), "--dry-run=client".into()]);
+        let out = run(dry);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("patched (dry run)"), "{}", out.stdout);
+        assert_eq!((fixture.revision(), writes()), (before, sent));
         let before = fixture.revision();
         let mut dry = base("apply");
         dry.extend(["--cluster".into(), "--dry-run=server".into()]);
@@ -257,14 +298,9 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
             format!("{}/{what}", rest.trim_end_matches(" patched"))
         })
         .collect();
-    let mut patched_sorted = patched.clone();
-    patched_sorted.sort();
-    let ours: Vec<String> = patched_sorted
-        .iter()
-        .filter(|l| needs.contains(l))
-        .cloned()
-        .collect();
-    assert_eq!(ours, needs, "{}", out.stdout);
+    let mut patched = ours(patched);
+    patched.sort();
+    assert_eq!(patched, needs, "{}", out.stdout);
     assert!(!out.stdout.contains("s3cr3t") && !out.stderr.contains("s3cr3t"));
     let a = cluster.ns("team-a");
     let web = cluster
@@ -292,6 +328,22 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     assert_eq!(
         account["imagePullSecrets"],
         json!([{"name": "corp-registry"}])
+    );
+    let builder = cluster
+        .get(
+            "v1",
+            "ServiceAccount",
+            Some(&cluster.ns("team-c")),
+            "builder",
+        )
+        .expect("the missing account is created");
+    assert_eq!(
+        builder["imagePullSecrets"],
+        json!([{"name": "corp-registry"}])
+    );
+    assert_eq!(
+        builder["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "repoint"
     );
     let b = cluster.ns("team-b");
     let hippo = cluster
@@ -323,11 +375,28 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.trim(), "nothing to change", "{}", out.stdout);
     let out = run(audit);
-    let left: Vec<String> = changed_locations(&out)
-        .into_iter()
-        .filter(|l| needs.contains(l))
-        .collect();
+    let left = ours(changed_locations(&out));
     assert!(left.is_empty(), "{left:?}");
+
+    // New credentials: the Secrets repoint made are brought up to date,
+    // without the credentials appearing anywhere.
+    std::fs::write(dir.join("token.txt"), "r0tat3d-token\n").expect("token");
+    let out = run(base("apply")
+        .into_iter()
+        .chain(["--cluster".into()])
+        .collect());
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("secret/corp-registry in {a} updated")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("r0tat3d") && !out.stderr.contains("r0tat3d"));
+    let rotated = cluster
+        .get("v1", "Secret", Some(&a), "corp-registry")
+        .expect("secret");
+    assert_ne!(rotated["data"], secret["data"]);
 }
 
 #[test]
@@ -348,18 +417,7 @@ fn conflicts_are_retried_and_refusals_named() {
     // Another writer changes `web` before each of repoint's first two
     // patches: the guarded patch fails, repoint reads again and retries.
     fixture.interfere("deployments", Some(&ns), "web", 2);
-    let out = repoint(&[
-        "apply",
-        "--cluster",
-        "-c",
-        config,
-        "--kubeconfig",
-        kubeconfig,
-        "-n",
-        &ns,
-        "-l",
-        "app=web",
-    ]);
+    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=web"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let web = cluster
         .get("apps/v1", "Deployment", Some(&ns), "web")
@@ -388,16 +446,7 @@ fn conflicts_are_retried_and_refusals_named() {
 
     // RBAC: the refused verb, resource and namespace are named.
     fixture.deny("patch", "deployments", Some(&ns));
-    let out = repoint(&[
-        "apply",
-        "--cluster",
-        "-c",
-        config,
-        "--kubeconfig",
-        kubeconfig,
-        "-n",
-        &ns,
-    ]);
+    let out = apply_in(kubeconfig, config, &ns, &[]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains(&format!(
@@ -415,4 +464,65 @@ fn conflicts_are_retried_and_refusals_named() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn apply_leaves_what_is_not_its_own_and_what_cannot_change() {
+    let cluster = TestCluster::start("cluster-leaves");
+    let dir = temp_dir("cluster-leaves");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
+
+    // A pull Secret of that name that repoint did not make is not
+    // overwritten, though it holds other registries; the rest goes on.
+    let ns = cluster.namespace("foreign", &[]);
+    cluster.create(&json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "corp-registry", "namespace": ns},
+        "stringData": {".dockerconfigjson": r#"{"auths":{"other.example":{"auth":"eDp5"}}}"#},
+    }));
+    let before = cluster
+        .get("v1", "Secret", Some(&ns), "corp-registry")
+        .expect("secret");
+    cluster.create(&deployment(&ns, "web", "nginx:1.25"));
+    let out = apply_in(kubeconfig, config, &ns, &[]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "Secret {ns}/corp-registry exists and was not made by repoint"
+        )),
+        "{}",
+        out.stderr
+    );
+    let after = cluster
+        .get("v1", "Secret", Some(&ns), "corp-registry")
+        .expect("secret");
+    assert_eq!(after["data"], before["data"]);
+    assert!(
+        out.stdout
+            .contains(&format!("deployment.apps/web in {ns} patched")),
+        "{}",
+        out.stdout
+    );
+
+    // A running Pod's spec changes only in its images: one that also needs
+    // a pull secret is reported and left whole, not half-patched.
+    let ns = cluster.namespace("solo", &[]);
+    cluster.create(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "solo", "namespace": ns},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
+    }));
+    let out = apply_in(kubeconfig, config, &ns, &[]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("a running Pod may change only its images"),
+        "{}",
+        out.stderr
+    );
+    let pod = cluster.get("v1", "Pod", Some(&ns), "solo").expect("pod");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1.25");
+    assert!(pod["spec"].get("imagePullSecrets").is_none());
 }

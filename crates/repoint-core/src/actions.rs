@@ -170,6 +170,20 @@ pub fn plan(object: &Value, sites: &Sites, actions: &[Action]) -> Result<Plan, A
     Ok(out)
 }
 
+/// A ServiceAccount repoint creates so that it lists `secrets`.
+pub fn service_account(namespace: &str, name: &str, secrets: &[String]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { crate::MANAGED_BY.0: crate::MANAGED_BY.1 },
+        },
+        "imagePullSecrets": secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
+    })
+}
+
 /// Operations that add each of `names` missing from the `[{name: ...}]`
 /// list at `pointer` in `object` (a pod spec's or a ServiceAccount's
 /// `imagePullSecrets`): appended to a list that exists, or the list

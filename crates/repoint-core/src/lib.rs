@@ -28,4 +28,7 @@ pub mod resource;
 pub mod sites;
 
 pub use document::{DocumentError, Limits, Stream};
+
+/// Label put on every object repoint generates or creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "repoint");
 pub use reference::{ImageRef, ReferenceError, RegistryPath};

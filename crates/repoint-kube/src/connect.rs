@@ -18,9 +18,8 @@ pub struct Target {
     pub context: Option<String>,
 }
 
-/// A client for `target`, and the namespace its context names (`default`
-/// when it names none).
-pub async fn connect(target: &Target) -> Result<(Client, String), KubeError> {
+/// A client for `target`.
+pub async fn connect(target: &Target) -> Result<Client, KubeError> {
     let options = KubeConfigOptions {
         context: target.context.clone(),
         ..KubeConfigOptions::default()
@@ -41,7 +40,5 @@ pub async fn connect(target: &Target) -> Result<(Client, String), KubeError> {
             .map_err(|e| loading(&e))?,
         None => Config::infer().await.map_err(|e| loading(&e))?,
     };
-    let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| KubeError::Connect(e.to_string()))?;
-    Ok((client, namespace))
+    Client::try_from(config).map_err(|e| KubeError::Connect(e.to_string()))
 }

@@ -20,15 +20,11 @@ pub struct Kind {
 impl Kind {
     /// `deployments.apps`, `pods`: how kubectl and RBAC name it.
     pub fn group_resource(&self) -> String {
-        group_resource(&self.resource)
-    }
-}
-
-pub(crate) fn group_resource(resource: &ApiResource) -> String {
-    if resource.group.is_empty() {
-        resource.plural.clone()
-    } else {
-        format!("{}.{}", resource.plural, resource.group)
+        if self.resource.group.is_empty() {
+            self.resource.plural.clone()
+        } else {
+            format!("{}.{}", self.resource.plural, self.resource.group)
+        }
     }
 }
 

@@ -23,8 +23,5 @@ pub use connect::{Target, connect};
 pub use error::KubeError;
 pub use kube::Client;
 
-/// Label put on every object repoint creates.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "repoint");
-
 /// Field manager named on every write.
 pub const FIELD_MANAGER: &str = "repoint";

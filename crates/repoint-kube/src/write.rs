@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::error::describe;
 use crate::inventory::{Kind, builtin};
-use crate::{FIELD_MANAGER, KubeError, MANAGED_BY};
+use repoint_core::MANAGED_BY;
+
+use crate::{FIELD_MANAGER, KubeError};
 
 /// What a write did.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +23,8 @@ pub enum Written {
     Created,
     /// Patched with these operations (the guard left out).
     Patched(Vec<PatchOp>),
-    /// Replaced with new contents.
+    /// A Secret's contents brought up to date (what changed is not shown:
+    /// it is credentials).
     Updated,
 }
 
@@ -175,9 +178,50 @@ impl Writer {
         })
     }
 
-    /// Make the Secret `desired` (name, type and data) exist in
-    /// `namespace` with that type and data. A Secret repoint made is
-    /// brought up to date; one it did not make is never overwritten.
+    /// Create the object `make` builds, unless one of that name exists:
+    /// then it gets what `plan` makes of it, as a guarded patch. Someone
+    /// creating it first sends us round again.
+    async fn create_or_patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        make: impl Fn() -> Value,
+        mut plan: impl FnMut(&Value) -> Result<Vec<PatchOp>, KubeError>,
+    ) -> Result<Written, KubeError> {
+        for _ in 0..self.attempts {
+            if let Some(existing) = self.get(kind, Some(namespace), name).await? {
+                return self
+                    .patch_guarded(kind, Some(namespace), name, Some(existing), &mut plan)
+                    .await;
+            }
+            let object: DynamicObject = serde_json::from_value(make()).map_err(|e| {
+                KubeError::Evaluation(format!("{} {namespace}/{name}: {e}", kind.resource.kind))
+            })?;
+            match self
+                .api(kind, Some(namespace))
+                .create(&self.post_params(), &object)
+                .await
+            {
+                Ok(_) => return Ok(Written::Created),
+                Err(e) => {
+                    let error =
+                        describe(e, "create", &kind.group_resource(), Some(namespace), name);
+                    if !error.is_already_exists() {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Err(KubeError::Conflict {
+            what: format!("{} {namespace}/{name}", kind.group_resource()),
+            attempts: self.attempts,
+        })
+    }
+
+    /// Make the Secret `desired` (as it should be: name, namespace,
+    /// labels, type and data) exist in `namespace`. A Secret repoint made
+    /// is brought up to date; one it did not make is never overwritten.
     pub async fn ensure_secret(
         &self,
         namespace: &str,
@@ -188,68 +232,35 @@ impl Writer {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let api = self.api(&kind, Some(namespace));
-        for _ in 0..self.attempts {
-            let Some(existing) = self.get(&kind, Some(namespace), name).await? else {
-                let mut object = desired.clone();
-                object["metadata"]["namespace"] = json!(namespace);
-                object["metadata"]["labels"][MANAGED_BY.0] = json!(MANAGED_BY.1);
-                let object: DynamicObject = serde_json::from_value(object).map_err(|e| {
-                    KubeError::Evaluation(format!("Secret {namespace}/{name}: {e}"))
-                })?;
-                match api.create(&self.post_params(), &object).await {
-                    Ok(_) => return Ok(Written::Created),
-                    Err(e) => {
-                        let error = describe(e, "create", "secrets", Some(namespace), name);
-                        if error.is_already_exists() {
-                            continue;
-                        }
-                        return Err(error);
-                    }
+        let label = format!("/metadata/labels/{}", MANAGED_BY.0.replace('/', "~1"));
+        let written = self
+            .create_or_patch(&kind, namespace, name, || desired.clone(), |existing| {
+                if existing.get("type") == desired.get("type")
+                    && existing.get("data") == desired.get("data")
+                {
+                    return Ok(Vec::new());
                 }
-            };
-            if existing.get("type") == desired.get("type")
-                && existing.get("data") == desired.get("data")
-            {
-                return Ok(Written::Unchanged);
-            }
-            let ours = existing
-                .pointer(&format!(
-                    "/metadata/labels/{}",
-                    MANAGED_BY.0.replace('/', "~1")
-                ))
-                .and_then(Value::as_str)
-                == Some(MANAGED_BY.1);
-            if !ours {
-                return Err(KubeError::Evaluation(format!(
-                    "Secret {namespace}/{name} exists and was not made by repoint (no {}={} label); it is left as it is, though its contents differ from the configured pull secret",
-                    MANAGED_BY.0, MANAGED_BY.1
-                )));
-            }
-            if existing.get("type") != desired.get("type") {
-                return Err(KubeError::Evaluation(format!(
-                    "Secret {namespace}/{name} has type {}, not {}; a Secret's type cannot change, so delete it to let repoint recreate it",
-                    existing.get("type").unwrap_or(&Value::Null),
-                    desired.get("type").unwrap_or(&Value::Null)
-                )));
-            }
-            let mut updated = existing.clone();
-            updated["data"] = desired.get("data").cloned().unwrap_or(Value::Null);
-            let updated: DynamicObject = serde_json::from_value(updated)
-                .map_err(|e| KubeError::Evaluation(format!("Secret {namespace}/{name}: {e}")))?;
-            match api.replace(name, &self.post_params(), &updated).await {
-                Ok(_) => return Ok(Written::Updated),
-                Err(e) => {
-                    let error = describe(e, "update", "secrets", Some(namespace), name);
-                    if !error.is_conflict() {
-                        return Err(error);
-                    }
+                if existing.pointer(&label).and_then(Value::as_str) != Some(MANAGED_BY.1) {
+                    return Err(KubeError::Evaluation(format!(
+                        "Secret {namespace}/{name} exists and was not made by repoint (no {}={} label); it is left as it is, though its contents differ from the configured pull secret",
+                        MANAGED_BY.0, MANAGED_BY.1
+                    )));
                 }
-            }
-        }
-        Err(KubeError::Conflict {
-            what: format!("secrets {namespace}/{name}"),
-            attempts: self.attempts,
+                if existing.get("type") != desired.get("type") {
+                    return Err(KubeError::Evaluation(format!(
+                        "Secret {namespace}/{name} has type {}, not {}; a Secret's type cannot change, so delete it to let repoint recreate it",
+                        existing.get("type").unwrap_or(&Value::Null),
+                        desired.get("type").unwrap_or(&Value::Null)
+                    )));
+                }
+                let data = desired.get("data").cloned().unwrap_or(Value::Null);
+                Ok(vec![PatchOp::add("/data", data)])
+            })
+            .await?;
+        // The patch carries credentials: report only that it happened.
+        Ok(match written {
+            Written::Patched(_) => Written::Updated,
+            other => other,
         })
     }
 
@@ -262,48 +273,19 @@ impl Writer {
         secrets: &[String],
     ) -> Result<Written, KubeError> {
         let kind = builtin("", "ServiceAccount", "serviceaccounts");
-        for _ in 0..self.attempts {
-            let Some(existing) = self.get(&kind, Some(namespace), account).await? else {
-                let object: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {
-                        "name": account,
-                        "namespace": namespace,
-                        "labels": { MANAGED_BY.0: MANAGED_BY.1 },
-                    },
-                    "imagePullSecrets": secrets.iter().map(|s| json!({"name": s})).collect::<Vec<_>>(),
-                }))
-                .map_err(|e| KubeError::Evaluation(e.to_string()))?;
-                match self
-                    .api(&kind, Some(namespace))
-                    .create(&self.post_params(), &object)
-                    .await
-                {
-                    Ok(_) => return Ok(Written::Created),
-                    Err(e) => {
-                        let error =
-                            describe(e, "create", "serviceaccounts", Some(namespace), account);
-                        if error.is_already_exists() {
-                            continue;
-                        }
-                        return Err(error);
-                    }
-                }
-            };
-            return self
-                .patch_guarded(&kind, Some(namespace), account, Some(existing), |sa| {
-                    Ok(repoint_core::actions::pull_secret_additions(
-                        sa,
-                        "/imagePullSecrets",
-                        secrets,
-                    ))
-                })
-                .await;
-        }
-        Err(KubeError::Conflict {
-            what: format!("serviceaccounts {namespace}/{account}"),
-            attempts: self.attempts,
-        })
+        self.create_or_patch(
+            &kind,
+            namespace,
+            account,
+            || repoint_core::actions::service_account(namespace, account, secrets),
+            |sa| {
+                Ok(repoint_core::actions::pull_secret_additions(
+                    sa,
+                    "/imagePullSecrets",
+                    secrets,
+                ))
+            },
+        )
+        .await
     }
 }

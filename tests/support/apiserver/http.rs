@@ -79,7 +79,7 @@ pub async fn handle(
                 g["apiVersion"] = json!("v1");
                 ok(g)
             }
-            None => not_found_path(),
+            None => error(&path_not_found()),
         },
         (Method::GET, Route::Resources(group, version)) => resources(&shared, &group, &version),
         (method, Route::Collection(resource, ns)) => {
@@ -242,10 +242,6 @@ fn path_not_found() -> ApiError {
     )
 }
 
-fn not_found_path() -> Response {
-    error(&path_not_found())
-}
-
 fn method_not_allowed() -> Response {
     error(&ApiError::new(
         405,
@@ -292,7 +288,7 @@ fn resources(shared: &Shared, group: &str, version: &str) -> Response {
         })
         .collect();
     if served.is_empty() {
-        return not_found_path();
+        return error(&path_not_found());
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -541,7 +537,7 @@ fn decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() + 1 => {
+            b'%' => {
                 match text
                     .get(i + 1..i + 3)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())

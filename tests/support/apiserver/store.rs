@@ -493,13 +493,9 @@ impl Store {
             };
             name = format!("{prefix}{:05x}", self.created + 1);
         }
-        if let Some(ns) = &namespace
-            && !self
-                .objects
-                .contains_key(&("/namespaces".into(), String::new(), ns.clone()))
-        {
+        if let Some(ns) = &namespace {
             let namespaces = self.resource("", "namespaces").expect("built in");
-            return Err(ApiError::not_found(&namespaces, ns));
+            self.get(&namespaces, None, ns)?;
         }
         let key = (
             resource.key(),
