@@ -146,6 +146,24 @@ impl TestCluster {
             .map(|o| serde_json::to_value(o).expect("json"))
     }
 
+    /// Replace an object with `object` (its current resourceVersion is
+    /// filled in), as `kubectl replace` does.
+    pub fn replace(&self, object: &Value) {
+        let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let namespace = Some(s("/metadata/namespace")).filter(|ns| !ns.is_empty());
+        let current = self
+            .get(s("/apiVersion"), s("/kind"), namespace, s("/metadata/name"))
+            .unwrap_or_else(|| panic!("replacing {}: it does not exist", s("/metadata/name")));
+        let mut object = object.clone();
+        object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        let api = self.api(s("/apiVersion"), s("/kind"), namespace);
+        let name = s("/metadata/name").to_string();
+        let object: DynamicObject = serde_json::from_value(object).expect("object");
+        self.runtime
+            .block_on(api.replace(&name, &PostParams::default(), &object))
+            .unwrap_or_else(|e| panic!("replacing {name}: {e}"));
+    }
+
     /// Delete an object.
     pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) {
         let api = self.api(api_version, kind, namespace);

@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "repoint", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log level for messages on stderr (error, warn, info, debug, trace);
+    /// Log level for messages on stderr (error, warn, info, debug, trace;
+    /// default: info for `serve` and `controller`, warn otherwise);
     /// `REPOINT_LOG` takes a full tracing filter.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
-    pub log_level: String,
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +42,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Serve the policy sets as a Kubernetes admission webhook (TLS).
     Serve(ServeArgs),
+    /// Keep the config's `reconcile:` pull Secret present and current in
+    /// every matching namespace, and listed by its ServiceAccounts, until
+    /// stopped.
+    Controller(ControllerArgs),
     /// What a cluster needs to run the webhook.
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -264,8 +269,24 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub reload_interval: Duration,
+    /// Also run the reconciler of the config's `reconcile:` section, as
+    /// `repoint controller` does.
+    #[arg(long)]
+    pub reconcile: bool,
+    /// The cluster the reconciler talks to (default: in-cluster).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     #[command(flatten)]
     pub eval: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// The repoint config file (its `reconcile:` section says what to keep).
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -286,9 +307,9 @@ pub struct InspectArgs {
     pub no_cache: bool,
 }
 
-/// Which cluster, and which of its objects.
+/// Which cluster, as kubectl finds it.
 #[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
+pub struct ConnectionArgs {
     /// The kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`,
     /// then the in-cluster service account).
     #[arg(long, value_name = "FILE")]
@@ -296,6 +317,22 @@ pub struct ClusterArgs {
     /// The kubeconfig context to use (default: its current context).
     #[arg(long)]
     pub context: Option<String>,
+}
+
+impl ConnectionArgs {
+    pub fn target(&self) -> repoint_kube::Target {
+        repoint_kube::Target {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+/// Which cluster, and which of its objects.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Only this namespace (default: all namespaces).
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
     pub namespace: Option<String>,

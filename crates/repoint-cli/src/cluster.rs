@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use repoint_config::Config;
 use repoint_core::patch::PatchOp;
+use repoint_kube::KubeError;
 use repoint_kube::inventory::{self, LiveObject, Selection};
 use repoint_kube::write::{Writer, Written};
-use repoint_kube::{KubeError, Target};
 use repoint_runtime::Runtime;
 use repoint_runtime::chain::{Chain, Origin};
 use serde_json::Value;
@@ -60,11 +60,7 @@ fn connect(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let target = Target {
-        kubeconfig: cluster.kubeconfig.clone(),
-        context: cluster.context.clone(),
-    };
-    let client = tokio.block_on(repoint_kube::connect(&target))?;
+    let client = tokio.block_on(repoint_kube::connect(&cluster.connection.target()))?;
     Ok(Session {
         config,
         runtime,
@@ -505,11 +501,10 @@ fn secret_source(session: &Session, writer: &Writer) -> Result<PullSecretSource>
         ));
     };
     if let Some(file) = &from.file {
-        let path = session.config.path(file);
-        return Ok(PullSecretSource::Copied(
-            repoint_credentials::read_pull_secret(&path)
-                .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?,
-        ));
+        return Ok(PullSecretSource::Copied(materialize::secret_from_file(
+            &session.config,
+            file,
+        )?));
     }
     let (ns, name) = (
         from.namespace.as_deref().unwrap_or_default(),

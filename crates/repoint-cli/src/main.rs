@@ -8,6 +8,7 @@
 
 mod args;
 mod cluster;
+mod controller;
 mod engine;
 mod files;
 mod images;
@@ -41,7 +42,9 @@ fn init_logging(level: &str, json: bool) {
         .with_writer(std::io::stderr)
         .with_target(false);
     if json {
-        logs.json().flatten_event(true).init();
+        // The innermost span (a request's uid, the namespace being
+        // reconciled) is enough; the full list repeats it.
+        logs.json().flatten_event(true).with_span_list(false).init();
     } else {
         logs.init();
     }
@@ -49,9 +52,22 @@ fn init_logging(level: &str, json: bool) {
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    // Long-running commands log what they do, as JSON lines for log
+    // collectors; the others only what went wrong, as text.
+    let long_running = matches!(
+        cli.command,
+        args::Command::Serve(_) | args::Command::Controller(_)
+    );
+    // kube-runtime warns of each failed watch itself; the reconciler
+    // says it once, shorter.
+    let default_level = if long_running {
+        "info,kube_runtime=error"
+    } else {
+        "warn"
+    };
     init_logging(
-        &cli.log_level,
-        matches!(cli.command, args::Command::Serve(_)),
+        cli.log_level.as_deref().unwrap_or(default_level),
+        long_running,
     );
     let result = match &cli.command {
         args::Command::Images(a) => images::run(a),
@@ -61,6 +77,7 @@ fn main() -> ExitCode {
         args::Command::Apply(a) => cluster::apply(a),
         args::Command::Fn(a) => krm::run(a),
         args::Command::Serve(a) => serve::run(a),
+        args::Command::Controller(a) => controller::run(a),
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
     };

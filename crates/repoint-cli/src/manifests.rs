@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use repoint_config::Config;
+use repoint_config::{Config, ReconcileEntry, SecretFrom};
 use repoint_core::document::emit::{self, IndentStyle};
 use serde_json::{Value, json};
 
@@ -85,6 +85,64 @@ fn rules(config: &Config) -> Vec<Value> {
     rules
 }
 
+/// What the reconciler of `serve --reconcile` needs, and no more: the
+/// Secret and the accounts it keeps are granted by name (its list and
+/// watch requests pin the name with a field selector, which is what lets
+/// RBAC grant them by `resourceNames`); only `create` cannot be limited
+/// by name. A source Secret in the cluster is readable in its namespace
+/// only.
+fn reconciler_rbac(config: &Config, reconcile: &ReconcileEntry, ns: &str) -> Vec<Value> {
+    let accounts = reconcile
+        .service_accounts
+        .clone()
+        .unwrap_or_else(|| vec!["default".into()]);
+    let by_name = ["get", "list", "watch", "patch"];
+    let mut rules = vec![
+        json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": [""], "resources": ["secrets"],
+               "resourceNames": [reconcile.secret_name], "verbs": by_name}),
+        json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}),
+        json!({"apiGroups": [""], "resources": ["serviceaccounts"],
+               "resourceNames": accounts, "verbs": by_name}),
+    ];
+    if accounts.iter().any(|a| a == "default") {
+        rules.push(
+            json!({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create"]}),
+        );
+    }
+    let role_name = format!("{NAME}-reconciler");
+    let subject = json!([{"kind": "ServiceAccount", "name": NAME, "namespace": ns}]);
+    let mut docs = vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": role_name, "labels": labels()}, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": role_name, "labels": labels()},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+               "subjects": subject}),
+    ];
+    if let Some(SecretFrom {
+        namespace: Some(source_ns),
+        name: Some(source),
+        ..
+    }) = &config.file.secret_from
+    {
+        let name = format!("{NAME}-secret-source");
+        docs.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": source_ns, "labels": labels()},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [source],
+                       "verbs": ["get", "list", "watch"]}]}),
+        );
+        docs.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": source_ns, "labels": labels()},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": subject}),
+        );
+    }
+    docs
+}
+
 pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let config_text = std::fs::read_to_string(&args.config)
@@ -146,6 +204,24 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         }}));
         ca_bundle = Some(repoint_credentials::base64(&serving.ca_pem));
     }
+    let mut server_args = vec![
+        "serve",
+        "-c",
+        "/etc/repoint/repoint.yaml",
+        "--addr",
+        "0.0.0.0:8443",
+        "--metrics-addr",
+        "0.0.0.0:9090",
+        "--tls-cert",
+        "/etc/repoint/tls/tls.crt",
+        "--tls-key",
+        "/etc/repoint/tls/tls.key",
+        "--no-cache",
+    ];
+    if let Some(reconcile) = &config.file.reconcile {
+        server_args.push("--reconcile");
+        docs.extend(reconciler_rbac(&config, reconcile, ns));
+    }
     let probe = |path: &str| {
         json!({"httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
                                      "periodSeconds": 5, "timeoutSeconds": 2})
@@ -165,10 +241,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
                     "containers": [{
                         "name": "server",
                         "image": args.image,
-                        "args": ["serve", "-c", "/etc/repoint/repoint.yaml",
-                                 "--addr", "0.0.0.0:8443", "--metrics-addr", "0.0.0.0:9090",
-                                 "--tls-cert", "/etc/repoint/tls/tls.crt",
-                                 "--tls-key", "/etc/repoint/tls/tls.key", "--no-cache"],
+                        "args": server_args,
                         "env": [{"name": "POD_NAMESPACE",
                                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
                         "ports": [{"name": "https", "containerPort": 8443},

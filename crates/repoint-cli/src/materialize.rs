@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 
 use repoint_core::patch::PatchOp;
 use repoint_core::sites;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use repoint_runtime::chain::Outcome;
 
 use crate::engine::FileResult;
-
-use repoint_core::MANAGED_BY;
 
 /// Changes beyond the evaluated objects.
 #[derive(Debug, Default)]
@@ -191,13 +189,7 @@ pub fn secrets(
     }
     let source = match &config.file.secret_from {
         Some(from) => match &from.file {
-            Some(file) => {
-                let path = config.path(file);
-                PullSecretSource::Copied(
-                    creds::read_pull_secret(&path)
-                        .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))?,
-                )
-            }
+            Some(file) => PullSecretSource::Copied(secret_from_file(config, file)?),
             None => bail!(
                 "secretFrom names a Secret in the cluster; reading files needs `secretFrom.file` (the cluster form is for `repoint audit`, `apply` and `controller`)"
             ),
@@ -237,6 +229,12 @@ pub fn secrets(
     Ok(warnings)
 }
 
+/// The `.dockerconfigjson` of the Secret manifest `secretFrom.file` names.
+pub fn secret_from_file(config: &repoint_config::Config, file: &str) -> anyhow::Result<String> {
+    repoint_credentials::read_pull_secret(&config.path(file))
+        .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))
+}
+
 /// Where a pull Secret's contents come from.
 #[derive(Debug)]
 pub enum PullSecretSource {
@@ -258,6 +256,19 @@ pub fn pull_secret(
     registries: &[String],
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<Value>> {
+    let contents = pull_secret_contents(config, source, ns, name, registries, warnings)?;
+    Ok(contents.map(|json| repoint_credentials::pull_secret(ns, name, &json)))
+}
+
+/// The `.dockerconfigjson` document of [`pull_secret`].
+pub fn pull_secret_contents(
+    config: &repoint_config::Config,
+    source: &PullSecretSource,
+    ns: &str,
+    name: &str,
+    registries: &[String],
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<String>> {
     use anyhow::bail;
     use repoint_config::MissingCredentials;
     use repoint_credentials as creds;
@@ -309,13 +320,7 @@ pub fn pull_secret(
             creds::dockerconfigjson(&found)
         }
     };
-    Ok(Some(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns, "labels": { MANAGED_BY.0: MANAGED_BY.1 }},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": creds::base64(&dockerconfigjson)},
-    })))
+    Ok(Some(dockerconfigjson))
 }
 
 /// A v1 object of `kind` in the input, by namespace and name (objects

@@ -17,6 +17,10 @@ use crate::engine;
 
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    let reconcile = match args.reconcile {
+        true => Some(crate::controller::spec(&config)?),
+        false => None,
+    };
     let tls = TlsFiles {
         cert: args.tls_cert.clone(),
         key: args.tls_key.clone(),
@@ -60,11 +64,34 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     tokio.block_on(async move {
+        // One signal stops both the server and the reconciler.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop.send(true);
+        });
+        let when_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
         let server = tokio::spawn(repoint_webhook::serve::serve(
             webhook.clone(),
             options,
-            stop_signal(),
+            when_stopped(),
         ));
+        if let Some(spec) = reconcile {
+            let connection = args.connection.clone();
+            let stopping = when_stopped();
+            // The webhook keeps answering whatever becomes of the
+            // reconciler: admission matters more.
+            tokio::spawn(async move {
+                if let Err(e) = crate::controller::reconcile(spec, &connection, stopping).await {
+                    tracing::error!("reconciler: {e:#}");
+                }
+            });
+        }
         let eval = args.eval.options.clone();
         let installing = webhook.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -105,7 +132,7 @@ fn policy_sets(config: &Config, chain: &Chain) -> Vec<PolicySet> {
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -84,6 +84,11 @@ fn everything_a_cluster_needs() {
         assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
     }
     assert_eq!(get(&objects, "ConfigMap")["data"]["repoint.yaml"], CONFIG);
+    // Without `reconcile:` the server reads nothing from the cluster, and
+    // is granted nothing.
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(!kinds.contains(&kind), "{kind} granted without need");
+    }
 
     let deployment = get(&objects, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -94,6 +99,7 @@ fn everything_a_cluster_needs() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert!(container["resources"]["requests"]["memory"].is_string());
+    assert!(!container["args"].to_string().contains("--reconcile"));
     assert_eq!(
         get(&objects, "PodDisruptionBudget")["spec"]["minAvailable"],
         1

@@ -221,6 +221,36 @@ pub struct SecretFrom {
     pub name: Option<String>,
 }
 
+/// Keeping a pull Secret present in namespaces (`repoint controller`,
+/// `repoint serve --reconcile`). Its contents come from `secretFrom` (a
+/// Secret in the cluster is followed as it changes) or `credentials`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileEntry {
+    /// The Secret's name in each namespace.
+    pub secret_name: String,
+    /// Registries the Secret must carry (default: every `credentials:`
+    /// registry, or whatever `secretFrom` carries).
+    #[serde(default)]
+    pub registries: Vec<String>,
+    /// Only namespaces whose labels match this selector, in kubectl's
+    /// syntax (`team=payments,env in (prod,staging)`); absent: every one.
+    #[serde(default)]
+    pub namespace_selector: Option<String>,
+    /// Namespaces never touched (default: `kube-system`, `kube-public`,
+    /// `kube-node-lease`).
+    #[serde(default)]
+    pub exclude_namespaces: Option<Vec<String>>,
+    /// ServiceAccounts that must list the Secret (default: `default`).
+    /// `default` is created if missing; others are patched where they exist.
+    #[serde(default)]
+    pub service_accounts: Option<Vec<String>>,
+    /// Check every namespace again this often, whatever the watches say
+    /// (default 10m).
+    #[serde(default, deserialize_with = "duration")]
+    pub resync: Option<Duration>,
+}
+
 /// The config file's contents.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -265,6 +295,9 @@ pub struct ConfigFile {
     /// The admission webhook.
     #[serde(default)]
     pub webhook: Option<WebhookEntry>,
+    /// Pull secrets kept in place by the reconciler.
+    #[serde(default)]
+    pub reconcile: Option<ReconcileEntry>,
 }
 
 /// A loaded config: its contents and its source, for locating errors.
@@ -341,6 +374,7 @@ impl Config {
                 offline: false,
                 probe: None,
                 webhook: None,
+                reconcile: None,
             },
             base_dir,
             source,
@@ -435,6 +469,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(r) = &self.file.reconcile {
+            self.check_reconcile(r)?;
+        }
         for (i, f) in self.file.image_fields.iter().enumerate() {
             for (j, ptr) in f.images.iter().chain(&f.pull_secrets).enumerate() {
                 if !ptr.starts_with('/') {
@@ -447,6 +484,50 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn check_reconcile(&self, r: &ReconcileEntry) -> Result<(), ConfigError> {
+        // A DNS-1123 subdomain, as the API server requires of a Secret's
+        // name and a ServiceAccount's.
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 253
+                && n.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                })
+        };
+        if !valid_name(&r.secret_name) {
+            return Err(self.invalid(
+                "/reconcile/secretName",
+                "reconcile.secretName",
+                format!(
+                    "{:?} is not a valid Secret name (lower-case letters, digits, `-` and `.`)",
+                    r.secret_name
+                ),
+            ));
+        }
+        for (i, account) in r.service_accounts.iter().flatten().enumerate() {
+            if !valid_name(account) {
+                return Err(self.invalid(
+                    &format!("/reconcile/serviceAccounts/{i}"),
+                    &format!("reconcile.serviceAccounts[{i}]"),
+                    format!("{account:?} is not a valid ServiceAccount name"),
+                ));
+            }
+        }
+        if self.file.secret_from.is_none() && self.file.credentials.is_empty() {
+            return Err(self.invalid(
+                "/reconcile",
+                "reconcile",
+                "the pull Secret needs contents: give `secretFrom` or `credentials`".into(),
+            ));
         }
         Ok(())
     }
@@ -826,6 +907,35 @@ mod tests {
                 .expect_err("no user")
                 .to_string()
                 .contains("need a username")
+        );
+    }
+
+    #[test]
+    fn reconcile_needs_a_valid_name_and_a_source() {
+        let ok = parse(&format!(
+            "{HEAD}secretFrom: {{namespace: platform, name: regcred}}\nreconcile:\n  secretName: regcred\n  namespaceSelector: team in (a,b)\n  serviceAccounts: [default, builder]\n  resync: 5m\n"
+        ))
+        .expect("valid");
+        let r = ok.file.reconcile.expect("section");
+        assert_eq!(r.resync, Some(Duration::from_secs(300)));
+        assert_eq!(r.namespace_selector.as_deref(), Some("team in (a,b)"));
+        let bad_name = parse(&format!(
+            "{HEAD}credentials:\n- {{registry: a.io, dockerConfig: default}}\nreconcile:\n  secretName: Reg_Cred\n"
+        ))
+        .expect_err("bad name");
+        assert!(
+            bad_name.to_string().starts_with(
+                "cfg.yaml:6: reconcile.secretName: \"Reg_Cred\" is not a valid Secret name"
+            ),
+            "{bad_name}"
+        );
+        let no_source =
+            parse(&format!("{HEAD}reconcile: {{secretName: regcred}}\n")).expect_err("no source");
+        assert!(
+            no_source
+                .to_string()
+                .contains("reconcile: the pull Secret needs contents"),
+            "{no_source}"
         );
     }
 

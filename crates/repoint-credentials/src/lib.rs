@@ -433,6 +433,20 @@ pub fn dockerconfigjson(credentials: &BTreeMap<String, Credential>) -> String {
     json!({ "auths": auths }).to_string()
 }
 
+/// The `kubernetes.io/dockerconfigjson` Secret `namespace/name` carrying
+/// `dockerconfigjson`, labelled as made by repoint (which is what lets
+/// repoint update it later, and nothing else it finds).
+pub fn pull_secret(namespace: &str, name: &str, dockerconfigjson: &str) -> Value {
+    let (label, value) = repoint_core::MANAGED_BY;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": { label: value }},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64(dockerconfigjson)},
+    })
+}
+
 /// The registries (normalized) a dockerconfigjson document has entries for.
 pub fn registries_in(dockerconfigjson: &str) -> Vec<String> {
     serde_json::from_str::<Value>(dockerconfigjson)

@@ -60,6 +60,11 @@ impl Writer {
         }
     }
 
+    /// The client writes go through.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
             Some(ns) if kind.namespaced => {
@@ -262,6 +267,29 @@ impl Writer {
             Written::Patched(_) => Written::Updated,
             other => other,
         })
+    }
+
+    /// Make the ServiceAccount, if it exists, list each of `secrets` in
+    /// its `imagePullSecrets`; `None` when there is no such account.
+    pub async fn patch_account_pull_secrets(
+        &self,
+        namespace: &str,
+        account: &str,
+        secrets: &[String],
+    ) -> Result<Option<Written>, KubeError> {
+        let kind = builtin("", "ServiceAccount", "serviceaccounts");
+        let Some(existing) = self.get(&kind, Some(namespace), account).await? else {
+            return Ok(None);
+        };
+        self.patch_guarded(&kind, Some(namespace), account, Some(existing), |sa| {
+            Ok(repoint_core::actions::pull_secret_additions(
+                sa,
+                "/imagePullSecrets",
+                secrets,
+            ))
+        })
+        .await
+        .map(Some)
     }
 
     /// Make the ServiceAccount list each of `secrets` in its

@@ -89,7 +89,19 @@ pub async fn handle(
                 (&Method::POST, _) => "create",
                 _ => return method_not_allowed(),
             };
-            if let Some(e) = shared.refused(verb, &resource, ns.as_deref(), "") {
+            // RBAC grants list and watch by name only to a request whose
+            // field selector pins that name.
+            let pinned = query
+                .get("fieldSelector")
+                .unwrap_or("")
+                .split(',')
+                .find_map(|term| {
+                    term.strip_prefix("metadata.name==")
+                        .or_else(|| term.strip_prefix("metadata.name="))
+                })
+                .filter(|_| verb != "create")
+                .unwrap_or("");
+            if let Some(e) = shared.refused(verb, &resource, ns.as_deref(), pinned) {
                 return error(&e);
             }
             match verb {

@@ -6,7 +6,9 @@
 //! label and field selectors), watch streams, get, create, update, delete,
 //! and PATCH as JSON Patch, merge, strategic merge and server-side apply,
 //! with a global `resourceVersion`, 409 conflicts, `dryRun=All`, and 403s
-//! for the RBAC denials a test configures. Its faithfulness is checked by
+//! for the denials a test configures, or for whatever the Roles and
+//! ClusterRoles a test grants do not allow (RBAC's rules, `resourceNames`
+//! included). Its faithfulness is checked by
 //! driving it with the real `kubectl` (`tests/apiserver.rs`).
 //!
 //! Simplifications, none of which repoint relies on: one served version
@@ -41,6 +43,41 @@ struct Denial {
     namespace: Option<String>,
 }
 
+/// An RBAC PolicyRule granted to the test's user, through a ClusterRole
+/// (everywhere) or a Role (in its namespace).
+#[derive(Debug, Clone)]
+struct Grant {
+    namespace: Option<String>,
+    api_groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    resource_names: Vec<String>,
+}
+
+impl Grant {
+    /// Whether this rule allows `verb` on `resource` in `namespace`, for
+    /// the object `name` (collections: the name a `metadata.name` field
+    /// selector pins, as RBAC requires of list and watch by name).
+    fn allows(&self, verb: &str, resource: &Resource, namespace: Option<&str>, name: &str) -> bool {
+        let has = |list: &[String], item: &str| list.iter().any(|x| x == "*" || x == item);
+        let in_scope = match &self.namespace {
+            None => true,
+            Some(ns) => namespace == Some(ns.as_str()),
+        };
+        // A create cannot be limited by name: the name is not known when
+        // RBAC decides.
+        let named = self.resource_names.is_empty()
+            || (verb != "create"
+                && !name.is_empty()
+                && self.resource_names.iter().any(|n| n == name));
+        in_scope
+            && has(&self.verbs, verb)
+            && has(&self.api_groups, &resource.group)
+            && has(&self.resources, &resource.plural)
+            && named
+    }
+}
+
 /// Another writer that changes an object before a client's next writes.
 #[derive(Debug, Clone)]
 struct Interference {
@@ -57,6 +94,9 @@ pub struct Shared {
     addr: String,
     store: Mutex<store::Store>,
     denials: Mutex<Vec<Denial>>,
+    /// `None`: everything is allowed but the denials; `Some`: only what
+    /// these rules grant.
+    grants: Mutex<Option<Vec<Grant>>>,
     interference: Mutex<Vec<Interference>>,
     log: Mutex<Vec<String>>,
 }
@@ -81,14 +121,18 @@ impl Shared {
         name: &str,
     ) -> Option<ApiError> {
         let denials = self.denials.lock().unwrap_or_else(|p| p.into_inner());
-        denials
-            .iter()
-            .any(|d| {
-                d.verb == verb
-                    && d.plural == resource.plural
-                    && (d.namespace.is_none() || d.namespace.as_deref() == namespace)
-            })
-            .then(|| ApiError::forbidden(resource, verb, namespace, name))
+        let denied = denials.iter().any(|d| {
+            d.verb == verb
+                && d.plural == resource.plural
+                && (d.namespace.is_none() || d.namespace.as_deref() == namespace)
+        });
+        let grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let granted = grants.as_ref().is_none_or(|rules| {
+            rules
+                .iter()
+                .any(|g| g.allows(verb, resource, namespace, name))
+        });
+        (denied || !granted).then(|| ApiError::forbidden(resource, verb, namespace, name))
     }
 
     /// Whether another writer should change this object before the
@@ -135,6 +179,7 @@ impl ApiServer {
             addr: addr.clone(),
             store: Mutex::new(store::Store::default()),
             denials: Mutex::new(Vec::new()),
+            grants: Mutex::new(None),
             interference: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -182,6 +227,53 @@ impl ApiServer {
                 plural: plural.into(),
                 namespace: namespace.map(String::from),
             });
+    }
+
+    /// Create `object` (of resource `plural`) as a cluster administrator
+    /// would, whatever RBAC grants the test's user; watchers see it.
+    pub fn seed(&self, plural: &str, object: &Value) {
+        let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let mut store = self.shared.store();
+        let resource = store
+            .resource(group, plural)
+            .unwrap_or_else(|| panic!("the fixture does not serve {plural}.{group}"));
+        let namespace = object["metadata"]["namespace"].as_str();
+        store
+            .create(&resource, namespace, object.clone(), false)
+            .unwrap_or_else(|e| panic!("seeding {plural}: {}", e.status()));
+    }
+
+    /// From now on, allow only what `role` (a ClusterRole, or a Role in
+    /// its namespace) grants, added to what earlier calls granted: RBAC
+    /// as if the test's user were bound to each. Discovery stays open, as
+    /// `system:discovery` leaves it.
+    pub fn grant(&self, role: &Value) {
+        let namespace = match role["kind"].as_str() {
+            Some("ClusterRole") => None,
+            Some("Role") => role["metadata"]["namespace"].as_str().map(String::from),
+            other => panic!("grant takes a Role or a ClusterRole, not {other:?}"),
+        };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut grants = self.shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let grants = grants.get_or_insert_with(Vec::new);
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            grants.push(Grant {
+                namespace: namespace.clone(),
+                api_groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                resource_names: strings(&rule["resourceNames"]),
+            });
+        }
     }
 
     /// Before each of the next `times` writes (update or patch) of the
