@@ -449,3 +449,35 @@ fn listed(account: Option<Value>) -> bool {
         .and_then(|l| l.as_array().cloned())
         .is_some_and(|l| l.iter().any(|e| e["name"] == SECRET))
 }
+
+#[test]
+fn credentials_are_the_source_when_there_is_no_secret_from() {
+    let cluster = TestCluster::start("controller-credentials");
+    let dir = temp_dir("controller-credentials");
+    let run = format!("creds-{}", std::process::id());
+    let a = cluster.namespace("team-a", &[("repoint-test", run.as_str())]);
+    std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token");
+    let config = dir.join("repoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: repoint.dev/v1alpha1
+kind: Config
+credentials:
+  - {{registry: mirror.corp.example, username: robot, passwordFile: token.txt}}
+reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
+"
+        ),
+    )
+    .expect("config");
+    let controller = Controller::start(&config, cluster.kubeconfig(), &dir);
+    eventually(
+        &controller,
+        "the Secret carries the configured credentials",
+        || {
+            token_in(&cluster, &a).as_deref() == Some(TOKEN)
+                && lists_secret(&cluster, &a, "default")
+        },
+    );
+    assert!(!controller.log().contains(TOKEN));
+}
