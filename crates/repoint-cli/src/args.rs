@@ -49,6 +49,9 @@ pub enum Command {
     /// What a cluster needs to run the webhook.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Run the policy test suites (`repoint-test.yaml`) under PATH; exit 0
+    /// when every case passes, 1 when one fails, 2 when a suite cannot run.
+    Test(TestArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -293,6 +296,28 @@ pub struct ControllerArgs {
 pub struct FnArgs {
     #[command(flatten)]
     pub eval: EvalArgs,
+}
+
+/// How `repoint test` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    /// One line per case, then the counts.
+    Text,
+    /// JUnit XML, for CI systems.
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Suite files, or directories searched for `repoint-test.yaml` files
+    /// (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+    pub format: TestFormat,
+    /// Do not use the on-disk cache of compiled policies.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]

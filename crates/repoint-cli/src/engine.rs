@@ -105,17 +105,7 @@ pub fn build_chain(
     eval: &EvalOptions,
     long_running: bool,
 ) -> Result<(Runtime, Chain)> {
-    let options = RuntimeOptions {
-        timeout: eval.timeout.unwrap_or_else(|| config.timeout()),
-        memory: eval.memory.unwrap_or_else(|| config.memory()),
-        cache_dir: if eval.no_cache {
-            None
-        } else {
-            repoint_runtime::default_cache_dir()
-        },
-        // Each worker holds one instance at a time; leave room for checks.
-        concurrency: u32::try_from(eval.jobs() * 2 + 4).unwrap_or(u32::MAX),
-    };
+    let options = runtime_options(config, eval);
     let prober: Arc<dyn Prober> = if eval.offline || config.file.offline {
         Arc::new(Offline)
     } else {
@@ -125,6 +115,28 @@ pub fn build_chain(
         )?)
     };
     let runtime = Runtime::new(options, prober)?;
+    let chain = load_chain(config, &runtime)?;
+    Ok((runtime, chain))
+}
+
+/// The runtime options a config and the command line ask for.
+pub fn runtime_options(config: &Config, eval: &EvalOptions) -> RuntimeOptions {
+    RuntimeOptions {
+        timeout: eval.timeout.unwrap_or_else(|| config.timeout()),
+        memory: eval.memory.unwrap_or_else(|| config.memory()),
+        cache_dir: if eval.no_cache {
+            None
+        } else {
+            repoint_runtime::default_cache_dir()
+        },
+        // Each worker holds one instance at a time; leave room for checks.
+        concurrency: u32::try_from(eval.jobs() * 2 + 4).unwrap_or(u32::MAX),
+    }
+}
+
+/// Load and configure the config's policies, in order, on `runtime`;
+/// errors point at the config's line.
+pub fn load_chain(config: &Config, runtime: &Runtime) -> Result<Chain> {
     let mut chain = Chain {
         policies: Vec::new(),
         image_fields: config.file.image_fields.clone(),
@@ -156,7 +168,7 @@ pub fn build_chain(
             })?;
         chain.policies.push(configured);
     }
-    Ok((runtime, chain))
+    Ok(chain)
 }
 
 /// `f` applied to every item with up to `jobs` threads taking the next

@@ -21,6 +21,7 @@ mod materialize;
 mod report;
 mod run;
 mod serve;
+mod suite;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         args::Command::Controller(a) => controller::run(a),
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
+        args::Command::Test(a) => suite::run(a),
     };
     match result {
         Ok(code) => code,

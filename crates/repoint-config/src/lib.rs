@@ -310,7 +310,9 @@ pub struct Config {
     source: Stream,
 }
 
-fn key_path(path: &serde_path_to_error::Path) -> (String, String) {
+/// Where a deserialization error is: the key as dotted text
+/// (`policies[0].settings`) and as a JSON Pointer (`/policies/0/settings`).
+pub fn key_path(path: &serde_path_to_error::Path) -> (String, String) {
     use serde_path_to_error::Segment;
     let mut dotted = String::new();
     let mut pointer = String::new();
