@@ -52,6 +52,9 @@ pub enum Command {
     /// Run the policy test suites (`repoint-test.yaml`) under PATH; exit 0
     /// when every case passes, 1 when one fails, 2 when a suite cannot run.
     Test(TestArgs),
+    /// Print a shell completion script (`repoint completions bash >
+    /// /etc/bash_completion.d/repoint`).
+    Completions(CompletionsArgs),
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -296,6 +299,13 @@ pub struct ControllerArgs {
 pub struct FnArgs {
     #[command(flatten)]
     pub eval: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How `repoint test` reports.

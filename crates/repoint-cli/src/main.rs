@@ -82,6 +82,12 @@ fn main() -> ExitCode {
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
         args::Command::Test(a) => suite::run(a),
+        args::Command::Completions(a) => {
+            use clap::CommandFactory;
+            let mut command = args::Cli::command();
+            clap_complete::generate(a.shell, &mut command, "repoint", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
