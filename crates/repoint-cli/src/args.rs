@@ -52,6 +52,9 @@ pub enum Command {
     /// Run the policy test suites (`repoint-test.yaml`) under PATH; exit 0
     /// when every case passes, 1 when one fails, 2 when a suite cannot run.
     Test(TestArgs),
+    /// Start something new.
+    #[command(subcommand)]
+    New(NewCommand),
     /// Print a shell completion script (`repoint completions bash >
     /// /etc/bash_completion.d/repoint`).
     Completions(CompletionsArgs),
@@ -299,6 +302,44 @@ pub struct ControllerArgs {
 pub struct FnArgs {
     #[command(flatten)]
     pub eval: EvalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// A policy project that builds at once: an example rule, its test
+    /// suite, a config using it, and a README.
+    Policy(NewPolicyArgs),
+}
+
+/// The languages `repoint new policy` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyLanguage {
+    /// A crate on the repoint-policy SDK, built for wasm32-wasip2.
+    Rust,
+}
+
+impl PolicyLanguage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rust => "rust",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NewPolicyArgs {
+    /// The policy's name (also its crate's).
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value_t = PolicyLanguage::Rust)]
+    pub lang: PolicyLanguage,
+    /// Where to create it (default: ./NAME); must be empty or absent.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The repoint-policy SDK's directory (default: the one this repoint
+    /// was built from).
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

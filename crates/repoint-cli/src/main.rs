@@ -20,6 +20,7 @@ mod manifests;
 mod materialize;
 mod report;
 mod run;
+mod scaffold;
 mod serve;
 mod suite;
 
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
         args::Command::Test(a) => suite::run(a),
+        args::Command::New(args::NewCommand::Policy(a)) => scaffold::run(a),
         args::Command::Completions(a) => {
             use clap::CommandFactory;
             let mut command = args::Cli::command();

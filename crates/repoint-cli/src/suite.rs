@@ -254,7 +254,9 @@ fn find_suites(path: &Path) -> Result<Vec<PathBuf>> {
 
 fn run_suite(path: &Path, args: &TestArgs) -> SuiteResult {
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    let default_name = dir.file_name().map_or_else(
+    // `.` has no name; the directory it stands for has.
+    let default_name = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+    let default_name = default_name.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
