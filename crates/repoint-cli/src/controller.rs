@@ -108,10 +108,7 @@ pub fn spec(config: &Config) -> Result<Spec> {
             .exclude_namespaces
             .clone()
             .unwrap_or_else(|| DEFAULT_EXCLUDED.map(String::from).to_vec()),
-        service_accounts: entry
-            .service_accounts
-            .clone()
-            .unwrap_or_else(|| vec!["default".into()]),
+        service_accounts: entry.accounts(),
         resync: entry.resync.unwrap_or(Duration::from_secs(600)),
         retry: Duration::from_secs(10),
     })

@@ -92,10 +92,7 @@ fn rules(config: &Config) -> Vec<Value> {
 /// by name. A source Secret in the cluster is readable in its namespace
 /// only.
 fn reconciler_rbac(config: &Config, reconcile: &ReconcileEntry, ns: &str) -> Vec<Value> {
-    let accounts = reconcile
-        .service_accounts
-        .clone()
-        .unwrap_or_else(|| vec!["default".into()]);
+    let accounts = reconcile.accounts();
     let by_name = ["get", "list", "watch", "patch"];
     let mut rules = vec![
         json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}),

@@ -42,7 +42,7 @@ use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeO
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::args::{TestArgs, TestFormat};
+use crate::args::{EvalOptions, TestArgs, TestFormat};
 use crate::engine;
 
 /// The file name suites are found by.
@@ -345,20 +345,13 @@ impl Subject {
             pins.push((parsed, answer));
         }
         let prober = Arc::new(PinnedProbes(pins));
-        let cache_dir = if args.no_cache {
-            None
-        } else {
-            repoint_runtime::default_cache_dir()
-        };
         if let Some(config) = &suite.config {
             let config = repoint_config::Config::load(&dir.join(config))?;
-            let options = RuntimeOptions {
-                timeout: config.timeout(),
-                memory: config.memory(),
-                cache_dir,
-                ..RuntimeOptions::default()
+            let eval = EvalOptions {
+                no_cache: args.no_cache,
+                ..EvalOptions::default()
             };
-            let runtime = Runtime::new(options, prober)?;
+            let runtime = Runtime::new(engine::runtime_options(&config, &eval), prober)?;
             let chain = engine::load_chain(&config, &runtime)?;
             return Ok(Self {
                 runtime,
@@ -370,7 +363,7 @@ impl Subject {
         let options = RuntimeOptions {
             timeout: limits.and_then(|l| l.timeout).unwrap_or(defaults.timeout),
             memory: limits.and_then(|l| l.memory).unwrap_or(defaults.memory),
-            cache_dir,
+            cache_dir: defaults.cache_dir.filter(|_| !args.no_cache),
             ..defaults
         };
         let runtime = Runtime::new(options, prober)?;
@@ -527,26 +520,13 @@ fn run_case(
             });
         }
     }
-    let wanted_secrets: Vec<ExpectedSecret> = expect
-        .pull_secrets
-        .iter()
-        .map(|s| ExpectedSecret {
-            name: s.name.clone(),
-            namespace: s.namespace.clone(),
-            registries: s.registries.clone(),
-        })
-        .collect();
-    compare_requests("pull secrets", wanted_secrets, secrets, &mut problems);
-    let wanted_accounts: Vec<ExpectedAccount> = expect
-        .service_accounts
-        .iter()
-        .map(|a| ExpectedAccount {
-            name: Some(a.name.clone().unwrap_or_else(|| "default".into())),
-            namespace: a.namespace.clone(),
-            secret: a.secret.clone(),
-        })
-        .collect();
-    compare_requests("service accounts", wanted_accounts, accounts, &mut problems);
+    compare_requests("pull secrets", &expect.pull_secrets, secrets, &mut problems);
+    compare_requests(
+        "service accounts",
+        &expect.service_accounts,
+        accounts,
+        &mut problems,
+    );
 
     // The output: the input documents with the chain's changes.
     let mut actual: Vec<Value> = file
@@ -628,14 +608,14 @@ fn compare_messages(what: &str, wanted: &[String], got: &[String], problems: &mu
 /// namespace matches any.
 fn compare_requests<T: Ord + std::fmt::Debug + Expected>(
     what: &str,
-    wanted: Vec<T>,
+    wanted: &[T],
     mut got: Vec<T>,
     problems: &mut Vec<String>,
 ) {
     got.sort();
     let mut unmatched: Vec<&T> = got.iter().collect();
     let mut missing = Vec::new();
-    for w in &wanted {
+    for w in wanted {
         match unmatched.iter().position(|g| w.matches(g)) {
             Some(i) => {
                 unmatched.remove(i);
@@ -665,7 +645,8 @@ impl Expected for ExpectedSecret {
 
 impl Expected for ExpectedAccount {
     fn matches(&self, got: &Self) -> bool {
-        self.name == got.name
+        // An account left unnamed is `default`, as for a pod.
+        self.name.as_deref().unwrap_or("default") == got.name.as_deref().unwrap_or("default")
             && self.secret == got.secret
             && self
                 .namespace
@@ -688,15 +669,12 @@ fn output_differences(expected: &[Value], actual: &[Value], problems: &mut Vec<S
     let show = |v: Option<&Value>| v.map_or_else(|| "nothing".to_string(), Value::to_string);
     for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
         for op in patch::diff(a, e) {
-            let mut line = String::new();
-            let _ = write!(
-                line,
+            problems.push(format!(
                 "output: document {i} {}: expected {}, got {}",
                 if op.path.is_empty() { "/" } else { &op.path },
                 show(patch::get(e, &op.path)),
                 show(patch::get(a, &op.path)),
-            );
-            problems.push(line);
+            ));
         }
     }
 }

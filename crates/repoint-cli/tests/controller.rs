@@ -24,10 +24,11 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(config: &Path, kubeconfig: &Path, dir: &Path) -> Self {
+    /// `repoint controller`, its stderr in `log`.
+    fn start(config: &Path, kubeconfig: &Path, log: &Path) -> Self {
         let mut args = vec![OsString::from("controller"), "-c".into(), config.into()];
         args.extend(["--kubeconfig".into(), kubeconfig.into()]);
-        Self::spawn(&args, &dir.join("controller.log"))
+        Self::spawn(&args, log)
     }
 
     /// `repoint ARGS`, its stderr in `log`.
@@ -116,11 +117,7 @@ fn token_in(cluster: &TestCluster, ns: &str) -> Option<String> {
 
 /// Whether ServiceAccount `ns/name` lists the pull Secret.
 fn lists_secret(cluster: &TestCluster, ns: &str, name: &str) -> bool {
-    cluster
-        .get("v1", "ServiceAccount", Some(ns), name)
-        .and_then(|sa| sa.get("imagePullSecrets").cloned())
-        .and_then(|l| l.as_array().cloned())
-        .is_some_and(|l| l.iter().any(|e| e["name"] == SECRET))
+    listed(cluster.get("v1", "ServiceAccount", Some(ns), name))
 }
 
 #[test]
@@ -163,7 +160,7 @@ reconcile:
         ),
     )
     .expect("config");
-    let controller = Controller::start(&config, cluster.kubeconfig(), &dir);
+    let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
 
     // Namespaces that exist at start: the Secret, and the accounts.
     eventually(&controller, "team-a and team-b have the Secret", || {
@@ -200,6 +197,25 @@ reconcile:
     cluster.delete("v1", "Secret", Some(&a), SECRET);
     eventually(&controller, "the deleted Secret is back", || {
         token_in(&cluster, &a).as_deref() == Some(TOKEN)
+    });
+
+    // An edited Secret is put back.
+    let mut edited = cluster
+        .get("v1", "Secret", Some(&a), SECRET)
+        .expect("secret");
+    edited["data"][".dockerconfigjson"] =
+        json!(repoint_credentials::base64(&dockerconfigjson("tampered")));
+    cluster.replace(&edited);
+    eventually(&controller, "the edited Secret is restored", || {
+        token_in(&cluster, &a).as_deref() == Some(TOKEN)
+    });
+
+    // A namespace relabelled to match is set up.
+    let relabelled = cluster.namespace("relabelled", &[]);
+    cluster.replace(&json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": relabelled, "labels": {"repoint-test": run}}}));
+    eventually(&controller, "the relabelled namespace is set up", || {
+        token_in(&cluster, &relabelled).as_deref() == Some(TOKEN)
     });
 
     // An account created later, or stripped of the entry, lists it again.
@@ -269,7 +285,7 @@ reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
         ),
     )
     .expect("config");
-    let controller = Controller::start(&config, cluster.kubeconfig(), &dir);
+    let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
     eventually(&controller, "the missing source is reported", || {
         controller.log().contains("does not exist")
     });
@@ -278,6 +294,9 @@ reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
     eventually(&controller, "the source's arrival is copied", || {
         token_in(&cluster, &a).as_deref() == Some(TOKEN)
     });
+    // Said once, when it happened; not once per namespace or retry.
+    let log = controller.log();
+    assert_eq!(log.matches("does not exist").count(), 1, "{log}");
 }
 
 #[test]
@@ -470,7 +489,10 @@ reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
         ),
     )
     .expect("config");
-    let controller = Controller::start(&config, cluster.kubeconfig(), &dir);
+    // Two reconcilers side by side (the webhook's two replicas): they race
+    // on every write, and neither undoes the other or reports an error.
+    let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
+    let twin = Controller::start(&config, cluster.kubeconfig(), &dir.join("twin.log"));
     eventually(
         &controller,
         "the Secret carries the configured credentials",
@@ -479,5 +501,21 @@ reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
                 && lists_secret(&cluster, &a, "default")
         },
     );
-    assert!(!controller.log().contains(TOKEN));
+    for running in [controller, twin] {
+        let log = running.log();
+        assert!(!log.contains(TOKEN));
+        assert!(
+            !log.contains("\"level\":\"WARN\"") && !log.contains("\"level\":\"ERROR\""),
+            "{log}"
+        );
+        assert_eq!(running.stop(), 0);
+    }
+    let account = cluster
+        .get("v1", "ServiceAccount", Some(&a), "default")
+        .expect("account");
+    assert_eq!(
+        account["imagePullSecrets"],
+        json!([{"name": SECRET}]),
+        "listed once"
+    );
 }

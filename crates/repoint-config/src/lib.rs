@@ -251,6 +251,15 @@ pub struct ReconcileEntry {
     pub resync: Option<Duration>,
 }
 
+impl ReconcileEntry {
+    /// The accounts that list the Secret: as configured, or `default`.
+    pub fn accounts(&self) -> Vec<String> {
+        self.service_accounts
+            .clone()
+            .unwrap_or_else(|| vec!["default".into()])
+    }
+}
+
 /// The config file's contents.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -108,26 +108,25 @@ pub async fn run(
         selected = selected.labels(selector);
     }
 
-    let (contents_tx, contents) = watch::channel(Contents::Pending);
-    let (source_changed_tx, source_changed) = futures::channel::mpsc::unbounded::<()>();
-    let source_task = match &spec.source {
+    let (contents, source_task) = match &spec.source {
         Source::Fixed(json) => {
             let state = check_registries(&spec, json.clone(), "the configured credentials");
             announce(&state, &Contents::Pending);
-            contents_tx.send_replace(state);
-            None
+            (watch::channel(state).1, None)
         }
-        Source::Secret { namespace, .. } => Some(tokio::spawn(follow_source(
-            Api::namespaced(client.clone(), namespace),
-            spec.clone(),
-            contents_tx,
-            source_changed_tx,
-        ))),
+        Source::Secret { namespace, name } => {
+            let (tx, rx) = watch::channel(Contents::Pending);
+            let api = Api::namespaced(client.clone(), namespace);
+            let what = format!("secretFrom Secret {namespace}/{name}");
+            let task = follow_source(api, by_name(name), what, spec.clone(), tx);
+            (rx, Some(tokio::spawn(task)))
+        }
     };
+    // Each change of the source's contents goes over every namespace.
+    let source_changed = futures::stream::unfold(contents.clone(), |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    });
 
-    // Every watch of Secrets and ServiceAccounts names its object, so
-    // RBAC can grant it by `resourceNames` rather than over every Secret.
-    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
     let in_its_namespace =
         |meta: kube::core::ObjectMeta| meta.namespace.map(|ns| ObjectRef::new(&ns));
 
@@ -138,18 +137,18 @@ pub async fn run(
         "reconciler: watching namespaces"
     );
     let context = Arc::new(Context {
-        writer: Writer::new(client, false),
+        writer: Writer::new(client.clone(), false),
         spec: spec.clone(),
         contents,
     });
     let mut controller = Controller::new(namespaces, selected).watches(
-        Api::<Secret>::all(context.writer.client()),
+        Api::<Secret>::all(client.clone()),
         by_name(&spec.secret_name),
         move |s| in_its_namespace(s.metadata),
     );
     for account in &spec.service_accounts {
         controller = controller.watches(
-            Api::<ServiceAccount>::all(context.writer.client()),
+            Api::<ServiceAccount>::all(client.clone()),
             by_name(account),
             move |a| in_its_namespace(a.metadata),
         );
@@ -182,19 +181,22 @@ pub async fn run(
     Ok(())
 }
 
-/// Keep `contents` up to date with the source Secret, and tell the
-/// controller to go over every namespace when it changes.
+/// A watch of the objects called `name` only. Every watch of Secrets and
+/// ServiceAccounts names its object, so RBAC can grant it by
+/// `resourceNames` rather than over every Secret.
+fn by_name(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
+}
+
+/// Keep `contents` up to date with the source Secret (`what`, watched
+/// through `api` with `config`); receivers see only real changes.
 async fn follow_source(
     api: Api<Secret>,
+    config: watcher::Config,
+    what: String,
     spec: Spec,
     contents: watch::Sender<Contents>,
-    changed: futures::channel::mpsc::UnboundedSender<()>,
 ) {
-    let Source::Secret { namespace, name } = &spec.source else {
-        return;
-    };
-    let what = format!("secretFrom Secret {namespace}/{name}");
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     // During a (re)list: whether the Secret was in it.
     let mut listed: Option<Secret> = None;
@@ -231,13 +233,14 @@ async fn follow_source(
                 )),
             },
         };
-        let before = contents.send_replace(state.clone());
-        if before != state {
-            announce(&state, &before);
-            if changed.unbounded_send(()).is_err() {
-                return;
+        contents.send_if_modified(|current| {
+            if *current == state {
+                return false;
             }
-        }
+            announce(&state, current);
+            *current = state;
+            true
+        });
     }
 }
 

@@ -60,11 +60,6 @@ impl Writer {
         }
     }
 
-    /// The client writes go through.
-    pub fn client(&self) -> kube::Client {
-        self.client.clone()
-    }
-
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
             Some(ns) if kind.namespaced => {
@@ -281,13 +276,13 @@ impl Writer {
         let Some(existing) = self.get(&kind, Some(namespace), account).await? else {
             return Ok(None);
         };
-        self.patch_guarded(&kind, Some(namespace), account, Some(existing), |sa| {
-            Ok(repoint_core::actions::pull_secret_additions(
-                sa,
-                "/imagePullSecrets",
-                secrets,
-            ))
-        })
+        self.patch_guarded(
+            &kind,
+            Some(namespace),
+            account,
+            Some(existing),
+            listing(secrets),
+        )
         .await
         .map(Some)
     }
@@ -306,14 +301,19 @@ impl Writer {
             namespace,
             account,
             || repoint_core::actions::service_account(namespace, account, secrets),
-            |sa| {
-                Ok(repoint_core::actions::pull_secret_additions(
-                    sa,
-                    "/imagePullSecrets",
-                    secrets,
-                ))
-            },
+            listing(secrets),
         )
         .await
+    }
+}
+
+/// The plan that makes a ServiceAccount list each of `secrets`.
+fn listing(secrets: &[String]) -> impl FnMut(&Value) -> Result<Vec<PatchOp>, KubeError> + '_ {
+    |sa| {
+        Ok(repoint_core::actions::pull_secret_additions(
+            sa,
+            "/imagePullSecrets",
+            secrets,
+        ))
     }
 }

@@ -99,7 +99,6 @@ pub async fn handle(
                     term.strip_prefix("metadata.name==")
                         .or_else(|| term.strip_prefix("metadata.name="))
                 })
-                .filter(|_| verb != "create")
                 .unwrap_or("");
             if let Some(e) = shared.refused(verb, &resource, ns.as_deref(), pinned) {
                 return error(&e);
