@@ -120,6 +120,17 @@ fn lists_secret(cluster: &TestCluster, ns: &str, name: &str) -> bool {
     listed(cluster.get("v1", "ServiceAccount", Some(ns), name))
 }
 
+/// `repoint.yaml` in `dir`: a Config with `body` after its header.
+fn config_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("repoint.yaml");
+    std::fs::write(
+        &path,
+        format!("apiVersion: repoint.dev/v1alpha1\nkind: Config\n{body}"),
+    )
+    .expect("config");
+    path
+}
+
 #[test]
 fn the_pull_secret_is_kept_in_every_selected_namespace() {
     let cluster = TestCluster::start("controller");
@@ -142,13 +153,10 @@ fn the_pull_secret_is_kept_in_every_selected_namespace() {
     theirs["metadata"]["name"] = json!(SECRET);
     cluster.create(&theirs);
 
-    let config = dir.join("repoint.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: repoint.dev/v1alpha1
-kind: Config
-secretFrom: {{namespace: {platform}, name: regcred}}
+    let config = config_file(
+        &dir,
+        &format!(
+            "secretFrom: {{namespace: {platform}, name: regcred}}
 reconcile:
   secretName: {SECRET}
   registries: [mirror.corp.example]
@@ -158,8 +166,7 @@ reconcile:
   resync: 1h
 "
         ),
-    )
-    .expect("config");
+    );
     let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
 
     // Namespaces that exist at start: the Secret, and the accounts.
@@ -273,18 +280,14 @@ fn a_missing_source_leaves_everything_as_it_is_until_it_appears() {
     let run = format!("late-{}", std::process::id());
     let platform = cluster.namespace("platform", &[]);
     let a = cluster.namespace("team-a", &[("repoint-test", run.as_str())]);
-    let config = dir.join("repoint.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: repoint.dev/v1alpha1
-kind: Config
-secretFrom: {{namespace: {platform}, name: regcred}}
+    let config = config_file(
+        &dir,
+        &format!(
+            "secretFrom: {{namespace: {platform}, name: regcred}}
 reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
 "
         ),
-    )
-    .expect("config");
+    );
     let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
     eventually(&controller, "the missing source is reported", || {
         controller.log().contains("does not exist")
@@ -476,19 +479,15 @@ fn credentials_are_the_source_when_there_is_no_secret_from() {
     let run = format!("creds-{}", std::process::id());
     let a = cluster.namespace("team-a", &[("repoint-test", run.as_str())]);
     std::fs::write(dir.join("token.txt"), format!("{TOKEN}\n")).expect("token");
-    let config = dir.join("repoint.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: repoint.dev/v1alpha1
-kind: Config
-credentials:
+    let config = config_file(
+        &dir,
+        &format!(
+            "credentials:
   - {{registry: mirror.corp.example, username: robot, passwordFile: token.txt}}
 reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
 "
         ),
-    )
-    .expect("config");
+    );
     // Two reconcilers side by side (the webhook's two replicas): they race
     // on every write, and neither undoes the other or reports an error.
     let controller = Controller::start(&config, cluster.kubeconfig(), &dir.join("controller.log"));
