@@ -316,12 +316,18 @@ pub enum NewCommand {
 pub enum PolicyLanguage {
     /// A crate on the repoint-policy SDK, built for wasm32-wasip2.
     Rust,
+    /// A module built with componentize-py (PyPI).
+    Python,
+    /// A module built with componentize-js (npm).
+    Js,
 }
 
 impl PolicyLanguage {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rust => "rust",
+            Self::Python => "python",
+            Self::Js => "js",
         }
     }
 }
@@ -336,8 +342,8 @@ pub struct NewPolicyArgs {
     /// Where to create it (default: ./NAME); must be empty or absent.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The repoint-policy SDK's directory (default: the one this repoint
-    /// was built from).
+    /// The repoint-policy SDK's directory, for a Rust policy (default:
+    /// the one this repoint was built from).
     #[arg(long)]
     pub sdk: Option<PathBuf>,
 }

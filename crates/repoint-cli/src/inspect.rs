@@ -51,15 +51,24 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             "contract:    {} (world policy: info, configure, evaluate; imports host, types)",
             loaded.contract
         )?;
-        writeln!(
-            out,
-            "settings:    {}",
-            if info.settings_schema.is_some() {
-                "JSON Schema published (see --json)"
-            } else {
-                "no schema published"
-            }
-        )?;
+        match info.settings_schema.as_deref() {
+            None => writeln!(out, "settings:    no schema published")?,
+            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(schema) => {
+                    writeln!(out, "settings:")?;
+                    let rows = crate::schema::settings(&schema);
+                    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+                    for row in &rows {
+                        writeln!(out, "  {:width$}  {}", row.name, row.summary())?;
+                    }
+                    writeln!(out, "settings schema:")?;
+                    for line in serde_json::to_string_pretty(&schema)?.lines() {
+                        writeln!(out, "  {line}")?;
+                    }
+                }
+                Err(e) => writeln!(out, "settings:    the published schema is not JSON ({e})")?,
+            },
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,7 @@ mod materialize;
 mod report;
 mod run;
 mod scaffold;
+mod schema;
 mod serve;
 mod suite;
 
@@ -93,6 +94,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("repoint: error: {e:#}");
             ExitCode::from(2)

@@ -9,41 +9,156 @@ use anyhow::{Context, Result, bail};
 
 use crate::args::{NewPolicyArgs, PolicyLanguage};
 
-/// The Rust project, as (path, template). `{{name}}` is the policy's
-/// name, `{{crate}}` its crate name, `{{sdk}}` the SDK's directory.
-const RUST: &[(&str, &str)] = &[
-    (
-        "Cargo.toml",
-        include_str!("../templates/policy-rust/Cargo.toml.tmpl"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../templates/policy-rust/src/lib.rs.tmpl"),
-    ),
-    (
-        "repoint-test.yaml",
-        include_str!("../templates/policy-rust/repoint-test.yaml.tmpl"),
-    ),
-    (
-        "repoint.yaml",
-        include_str!("../templates/policy-rust/repoint.yaml.tmpl"),
-    ),
-    (
-        "examples/pod.yaml",
-        include_str!("../templates/policy-rust/examples/pod.yaml.tmpl"),
-    ),
-    (
-        "README.md",
-        include_str!("../templates/policy-rust/README.md.tmpl"),
-    ),
-    (
-        ".gitignore",
-        include_str!("../templates/policy-rust/gitignore.tmpl"),
-    ),
-    // The versions this repoint was built and tested with; cargo drops
-    // what the policy does not use.
-    ("Cargo.lock", include_str!("../../../Cargo.lock")),
+/// A project to write: its files as (path, template) and the name the
+/// templates use for the policy. Its README's first `sh` block holds the
+/// commands to run next.
+struct Project {
+    files: &'static [(&'static str, &'static str)],
+    /// Replaced by the policy's name wherever it appears.
+    name: &'static str,
+}
+
+/// The commands of a README's first `sh` block, comments left out.
+fn readme_commands(readme: &str) -> Vec<&str> {
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_default();
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The Rust project. `{{name}}` is the policy's name, `{{crate}}` its
+/// crate name, `{{sdk}}` the SDK's directory.
+const RUST: Project = Project {
+    files: &[
+        (
+            "Cargo.toml",
+            include_str!("../templates/policy-rust/Cargo.toml.tmpl"),
+        ),
+        (
+            "src/lib.rs",
+            include_str!("../templates/policy-rust/src/lib.rs.tmpl"),
+        ),
+        (
+            "repoint-test.yaml",
+            include_str!("../templates/policy-rust/repoint-test.yaml.tmpl"),
+        ),
+        (
+            "repoint.yaml",
+            include_str!("../templates/policy-rust/repoint.yaml.tmpl"),
+        ),
+        (
+            "examples/pod.yaml",
+            include_str!("../templates/policy-rust/examples/pod.yaml.tmpl"),
+        ),
+        (
+            "README.md",
+            include_str!("../templates/policy-rust/README.md.tmpl"),
+        ),
+        (
+            ".gitignore",
+            include_str!("../templates/policy-rust/gitignore.tmpl"),
+        ),
+        // The versions this repoint was built and tested with; cargo drops
+        // what the policy does not use.
+        ("Cargo.lock", include_str!("../../../Cargo.lock")),
+    ],
+    name: "{{name}}",
+};
+
+/// The contract, which the Python and JavaScript toolchains read to
+/// generate their bindings.
+const WIT: [(&str, &str); 3] = [
+    ("wit/world.wit", include_str!("../../../wit/world.wit")),
+    ("wit/types.wit", include_str!("../../../wit/types.wit")),
+    ("wit/host.wit", include_str!("../../../wit/host.wit")),
 ];
+
+/// The Python project is the example in `examples/policies/python`, whose
+/// `wit/` links to the contract; tests build both.
+const PYTHON: Project = Project {
+    files: &[
+        WIT[0],
+        WIT[1],
+        WIT[2],
+        (
+            "app.py",
+            include_str!("../../../examples/policies/python/app.py"),
+        ),
+        (
+            "requirements.txt",
+            include_str!("../../../examples/policies/python/requirements.txt"),
+        ),
+        (
+            "repoint-test.yaml",
+            include_str!("../../../examples/policies/python/repoint-test.yaml"),
+        ),
+        (
+            "repoint.yaml",
+            include_str!("../../../examples/policies/python/repoint.yaml"),
+        ),
+        (
+            "examples/pod.yaml",
+            include_str!("../../../examples/policies/python/examples/pod.yaml"),
+        ),
+        (
+            "README.md",
+            include_str!("../../../examples/policies/python/README.md"),
+        ),
+        (
+            ".gitignore",
+            include_str!("../../../examples/policies/python/.gitignore"),
+        ),
+    ],
+    name: "allowed-registries-py",
+};
+
+/// The JavaScript project is the example in `examples/policies/js`.
+const JS: Project = Project {
+    files: &[
+        WIT[0],
+        WIT[1],
+        WIT[2],
+        (
+            "policy.js",
+            include_str!("../../../examples/policies/js/policy.js"),
+        ),
+        (
+            "package.json",
+            include_str!("../../../examples/policies/js/package.json"),
+        ),
+        (
+            "package-lock.json",
+            include_str!("../../../examples/policies/js/package-lock.json"),
+        ),
+        (
+            "repoint-test.yaml",
+            include_str!("../../../examples/policies/js/repoint-test.yaml"),
+        ),
+        (
+            "repoint.yaml",
+            include_str!("../../../examples/policies/js/repoint.yaml"),
+        ),
+        (
+            "examples/pod.yaml",
+            include_str!("../../../examples/policies/js/examples/pod.yaml"),
+        ),
+        (
+            "README.md",
+            include_str!("../../../examples/policies/js/README.md"),
+        ),
+        (
+            ".gitignore",
+            include_str!("../../../examples/policies/js/.gitignore"),
+        ),
+    ],
+    name: "allowed-registries-js",
+};
 
 /// Where this build's SDK sources are (a path dependency works from
 /// anywhere on this machine).
@@ -74,22 +189,31 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let templates = match args.lang {
+    let project = match args.lang {
         PolicyLanguage::Rust => RUST,
+        PolicyLanguage::Python => PYTHON,
+        PolicyLanguage::Js => JS,
     };
-    let sdk = args.sdk.clone().unwrap_or_else(built_sdk);
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "the repoint-policy SDK is not at {} (give its directory with --sdk)",
-            sdk.display()
-        )
-    })?;
+    let sdk = match args.lang {
+        PolicyLanguage::Rust => {
+            let sdk = args.sdk.clone().unwrap_or_else(built_sdk);
+            let sdk = sdk.canonicalize().with_context(|| {
+                format!(
+                    "the repoint-policy SDK is not at {} (give its directory with --sdk)",
+                    sdk.display()
+                )
+            })?;
+            sdk.display().to_string()
+        }
+        _ if args.sdk.is_some() => bail!("--sdk is for Rust policies only"),
+        _ => String::new(),
+    };
     let crate_name = name.replace('-', "_");
-    for (path, template) in templates {
+    for (path, template) in project.files {
         let text = template
-            .replace("{{name}}", name)
+            .replace(project.name, name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{sdk}}", &sdk.display().to_string());
+            .replace("{{sdk}}", &sdk);
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
@@ -103,8 +227,13 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
         args.lang.as_str()
     );
     println!("  cd {}", dir.display());
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  repoint test");
-    println!("  repoint run -c repoint.yaml examples/pod.yaml");
+    let readme = project
+        .files
+        .iter()
+        .find(|(path, _)| *path == "README.md")
+        .map_or("", |(_, text)| text);
+    for command in readme_commands(readme) {
+        println!("  {command}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -221,7 +221,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
 }
 
 /// `path` itself if it is a suite file, else every suite under it in path
-/// order (build output, VCS and dependency directories skipped).
+/// order (build output, hidden, VCS and dependency directories skipped).
 fn find_suites(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -235,11 +235,12 @@ fn find_suites(path: &Path) -> Result<Vec<PathBuf>> {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
             let p = entry.path();
             let name = entry.file_name();
-            if p.is_dir() {
-                let skip = matches!(
-                    name.to_str(),
-                    Some("target" | "node_modules" | ".git" | "__pycache__")
-                );
+            // Symbolic links to directories are not followed (no loops).
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let skip = name.to_str().is_none_or(|name| {
+                    name.starts_with('.')
+                        || matches!(name, "target" | "node_modules" | "__pycache__")
+                });
                 if !skip {
                     pending.push(p);
                 }

@@ -441,6 +441,27 @@ fn policy_inspect() {
     let v: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(v["mutating"], false);
     assert_eq!(v["settingsSchema"]["required"], json!(["allow"]));
+    // The text form lists the settings, then the schema itself.
+    let out = repoint(&["policy", "inspect", "builtin:allowed-registries"], "");
+    assert!(
+        out.stdout.contains(
+            "settings:\n  allow          array of string, required: Registries, registry/path prefixes or globs images may come from.\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("  enforcement    \"deny\" | \"warn\", default \"deny\"\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("settings schema:\n  {\n    \"$schema\": \"https://json-schema.org/draft/2020-12/schema\","),
+        "{}",
+        out.stdout
+    );
     let dir = temp_dir("inspect");
     let not_wasm = dir.join("x.wasm");
     std::fs::write(&not_wasm, b"not a component").expect("write");

@@ -1,10 +1,18 @@
 //! `repoint new policy`: from an empty directory, following only the
-//! scaffold's README, a new Rust policy builds, its suite passes, and
-//! `repoint run` uses it.
+//! scaffold's README, a new policy builds, its suite passes, and `repoint
+//! run` uses it.
+//!
+//! The Python and JavaScript projects are the examples in
+//! `examples/policies/`, so these tests also prove that those build and
+//! pass their suites. Their build tools (componentize-py, componentize-js)
+//! are the ones `.ci/setup` installs into the examples (`.venv`,
+//! `node_modules`) and are linked into the new project in place of the
+//! README's install step; without them those tests skip, unless
+//! `REPOINT_REQUIRE_COMPONENTIZE` is set (CI sets it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use repoint_tests::{run_command, run_command_env, temp_dir};
+use repoint_tests::{Output, repo_root, run_command, run_command_env, temp_dir};
 
 fn repoint() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_repoint"))
@@ -25,6 +33,31 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
+/// PATH with the binary under test first, so the README's `repoint` is it.
+fn path_with_repoint() -> String {
+    let bin_dir = repoint().parent().expect("bin dir");
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Run each command in `dir` with `sh`, as a reader of the README would;
+/// the outputs, each checked to succeed.
+fn follow(dir: &Path, commands: &[String]) -> Vec<Output> {
+    let path = path_with_repoint();
+    commands
+        .iter()
+        .map(|command| {
+            let script = format!("cd '{}' && {command}", dir.display());
+            let out = run_command_env(Path::new("sh"), &["-c", &script], "", &[("PATH", &path)]);
+            assert_eq!(out.code, 0, "{command}:\n{}\n{}", out.stdout, out.stderr);
+            out
+        })
+        .collect()
+}
+
 #[test]
 fn a_new_rust_policy_builds_passes_its_suite_and_runs() {
     let root = temp_dir("scaffold");
@@ -40,20 +73,7 @@ fn a_new_rust_policy_builds_passes_its_suite_and_runs() {
     let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
     let commands = readme_commands(&readme);
     assert_eq!(commands.len(), 3, "build, test, run: {commands:?}");
-    // `repoint` on PATH is the binary under test.
-    let bin_dir = repoint().parent().expect("bin dir");
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut outputs = Vec::new();
-    for command in &commands {
-        let script = format!("cd {dir_arg} && {command}");
-        let out = run_command_env(Path::new("sh"), &["-c", &script], "", &[("PATH", &path)]);
-        assert_eq!(out.code, 0, "{command}:\n{}\n{}", out.stdout, out.stderr);
-        outputs.push(out);
-    }
+    let outputs = follow(&dir, &commands);
     assert!(
         dir.join("target/wasm32-wasip2/release/no_latest.wasm")
             .is_file()
@@ -112,4 +132,142 @@ fn a_new_rust_policy_builds_passes_its_suite_and_runs() {
         "{}",
         bad.stderr
     );
+}
+
+/// A policy in another language: scaffold it as NAME, link the example's
+/// installed build tool in, follow the rest of the README, and check the
+/// suite's result and what `repoint run` and `policy inspect` say.
+fn new_policy_in(lang: &str, installed: &str, install_step: &str) -> Option<PathBuf> {
+    let tools = repo_root()
+        .join("examples/policies")
+        .join(lang)
+        .join(installed);
+    if !tools.exists() {
+        assert!(
+            std::env::var_os("REPOINT_REQUIRE_COMPONENTIZE").is_none(),
+            "REPOINT_REQUIRE_COMPONENTIZE is set but {} is missing (run .ci/setup)",
+            tools.display()
+        );
+        eprintln!("{} missing (run .ci/setup): skipping", tools.display());
+        return None;
+    }
+    let dir = temp_dir(&format!("scaffold-{lang}")).join("registry-gate");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let out = run_command(
+        repoint(),
+        &[
+            "new",
+            "policy",
+            "registry-gate",
+            "--lang",
+            lang,
+            "--dir",
+            &dir_arg,
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
+    let commands = readme_commands(&readme);
+    assert_eq!(commands.len(), 4, "install, build, test, run: {commands:?}");
+    assert!(commands[0].contains(install_step), "{commands:?}");
+    std::os::unix::fs::symlink(&tools, dir.join(installed)).expect("link the build tool");
+    let outputs = follow(&dir, &commands[1..]);
+
+    assert!(dir.join("policy.wasm").is_file());
+    assert!(
+        outputs[1].stdout.contains("6 passed, 0 failed"),
+        "{}",
+        outputs[1].stdout
+    );
+    assert!(
+        outputs[2]
+            .stderr
+            .contains("[registry-gate] mirror.corp.example/app:latest uses :latest; pin a version"),
+        "{}",
+        outputs[2].stderr
+    );
+
+    // A denial through `repoint run` exits 1 and names the image.
+    let config = dir.join("repoint.yaml");
+    let denied = run_command(
+        repoint(),
+        &["run", "-c", &config.to_string_lossy(), "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: web, image: 'nginx:1.27'}]}\n",
+    );
+    assert_eq!(denied.code, 1, "{}{}", denied.stdout, denied.stderr);
+    assert!(
+        denied
+            .stderr
+            .contains("nginx:1.27 comes from docker.io, which is not an allowed registry"),
+        "{}",
+        denied.stderr
+    );
+
+    // It says what it is, settings schema and contract included.
+    let inspect = run_command(
+        repoint(),
+        &[
+            "policy",
+            "inspect",
+            &dir.join("policy.wasm").to_string_lossy(),
+        ],
+        "",
+    );
+    assert_eq!(inspect.code, 0, "{}", inspect.stderr);
+    for expected in [
+        "name:        registry-gate",
+        "contract:    repoint:policy@0.1.0",
+        "\"title\": \"registry-gate settings\"",
+    ] {
+        assert!(
+            inspect.stdout.contains(expected),
+            "{expected}: {}",
+            inspect.stdout
+        );
+    }
+    Some(dir)
+}
+
+#[test]
+fn a_new_python_policy_builds_passes_its_suite_and_runs() {
+    let Some(dir) = new_policy_in("python", ".venv", "pip install -r requirements.txt") else {
+        return;
+    };
+    // Built against another version of the contract, it is refused, and
+    // the message says so.
+    for file in ["world.wit", "types.wit", "host.wit"] {
+        let path = dir.join("wit").join(file);
+        let text = std::fs::read_to_string(&path).expect("wit");
+        std::fs::write(
+            &path,
+            text.replace("repoint:policy@0.1.0", "repoint:policy@0.2.0"),
+        )
+        .expect("wit");
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
+    follow(&dir, &readme_commands(&readme)[1..2]);
+    let inspect = run_command(
+        repoint(),
+        &[
+            "policy",
+            "inspect",
+            &dir.join("policy.wasm").to_string_lossy(),
+        ],
+        "",
+    );
+    assert_eq!(inspect.code, 2, "{}", inspect.stdout);
+    assert!(
+        inspect.stderr.contains(
+            "it was built against repoint:policy@0.2.0, and this host speaks repoint:policy@0.1.0"
+        ),
+        "{}",
+        inspect.stderr
+    );
+}
+
+#[test]
+fn a_new_javascript_policy_builds_passes_its_suite_and_runs() {
+    let _ = new_policy_in("js", "node_modules", "npm ci");
 }

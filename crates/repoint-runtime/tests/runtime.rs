@@ -79,6 +79,52 @@ fn builtins_are_embedded_and_describe_themselves() {
     );
 }
 
+/// `bytes` with every `from` replaced by `to`, which is as long, so the
+/// component's length-prefixed names stay well formed.
+fn replace_same_length(bytes: &[u8], from: &str, to: &str) -> (Vec<u8>, usize) {
+    assert_eq!(from.len(), to.len());
+    let (mut out, mut count, mut i) = (Vec::with_capacity(bytes.len()), 0, 0);
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from.as_bytes()) {
+            out.extend_from_slice(to.as_bytes());
+            i += from.len();
+            count += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    (out, count)
+}
+
+#[test]
+fn a_component_built_against_another_contract_version_is_refused() {
+    // A real policy, its imports and exports renamed as a build against
+    // `package repoint:policy@1.0.0;` names them. (The scaffold test
+    // builds one from an edited wit/ for real, where componentize-py is
+    // installed.)
+    let bytes = builtins::get("registry-mirror").expect("built-in");
+    let (renamed, count) = replace_same_length(
+        bytes,
+        "repoint:policy/types@0.1.0",
+        "repoint:policy/types@1.0.0",
+    );
+    assert!(count > 0, "the component names repoint:policy/types@0.1.0");
+    let (renamed, _) = replace_same_length(
+        &renamed,
+        "repoint:policy/host@0.1.0",
+        "repoint:policy/host@1.0.0",
+    );
+    let rt = runtime(Duration::from_secs(1));
+    let err = rt
+        .load_bytes(PolicySource::File("future.wasm".into()), &renamed)
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "future.wasm is not a repoint policy component (repoint:policy@0.1.0): it was built against repoint:policy@1.0.0, and this host speaks repoint:policy@0.1.0"
+    );
+}
+
 #[test]
 fn registry_mirror_rewrites_through_the_sandbox() {
     let rt = runtime(Duration::from_secs(1));
