@@ -7,6 +7,10 @@
 //!   built-ins over the corpus replicated to ~100 MB, at one thread and at
 //!   all cores, against an identity run (no policies) and, when `kubectl` is
 //!   on PATH, against `kubectl kustomize` doing the same rewrites.
+//! - `cargo xtask codegen [--check]`: write the documentation generated
+//!   from the sources it describes (`docs/contract.md`, `docs/cli.md`,
+//!   `docs/man/`, `docs/policies/`), or with `--check` fail naming what is
+//!   stale; `repoint codegen` does the work.
 //! - `cargo xtask loadtest [--seconds N] [--concurrency N] [--rate N]`:
 //!   `repoint serve` under `oha` over TLS, against an empty policy set, and
 //!   with 10% of the requests going to a looping policy.
@@ -26,9 +30,10 @@ fn main() -> ExitCode {
         Some("check-wasm") => check_wasm(),
         Some("bench") => bench::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
+        Some("codegen") => codegen(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask check-wasm | bench [--size MB] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
             );
             return ExitCode::from(2);
         }
@@ -109,5 +114,34 @@ fn check_wasm() -> Result<()> {
         bail!("repoint-core does not build for {WASM_TARGET}");
     }
     println!("repoint-core builds for {WASM_TARGET}");
+    Ok(())
+}
+
+fn codegen(args: &[String]) -> Result<()> {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        _ => bail!("usage: cargo xtask codegen [--check]"),
+    };
+    let root = bench::root();
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "repoint-cli",
+        "--",
+        "codegen",
+        "--root",
+    ]);
+    command.arg(&root);
+    if check {
+        command.arg("--check");
+    }
+    let status = command.status().context("running repoint codegen")?;
+    if !status.success() {
+        bail!("repoint codegen failed");
+    }
     Ok(())
 }

@@ -61,6 +61,19 @@ pub enum Command {
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Write the generated documentation (`cargo xtask codegen`).
+    #[command(hide = true)]
+    Codegen(CodegenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CodegenArgs {
+    /// The repository's root.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Write nothing; exit 1 naming each file that is out of date.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Subcommand)]

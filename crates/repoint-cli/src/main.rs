@@ -9,6 +9,7 @@
 mod args;
 mod cluster;
 mod controller;
+mod docs;
 mod engine;
 mod files;
 mod images;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
         args::Command::Test(a) => suite::run(a),
+        args::Command::Codegen(a) => docs::run(a),
         args::Command::New(args::NewCommand::Policy(a)) => scaffold::run(a),
         args::Command::Completions(a) => {
             use clap::CommandFactory;

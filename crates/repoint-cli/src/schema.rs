@@ -32,25 +32,34 @@ impl Setting {
     }
 }
 
-/// The settings `schema` describes, in the order written.
+/// The settings `schema` describes, in the order written; the fields of
+/// an object, or of a list's objects, follow it as `rules[].match`.
 pub fn settings(schema: &Value) -> Vec<Setting> {
+    let mut out = Vec::new();
+    collect(schema, "", &mut out);
+    out
+}
+
+fn collect(schema: &Value, prefix: &str, out: &mut Vec<Setting>) {
     let required: Vec<&str> = schema["required"]
         .as_array()
         .map(|names| names.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let Some(properties) = schema["properties"].as_object() else {
-        return Vec::new();
+        return;
     };
-    properties
-        .iter()
-        .map(|(name, property)| Setting {
+    for (name, property) in properties {
+        let name = format!("{prefix}{name}");
+        out.push(Setting {
             name: name.clone(),
             kind: kind(property),
-            required: required.contains(&name.as_str()),
+            required: required.contains(&&name[prefix.len()..]),
             default: property.get("default").map(Value::to_string),
             description: property["description"].as_str().map(String::from),
-        })
-        .collect()
+        });
+        collect(property, &format!("{name}."), out);
+        collect(&property["items"], &format!("{name}[]."), out);
+    }
 }
 
 /// A property's type in words.
@@ -92,7 +101,8 @@ mod tests {
             "properties": {
                 "allow": {"type": "array", "items": {"type": "string"}, "description": "Where from."},
                 "enforcement": {"enum": ["deny", "warn"], "default": "deny"},
-                "rules": {"type": "array", "items": {"type": "object"}},
+                "rules": {"type": "array", "items": {"type": "object", "required": ["match"],
+                          "properties": {"match": {"type": "string"}}}},
             }
         });
         let rows: Vec<String> = settings(&schema)
@@ -105,6 +115,7 @@ mod tests {
                 "allow array of string, required: Where from.",
                 "enforcement \"deny\" | \"warn\", default \"deny\"",
                 "rules array of object",
+                "rules[].match string, required",
             ]
         );
     }

@@ -1,0 +1,121 @@
+//! The generated documentation is current (`cargo xtask codegen --check`
+//! runs the same check), the check fails when it is not, and the
+//! hand-written docs' config examples are configs repoint accepts.
+
+use std::path::Path;
+
+use repoint_tests::{Output, repo_root, run_command, temp_dir};
+
+fn codegen(root: &Path, check: bool) -> Output {
+    let root = root.to_string_lossy();
+    let mut args = vec!["codegen", "--root", &root];
+    if check {
+        args.push("--check");
+    }
+    run_command(Path::new(env!("CARGO_BIN_EXE_repoint")), &args, "")
+}
+
+#[test]
+fn generated_docs_are_up_to_date() {
+    let out = codegen(&repo_root(), true);
+    assert_eq!(
+        out.code, 0,
+        "the generated docs are stale; run `cargo xtask codegen`:\n{}",
+        out.stderr
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_check_names_what_is_missing_stale_or_left_over() {
+    // A root with the sources only: everything is missing.
+    let root = temp_dir("codegen");
+    copy_dir(&repo_root().join("wit"), &root.join("wit"));
+    copy_dir(&repo_root().join("policies"), &root.join("policies"));
+    let out = codegen(&root, true);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("docs/contract.md: missing"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run `cargo xtask codegen`"),
+        "{}",
+        out.stderr
+    );
+
+    // Written, it checks clean.
+    assert_eq!(codegen(&root, false).code, 0);
+    assert_eq!(codegen(&root, true).code, 0);
+
+    // A changed doc comment makes the contract page stale; a page for a
+    // policy that is gone is left over.
+    let world = root.join("wit/world.wit");
+    let text = std::fs::read_to_string(&world).expect("world.wit");
+    std::fs::write(
+        &world,
+        text.replace("/// Describe the policy.", "/// Say what the policy is."),
+    )
+    .expect("write");
+    std::fs::write(root.join("docs/policies/gone.md"), "old").expect("write");
+    let out = codegen(&root, true);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("docs/contract.md: out of date"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("docs/policies/gone.md: no longer generated"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("docs/cli.md"), "{}", out.stderr);
+    assert_eq!(codegen(&root, false).code, 0);
+    let contract = std::fs::read_to_string(root.join("docs/contract.md")).expect("contract");
+    assert!(contract.contains("Say what the policy is."));
+    assert!(!root.join("docs/policies/gone.md").exists());
+}
+
+/// Every YAML block of a hand-written page that is a repoint config (or a
+/// test suite) is accepted by repoint: the config reference cannot show
+/// a config that does not load.
+#[test]
+fn the_config_examples_in_the_docs_load() {
+    let root = repo_root();
+    let mut checked = 0;
+    for page in ["docs/config.md", "docs/guide.md", "README.md"] {
+        let text = std::fs::read_to_string(root.join(page)).expect(page);
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let block = block.split("```").next().expect("block");
+            if !block.contains("kind: Config") {
+                continue;
+            }
+            let dir = temp_dir("doc-config");
+            std::fs::write(dir.join("repoint.yaml"), block).expect("write");
+            let config = dir.join("repoint.yaml");
+            let out = run_command(
+                Path::new(env!("CARGO_BIN_EXE_repoint")),
+                &["check", "-c", &config.to_string_lossy(), "-"],
+                "",
+            );
+            assert_eq!(out.code, 0, "{page}, YAML block {}: {}", i + 1, out.stderr);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} config examples found");
+}
