@@ -48,7 +48,7 @@ fn corpus() -> Result<Vec<PathBuf>> {
 }
 
 /// Run a command `runs` times with stdout discarded; the median wall time.
-fn time(runs: usize, mut make: impl FnMut() -> Command) -> Result<Duration> {
+pub(crate) fn time(runs: usize, mut make: impl FnMut() -> Command) -> Result<Duration> {
     let mut times = Vec::new();
     for _ in 0..runs {
         let mut cmd = make();

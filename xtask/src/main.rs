@@ -7,6 +7,9 @@
 //!   built-ins over the corpus replicated to ~100 MB, at one thread and at
 //!   all cores, against an identity run (no policies) and, when `kubectl` is
 //!   on PATH, against `kubectl kustomize` doing the same rewrites.
+//! - `cargo xtask bench-languages [--objects N] [--runs N]`: the scaffold's
+//!   rule in Rust, Python and JavaScript: component size, cold load time
+//!   and evaluation time per resource.
 //! - `cargo xtask codegen [--check]`: write the documentation generated
 //!   from the sources it describes (`docs/contract.md`, `docs/cli.md`,
 //!   `docs/man/`, `docs/policies/`), or with `--check` fail naming what is
@@ -16,6 +19,7 @@
 //!   with 10% of the requests going to a looping policy.
 
 mod bench;
+mod languages;
 mod loadtest;
 
 use std::process::{Command, ExitCode};
@@ -31,9 +35,10 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
         Some("codegen") => codegen(&args[1..]),
+        Some("bench-languages") => languages::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
             );
             return ExitCode::from(2);
         }
