@@ -4,20 +4,26 @@
 
 use std::path::Path;
 
-use repoint_tests::{Output, repo_root, run_command, temp_dir};
+use repoint_tests::{Output, repo_root, run_command, run_command_env, temp_dir};
 
 fn codegen(root: &Path, check: bool) -> Output {
+    codegen_env(root, check, &[])
+}
+
+fn codegen_env(root: &Path, check: bool, env: &[(&str, &str)]) -> Output {
     let root = root.to_string_lossy();
     let mut args = vec!["codegen", "--root", &root];
     if check {
         args.push("--check");
     }
-    run_command(Path::new(env!("CARGO_BIN_EXE_repoint")), &args, "")
+    run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), &args, "", env)
 }
 
 #[test]
 fn generated_docs_are_up_to_date() {
-    let out = codegen(&repo_root(), true);
+    // An option's environment variable, set here, must not leak into the
+    // pages.
+    let out = codegen_env(&repo_root(), true, &[("POD_NAMESPACE", "elsewhere")]);
     assert_eq!(
         out.code, 0,
         "the generated docs are stale; run `cargo xtask codegen`:\n{}",

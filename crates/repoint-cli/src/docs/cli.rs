@@ -9,9 +9,16 @@ use clap::CommandFactory;
 /// the same on every machine.
 const WIDTH: usize = 100;
 
-/// The command tree as `repoint --help` shows it, built, at a fixed width.
+/// The command tree as `repoint --help` shows it, built, at a fixed width,
+/// without the values of environment variables that set options (the
+/// pages must not depend on the machine that writes them).
 fn command() -> clap::Command {
-    let mut command = crate::args::Cli::command()
+    fn without_env_values(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| arg.hide_env_values(true))
+            .mut_subcommands(without_env_values)
+    }
+    let mut command = without_env_values(crate::args::Cli::command())
         .term_width(WIDTH)
         .disable_help_subcommand(true);
     command.build();
