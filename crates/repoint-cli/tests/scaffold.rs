@@ -269,5 +269,5 @@ fn a_new_python_policy_builds_passes_its_suite_and_runs() {
 
 #[test]
 fn a_new_javascript_policy_builds_passes_its_suite_and_runs() {
-    let _ = new_policy_in("js", "node_modules", "npm ci");
+    let _ = new_policy_in("js", "node_modules", "npm install");
 }
