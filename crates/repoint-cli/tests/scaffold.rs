@@ -33,6 +33,15 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
+/// `repoint policy inspect` on a component.
+fn policy_inspect(component: &Path) -> Output {
+    run_command(
+        repoint(),
+        &["policy", "inspect", &component.to_string_lossy()],
+        "",
+    )
+}
+
 /// PATH with the binary under test first, so the README's `repoint` is it.
 fn path_with_repoint() -> String {
     let bin_dir = repoint().parent().expect("bin dir");
@@ -92,16 +101,7 @@ fn a_new_rust_policy_builds_passes_its_suite_and_runs() {
     );
 
     // It says what it is, and the project stands outside any workspace.
-    let inspect = run_command(
-        repoint(),
-        &[
-            "policy",
-            "inspect",
-            &dir.join("target/wasm32-wasip2/release/no_latest.wasm")
-                .to_string_lossy(),
-        ],
-        "",
-    );
+    let inspect = policy_inspect(&dir.join("target/wasm32-wasip2/release/no_latest.wasm"));
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     assert!(
         inspect.stdout.contains("name:        no-latest"),
@@ -206,15 +206,7 @@ fn new_policy_in(lang: &str, installed: &str, install_step: &str) -> Option<Path
     );
 
     // It says what it is, settings schema and contract included.
-    let inspect = run_command(
-        repoint(),
-        &[
-            "policy",
-            "inspect",
-            &dir.join("policy.wasm").to_string_lossy(),
-        ],
-        "",
-    );
+    let inspect = policy_inspect(&dir.join("policy.wasm"));
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     for expected in [
         "name:        registry-gate",
@@ -248,15 +240,7 @@ fn a_new_python_policy_builds_passes_its_suite_and_runs() {
     }
     let readme = std::fs::read_to_string(dir.join("README.md")).expect("README");
     follow(&dir, &readme_commands(&readme)[1..2]);
-    let inspect = run_command(
-        repoint(),
-        &[
-            "policy",
-            "inspect",
-            &dir.join("policy.wasm").to_string_lossy(),
-        ],
-        "",
-    );
+    let inspect = policy_inspect(&dir.join("policy.wasm"));
     assert_eq!(inspect.code, 2, "{}", inspect.stdout);
     assert!(
         inspect.stderr.contains(
