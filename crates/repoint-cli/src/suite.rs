@@ -711,7 +711,12 @@ fn text_report(results: &[SuiteResult]) -> String {
     }
     let _ = write!(out, "{passed} passed, {failed} failed");
     if broken > 0 {
-        let _ = write!(out, ", {broken} suites could not run");
+        let verb = if broken == 1 {
+            "suite could"
+        } else {
+            "suites could"
+        };
+        let _ = write!(out, ", {broken} {verb} not run");
     }
     let plural = if results.len() == 1 { "" } else { "s" };
     let _ = writeln!(out, " ({} suite{plural})", results.len());

@@ -128,6 +128,31 @@ fn a_broken_suite_says_where_and_exits_2() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout
+            .ends_with("0 passed, 0 failed, 1 suite could not run (1 suite)\n"),
+        "{}",
+        out.stdout
+    );
+
+    // A policy not built yet: said once, with the path.
+    let unbuilt = temp_dir("suite-unbuilt");
+    std::fs::write(
+        unbuilt.join("repoint-test.yaml"),
+        "apiVersion: repoint.dev/v1alpha1\nkind: TestSuite\npolicy: policy.wasm\ncases: [{name: a, input: {}}]\n",
+    )
+    .expect("suite");
+    let out = repoint_test(&[&unbuilt.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("cannot read policy ")
+            && out
+                .stdout
+                .contains("policy.wasm: No such file or directory")
+            && out.stdout.matches("No such file").count() == 1,
+        "{}",
+        out.stdout
+    );
     let empty = temp_dir("suite-none");
     let none = repoint_test(&[&empty.to_string_lossy()]);
     assert_eq!(none.code, 2);

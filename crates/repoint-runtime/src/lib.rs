@@ -94,13 +94,14 @@ pub enum RuntimeError {
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
     /// A policy file could not be read.
-    #[error("cannot read policy {path}: {source}")]
+    // The reason is in the message and not a `source`, so that printing
+    // the error with its chain (`{:#}`) does not say it twice.
+    #[error("cannot read policy {path}: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// No built-in policy has this name.
     #[error("no built-in policy {name:?} (built-ins: {known})")]
@@ -405,9 +406,9 @@ impl Runtime {
             PolicySource::File(path) => {
                 std::fs::read(path)
                     .map(Into::into)
-                    .map_err(|source| RuntimeError::Read {
+                    .map_err(|reason| RuntimeError::Read {
                         path: path.clone(),
-                        source,
+                        reason,
                     })?
             }
         };
