@@ -147,13 +147,8 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
     );
 
     for (name, text, secret) in &files {
-        let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        files::atomic_write(&path, text, Some(if *secret { 0o600 } else { 0o644 }))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mode = if *secret { 0o600 } else { 0o644 };
+        files::atomic_write_creating_dirs(&dir.join(name), text, mode)?;
     }
     files::atomic_write(&kustomization_path, &text, Some(0o644))
         .with_context(|| format!("writing {}", kustomization_path.display()))?;

@@ -189,12 +189,10 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let project = match args.lang {
-        PolicyLanguage::Rust => RUST,
-        PolicyLanguage::Python => PYTHON,
-        PolicyLanguage::Js => JS,
-    };
-    let sdk = match args.lang {
+    if args.sdk.is_some() && args.lang != PolicyLanguage::Rust {
+        bail!("--sdk is for Rust policies only");
+    }
+    let (project, sdk) = match args.lang {
         PolicyLanguage::Rust => {
             let sdk = args.sdk.clone().unwrap_or_else(built_sdk);
             let sdk = sdk.canonicalize().with_context(|| {
@@ -203,10 +201,10 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
                     sdk.display()
                 )
             })?;
-            sdk.display().to_string()
+            (RUST, sdk.display().to_string())
         }
-        _ if args.sdk.is_some() => bail!("--sdk is for Rust policies only"),
-        _ => String::new(),
+        PolicyLanguage::Python => (PYTHON, String::new()),
+        PolicyLanguage::Js => (JS, String::new()),
     };
     let crate_name = name.replace('-', "_");
     for (path, template) in project.files {
@@ -214,12 +212,7 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
             .replace(project.name, name)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk);
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+        crate::files::atomic_write_creating_dirs(&dir.join(path), &text, 0o644)?;
     }
     println!(
         "created {} ({} policy {name}); next:",

@@ -1,9 +1,10 @@
 //! A policy's settings, read from the JSON Schema it publishes: one row per
-//! top-level property, for `policy inspect` and the policy reference pages.
+//! property (nested ones as `rules[].match`), for `policy inspect` and the
+//! policy reference pages.
 
 use serde_json::Value;
 
-/// One top-level setting.
+/// One setting.
 #[derive(Debug)]
 pub struct Setting {
     pub name: String,

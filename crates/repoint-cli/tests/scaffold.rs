@@ -132,6 +132,30 @@ fn a_new_rust_policy_builds_passes_its_suite_and_runs() {
         "{}",
         bad.stderr
     );
+    let sdk_for_python = run_command(
+        repoint(),
+        &[
+            "new",
+            "policy",
+            "p",
+            "--lang",
+            "python",
+            "--sdk",
+            &dir_arg,
+            "--dir",
+            &root.join("p").to_string_lossy(),
+        ],
+        "",
+    );
+    assert_eq!(sdk_for_python.code, 2);
+    assert!(
+        sdk_for_python
+            .stderr
+            .contains("--sdk is for Rust policies only"),
+        "{}",
+        sdk_for_python.stderr
+    );
+    assert!(!root.join("p").exists(), "nothing is written");
 }
 
 /// A policy in another language: scaffold it as NAME, link the example's
@@ -253,5 +277,23 @@ fn a_new_python_policy_builds_passes_its_suite_and_runs() {
 
 #[test]
 fn a_new_javascript_policy_builds_passes_its_suite_and_runs() {
-    let _ = new_policy_in("js", "node_modules", "npm install");
+    let Some(dir) = new_policy_in("js", "node_modules", "npm install") else {
+        return;
+    };
+    // Built without `--disable http fetch-event`, the component imports
+    // wasi:http, which the sandbox does not grant: it is refused, saying so.
+    follow(
+        &dir,
+        &["node_modules/.bin/componentize-js policy.js --wit wit --world-name policy -o with-http.wasm".to_string()],
+    );
+    let inspect = policy_inspect(&dir.join("with-http.wasm"));
+    assert_eq!(inspect.code, 2, "{}", inspect.stdout);
+    assert!(
+        inspect.stderr.contains("is not a repoint policy component")
+            && inspect
+                .stderr
+                .contains("component imports instance `wasi:http/"),
+        "{}",
+        inspect.stderr
+    );
 }

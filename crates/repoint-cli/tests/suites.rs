@@ -113,6 +113,35 @@ fn a_failing_case_shows_what_differs_and_exits_1() {
 }
 
 #[test]
+fn discovery_skips_hidden_build_and_dependency_directories_and_symlinks() {
+    let dir = temp_dir("suite-discovery");
+    let suite = format!(
+        "{SUITE_HEAD}cases:\n  - name: passes\n    input: {{apiVersion: v1, kind: ConfigMap, metadata: {{name: c}}}}\n"
+    );
+    std::fs::create_dir_all(dir.join("policy")).expect("mkdir");
+    std::fs::write(dir.join("policy/repoint-test.yaml"), &suite).expect("suite");
+    // Each of these holds a suite that cannot run; none may be found.
+    for skipped in [
+        ".venv/lib",
+        "node_modules/pkg",
+        "target/debug",
+        "__pycache__",
+    ] {
+        std::fs::create_dir_all(dir.join(skipped)).expect("mkdir");
+        std::fs::write(dir.join(skipped).join("repoint-test.yaml"), "broken: [").expect("suite");
+    }
+    // A link back up would loop if followed.
+    std::os::unix::fs::symlink(&dir, dir.join("policy/loop")).expect("symlink");
+    let out = repoint_test(&[&dir.to_string_lossy()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.ends_with("1 passed, 0 failed (1 suite)\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn a_broken_suite_says_where_and_exits_2() {
     let dir = temp_dir("suite-broken");
     std::fs::write(

@@ -66,13 +66,13 @@ pub fn markdown() -> Result<String> {
 }
 
 /// One man page per visible command: (file name, roff).
-pub fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
+pub fn man_pages() -> Result<Vec<(String, String)>> {
     let mut pages = Vec::new();
     for (_, command) in commands() {
         let man = clap_mangen::Man::new(command).manual("repoint manual");
         let mut page = Vec::new();
         man.render(&mut page)?;
-        pages.push((man.get_filename(), page));
+        pages.push((man.get_filename(), String::from_utf8(page)?));
     }
     Ok(pages)
 }

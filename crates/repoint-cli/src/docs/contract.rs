@@ -4,7 +4,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use wit_parser::{Docs, Function, Resolve, Type, TypeDefKind, TypeOwner, WorldItem, WorldKey};
+use wit_component::WitPrinter;
+use wit_parser::{
+    Docs, Function, InterfaceId, Resolve, Type, TypeDefKind, TypeId, TypeOwner, WorldItem, WorldKey,
+};
 
 pub fn render(wit_dir: &Path) -> Result<String> {
     let mut resolve = Resolve::default();
@@ -37,61 +40,68 @@ pub fn render(wit_dir: &Path) -> Result<String> {
         let interface = &resolve.interfaces[id];
         writeln!(w, "## Interface `{name}`\n")?;
         paragraph(w, &interface.docs)?;
-        for (type_name, &type_id) in &interface.types {
-            let def = &resolve.types[type_id];
-            let type_name = escaped(type_name);
-            match &def.kind {
-                TypeDefKind::Record(record) => {
-                    writeln!(w, "### `record {type_name}`\n")?;
-                    paragraph(w, &def.docs)?;
-                    writeln!(w, "| field | type | meaning |\n|---|---|---|")?;
-                    for field in &record.fields {
-                        let ty = type_name_of(&resolve, &field.ty);
-                        writeln!(
-                            w,
-                            "| `{}` | `{ty}` | {} |",
-                            escaped(&field.name),
-                            cell(&field.docs)
-                        )?;
-                    }
-                    writeln!(w)?;
-                }
-                TypeDefKind::Enum(e) => {
-                    writeln!(w, "### `enum {type_name}`\n")?;
-                    paragraph(w, &def.docs)?;
-                    writeln!(w, "| case | meaning |\n|---|---|")?;
-                    for case in &e.cases {
-                        writeln!(w, "| `{}` | {} |", case.name, cell(&case.docs))?;
-                    }
-                    writeln!(w)?;
-                }
-                TypeDefKind::Variant(variant) => {
-                    writeln!(w, "### `variant {type_name}`\n")?;
-                    paragraph(w, &def.docs)?;
-                    writeln!(w, "| case | payload | meaning |\n|---|---|---|")?;
-                    for case in &variant.cases {
-                        let payload = case.ty.as_ref().map_or_else(
-                            || "none".to_string(),
-                            |t| format!("`{}`", type_name_of(&resolve, t)),
-                        );
-                        writeln!(w, "| `{}` | {payload} | {} |", case.name, cell(&case.docs))?;
-                    }
-                    writeln!(w)?;
-                }
-                // `use`d from another interface: documented there.
-                TypeDefKind::Type(Type::Id(used))
-                    if resolve.types[*used].owner != TypeOwner::Interface(id) => {}
-                other => {
-                    writeln!(w, "### `type {type_name}` ({})\n", other.as_str())?;
-                    paragraph(w, &def.docs)?;
-                }
-            }
+        for &type_id in interface.types.values() {
+            type_section(w, &resolve, id, type_id)?;
         }
         for function in interface.functions.values() {
             function_section(w, &resolve, function)?;
         }
     }
     Ok(out)
+}
+
+/// A type of interface `owner`: its doc comment and a table of its
+/// fields or cases.
+fn type_section(w: &mut String, resolve: &Resolve, owner: InterfaceId, id: TypeId) -> Result<()> {
+    let def = &resolve.types[id];
+    let name = wit_type(resolve, &Type::Id(id))?;
+    let table = match &def.kind {
+        TypeDefKind::Record(record) => {
+            let mut rows = String::from("| field | type | meaning |\n|---|---|---|\n");
+            for field in &record.fields {
+                let ty = wit_type(resolve, &field.ty)?;
+                let field_name = escaped(&field.name);
+                writeln!(rows, "| `{field_name}` | `{ty}` | {} |", cell(&field.docs))?;
+            }
+            rows
+        }
+        TypeDefKind::Enum(e) => {
+            let mut rows = String::from("| case | meaning |\n|---|---|\n");
+            for case in &e.cases {
+                writeln!(rows, "| `{}` | {} |", case.name, cell(&case.docs))?;
+            }
+            rows
+        }
+        TypeDefKind::Variant(variant) => {
+            let mut rows = String::from("| case | payload | meaning |\n|---|---|---|\n");
+            for case in &variant.cases {
+                let payload = match &case.ty {
+                    Some(ty) => format!("`{}`", wit_type(resolve, ty)?),
+                    None => "none".to_string(),
+                };
+                writeln!(
+                    rows,
+                    "| `{}` | {payload} | {} |",
+                    case.name,
+                    cell(&case.docs)
+                )?;
+            }
+            rows
+        }
+        // `use`d from another interface: documented there.
+        TypeDefKind::Type(Type::Id(used))
+            if resolve.types[*used].owner != TypeOwner::Interface(owner) =>
+        {
+            return Ok(());
+        }
+        _ => String::new(),
+    };
+    writeln!(w, "### `{} {name}`\n", def.kind.as_str())?;
+    paragraph(w, &def.docs)?;
+    if !table.is_empty() {
+        writeln!(w, "{table}")?;
+    }
+    Ok(())
 }
 
 fn world_items<'a>(
@@ -134,13 +144,18 @@ fn function_section(w: &mut String, resolve: &Resolve, function: &Function) -> R
     let params: Vec<String> = function
         .params
         .iter()
-        .map(|p| format!("{}: {}", escaped(&p.name), type_name_of(resolve, &p.ty)))
-        .collect();
-    let result = function
-        .result
-        .as_ref()
-        .map(|t| format!(" -> {}", type_name_of(resolve, t)))
-        .unwrap_or_default();
+        .map(|p| {
+            Ok(format!(
+                "{}: {}",
+                escaped(&p.name),
+                wit_type(resolve, &p.ty)?
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let result = match &function.result {
+        Some(ty) => format!(" -> {}", wit_type(resolve, ty)?),
+        None => String::new(),
+    };
     writeln!(w, "#### `{}`\n", function.name)?;
     writeln!(
         w,
@@ -152,55 +167,17 @@ fn function_section(w: &mut String, resolve: &Resolve, function: &Function) -> R
     Ok(())
 }
 
-/// A type as WIT writes it.
-fn type_name_of(resolve: &Resolve, ty: &Type) -> String {
-    let id = match ty {
-        Type::Bool => return "bool".into(),
-        Type::U8 => return "u8".into(),
-        Type::U16 => return "u16".into(),
-        Type::U32 => return "u32".into(),
-        Type::U64 => return "u64".into(),
-        Type::S8 => return "s8".into(),
-        Type::S16 => return "s16".into(),
-        Type::S32 => return "s32".into(),
-        Type::S64 => return "s64".into(),
-        Type::F32 => return "f32".into(),
-        Type::F64 => return "f64".into(),
-        Type::Char => return "char".into(),
-        Type::String => return "string".into(),
-        Type::ErrorContext => return "error-context".into(),
-        Type::Id(id) => *id,
-    };
-    let def = &resolve.types[id];
-    if let Some(name) = &def.name {
-        return escaped(name);
-    }
-    let of = |t: &Option<Type>| {
-        t.as_ref()
-            .map_or_else(|| "_".to_string(), |t| type_name_of(resolve, t))
-    };
-    match &def.kind {
-        TypeDefKind::Option(t) => format!("option<{}>", type_name_of(resolve, t)),
-        TypeDefKind::List(t) => format!("list<{}>", type_name_of(resolve, t)),
-        TypeDefKind::Tuple(tuple) => format!(
-            "tuple<{}>",
-            tuple
-                .types
-                .iter()
-                .map(|t| type_name_of(resolve, t))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        TypeDefKind::Result(r) => match (&r.ok, &r.err) {
-            (None, None) => "result".into(),
-            (ok, err) => format!("result<{}, {}>", of(ok), of(err)),
-        },
-        TypeDefKind::Type(t) => type_name_of(resolve, t),
-        other => other.as_str().to_string(),
-    }
+/// A type as WIT source writes it (`option<string>`, `%resource`), by
+/// wit-component's printer.
+fn wit_type(resolve: &Resolve, ty: &Type) -> Result<String> {
+    let mut printer = WitPrinter::default();
+    printer.print_type_name(resolve, ty)?;
+    Ok(printer.output.to_string())
 }
 
-/// A name as WIT source must write it: keywords take a `%`.
+/// A field or parameter name as WIT source must write it: keywords take a
+/// `%`. (wit-component's printer escapes type names, but keeps its
+/// keyword check to itself; this is the same list.)
 fn escaped(name: &str) -> String {
     const KEYWORDS: &[&str] = &[
         "as",

@@ -31,18 +31,18 @@ pub const GENERATED: &str =
 const GENERATED_DIRS: [&str; 2] = ["docs/man", "docs/policies"];
 
 /// Every generated file, by path relative to the repository root.
-fn generate(root: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
+fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     let mut files = BTreeMap::new();
     files.insert(
         PathBuf::from("docs/contract.md"),
-        contract::render(&root.join("wit"))?.into_bytes(),
+        contract::render(&root.join("wit"))?,
     );
-    files.insert(PathBuf::from("docs/cli.md"), cli::markdown()?.into_bytes());
+    files.insert(PathBuf::from("docs/cli.md"), cli::markdown()?);
     for (name, page) in cli::man_pages()? {
         files.insert(Path::new("docs/man").join(name), page);
     }
     for (name, page) in policies::pages(&root.join("policies"))? {
-        files.insert(Path::new("docs/policies").join(name), page.into_bytes());
+        files.insert(Path::new("docs/policies").join(name), page);
     }
     Ok(files)
 }
@@ -54,7 +54,7 @@ pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
     for (path, content) in &files {
         let target = root.join(path);
         match std::fs::read(&target) {
-            Ok(written) if written == *content => {}
+            Ok(written) if written == content.as_bytes() => {}
             Ok(_) => stale.push((path.clone(), "out of date")),
             Err(_) => stale.push((path.clone(), "missing")),
         }
@@ -87,13 +87,7 @@ pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     for (path, _) in &stale {
-        let target = root.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&target, &files[path])
-            .with_context(|| format!("writing {}", target.display()))?;
+        crate::files::atomic_write_creating_dirs(&root.join(path), &files[path], 0o644)?;
         println!("wrote {}", path.display());
     }
     for path in &extra {
