@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use repoint_core::document::emit::{self, IndentStyle};
+use repoint_core::document::emit::IndentStyle;
 use repoint_core::document::tree::escape_token;
 use repoint_core::reference::ImageRef;
 use repoint_core::{Limits, Stream, patch, sites};
@@ -98,7 +98,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
         let secret = doc.get("kind").and_then(Value::as_str) == Some("Secret");
         files.push((
             name.clone(),
-            emit::document(doc, IndentStyle::default()),
+            checked_yaml(doc)?,
             secret,
         ));
         resources.push(Value::String(name));
@@ -118,7 +118,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
         );
         files.push((
             name.clone(),
-            emit::document(&json!(ops), IndentStyle::default()),
+            checked_yaml(&json!(ops))?,
             false,
         ));
         patches.push(json!({"path": name, "target": target(&change.before)}));
@@ -143,7 +143,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
     }
     let text = format!(
         "{HEADER}\n{}",
-        emit::document(&Value::Object(kustomization), IndentStyle::default())
+        checked_yaml(&Value::Object(kustomization))?
     );
 
     for (name, text, secret) in &files {
@@ -172,6 +172,13 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
 /// Files a previous overlay of ours wrote (generated objects, patches and
 /// the copy of standard input): its kustomization.yaml's `resources:` and
 /// `patches[].path` that lie inside the overlay.
+/// A file of the overlay as YAML, read back and checked before it is
+/// written.
+fn checked_yaml(value: &Value) -> Result<String> {
+    repoint_core::document::new_document(value, IndentStyle::default())
+        .map_err(|e| anyhow::anyhow!("writing the overlay: {e}"))
+}
+
 fn previous_files(text: &str) -> Vec<String> {
     let Ok(stream) = Stream::parse("kustomization.yaml", text.to_string(), Limits::default())
     else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use repoint_config::{Config, ReconcileEntry, SecretFrom};
-use repoint_core::document::emit::{self, IndentStyle};
+use repoint_core::document::emit::IndentStyle;
 use serde_json::{Value, json};
 
 use crate::args::{EvalOptions, ManifestsArgs};
@@ -333,7 +333,10 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let mut out = String::new();
     for doc in &docs {
         out.push_str("---\n");
-        out.push_str(&emit::document(doc, IndentStyle::default()));
+        out.push_str(
+            &repoint_core::document::new_document(doc, IndentStyle::default())
+                .map_err(|e| anyhow::anyhow!("writing the manifests: {e}"))?,
+        );
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::{FileResult, ObjectResult};
+use crate::engine::{FileResult, ObjectMeta, ObjectResult};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -74,6 +74,23 @@ pub fn findings(files: &[FileResult]) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// An error about a document that could not be written (its change would
+/// not read back as the chain's value).
+pub fn document_error(e: &repoint_core::DocumentError, meta: &ObjectMeta) -> Finding {
+    Finding {
+        level: Level::Error,
+        file: e.file.clone(),
+        line: e.line,
+        document: e.document,
+        api_version: meta.api_version.clone(),
+        kind: meta.kind.clone(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        policy: None,
+        message: e.message.clone(),
+    }
 }
 
 /// Where an evaluated object lives, for locating its findings: a document

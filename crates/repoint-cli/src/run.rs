@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use repoint_config::Config;
-use repoint_core::document::emit::{self, IndentStyle};
+use std::borrow::Cow;
+
+use repoint_core::document::{self, emit::IndentStyle};
 use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Value, json};
 use similar::TextDiff;
@@ -99,42 +101,85 @@ pub(crate) fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::P
     changes
 }
 
-/// The patched text of file `i` (borrowed when nothing changes).
-fn render_file(ev: &Evaluated, i: usize) -> Result<std::borrow::Cow<'_, str>> {
-    Ok(ev.files[i].stream.render(&file_changes(ev, i))?)
+/// Every file's patched text (borrowed when nothing changes), with the
+/// findings of the evaluation plus one error for each document whose
+/// change could not be written faithfully: `Stream::render_each` parses
+/// every changed document again, and such a document keeps its text.
+fn render_all(ev: &Evaluated) -> (Vec<Cow<'_, str>>, Vec<Finding>) {
+    let mut findings = ev.findings.clone();
+    let texts = (0..ev.files.len())
+        .map(|i| {
+            let stream = &ev.files[i].stream;
+            let rendered = stream.render_each(&file_changes(ev, i));
+            for e in rendered.failures {
+                let meta = stream
+                    .documents()
+                    .get(e.document)
+                    .map(|d| ObjectMeta::of(&d.value))
+                    .unwrap_or_default();
+                findings.push(report::document_error(&e, &meta));
+            }
+            rendered.text
+        })
+        .collect();
+    (texts, findings)
 }
 
-/// New documents as a YAML stream (each preceded by `---`).
-fn generated_yaml(docs: &[&Value]) -> String {
-    docs.iter()
-        .map(|d| format!("---\n{}", emit::document(d, IndentStyle::default())))
-        .collect()
+/// New documents as a YAML stream (each preceded by `---`), in the given
+/// line ending; each is read back and checked before it is written.
+fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
+    let mut out = String::new();
+    for doc in docs {
+        let text = document::new_document(doc, IndentStyle::default())
+            .map_err(|e| anyhow::anyhow!("writing a generated object: {e}"))?;
+        out.push_str("---\n");
+        out.push_str(&text);
+    }
+    Ok(if newline == "\n" {
+        out
+    } else {
+        out.replace('\n', newline)
+    })
 }
 
-/// Write file texts as one stream, with `---` between files; returns
-/// whether the stream so far ends with a newline.
-fn write_stream(
+/// Write file texts as one stream, with `---` between files, each
+/// separator in the line ending of the file it introduces; returns whether
+/// the stream so far ends with a line break.
+fn write_stream<'t>(
     out: &mut impl Write,
-    texts: impl IntoIterator<Item = Result<impl AsRef<str>>>,
+    texts: impl IntoIterator<Item = (&'t str, &'static str)>,
 ) -> Result<bool> {
     let mut first = true;
     let mut ends_with_newline = true;
-    for text in texts {
-        let text = text?;
-        let text = text.as_ref();
+    for (text, newline) in texts {
         if !first {
             if !ends_with_newline {
-                out.write_all(b"\n")?;
+                out.write_all(newline.as_bytes())?;
             }
             if !text.trim_start().starts_with("---") {
-                out.write_all(b"---\n")?;
+                out.write_all(format!("---{newline}").as_bytes())?;
             }
         }
         out.write_all(text.as_bytes())?;
         first = false;
-        ends_with_newline = text.is_empty() || text.ends_with('\n');
+        ends_with_newline = text.is_empty() || text.ends_with(['\n', '\r']);
     }
     Ok(ends_with_newline)
+}
+
+/// Write a command's output; a reader that stopped early (`| head`, `|
+/// true`) is not an error, and the command's exit code stands, so findings
+/// are never hidden behind a closed pipe.
+pub(crate) fn finish(code: ExitCode, write: impl FnOnce() -> Result<()>) -> Result<ExitCode> {
+    match write() {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(code)
+        }
+        other => other.map(|()| code),
+    }
 }
 
 /// Report object errors, denials and warnings on stderr; return the exit
@@ -181,33 +226,65 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         &args.eval,
         kustomize_dir.is_some(),
     )?;
-    if args.in_place {
-        return write_in_place(&ev);
-    }
     if let Some(dir) = kustomize_dir {
         return write_kustomize(&ev, dir);
     }
-    let code = report_stderr(&ev.findings);
-    let mut stdout = std::io::stdout().lock();
+    if args.output == OutputFormat::JsonPatch {
+        let code = report_stderr(&ev.findings);
+        return finish(code, || {
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &json_patches(&ev))?;
+            writeln!(stdout)?;
+            Ok(())
+        });
+    }
+    let (texts, findings) = render_all(&ev);
+    if args.in_place {
+        return write_in_place(&ev, &texts, &findings);
+    }
+    let code = report_stderr(&findings);
     let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
-    match &args.output {
-        OutputFormat::Kustomize(_) => unreachable!("written above"),
+    let result = finish(code, || write_output(&args.output, &ev, &texts, &new_docs));
+    drop(texts);
+    // Freeing every parsed tree one node at a time costs a few percent of a
+    // large run for nothing: the process is about to exit.
+    std::mem::forget(ev);
+    result
+}
+
+/// Print the patched manifests in `format` (YAML, JSON or a diff).
+fn write_output(
+    format: &OutputFormat,
+    ev: &Evaluated,
+    texts: &[Cow<'_, str>],
+    new_docs: &[&Value],
+) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let newline_of = |i: usize| ev.files[i].stream.newline();
+    let last_newline = ev.files.last().map_or("\n", |f| f.stream.newline());
+    match format {
+        OutputFormat::Kustomize(_) | OutputFormat::JsonPatch => unreachable!("written before"),
         OutputFormat::Yaml => {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
-            let ends_with_newline =
-                write_stream(&mut out, (0..ev.files.len()).map(|i| render_file(&ev, i)))?;
+            let ends_with_newline = write_stream(
+                &mut out,
+                texts.iter().enumerate().map(|(i, t)| (t.as_ref(), newline_of(i))),
+            )?;
             if !new_docs.is_empty() && !ends_with_newline {
-                out.write_all(b"\n")?;
+                out.write_all(last_newline.as_bytes())?;
             }
-            out.write_all(generated_yaml(&new_docs).as_bytes())?;
+            out.write_all(generated_yaml(new_docs, last_newline)?.as_bytes())?;
             out.flush()?;
         }
         OutputFormat::Json => {
             let mut items = Vec::new();
-            for i in 0..ev.files.len() {
-                let text = render_file(&ev, i)?.into_owned();
-                let reparsed = Stream::parse(ev.files[i].stream.name(), text, Limits::default())
-                    .context("re-reading the patched output")?;
+            for (i, text) in texts.iter().enumerate() {
+                let reparsed = Stream::parse(
+                    ev.files[i].stream.name(),
+                    text.to_string(),
+                    Limits::default(),
+                )
+                .context("re-reading the patched output")?;
                 items.extend(
                     reparsed
                         .documents()
@@ -216,7 +293,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                         .map(|d| d.value.clone()),
                 );
             }
-            items.extend(new_docs.into_iter().cloned());
+            items.extend(new_docs.iter().map(|d| (*d).clone()));
             let out = match <[Value; 1]>::try_from(items) {
                 Ok([one]) => one,
                 Err(items) => json!({"apiVersion": "v1", "kind": "List", "items": items}),
@@ -224,16 +301,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             serde_json::to_writer_pretty(&mut stdout, &out)?;
             writeln!(stdout)?;
         }
-        OutputFormat::JsonPatch => {
-            serde_json::to_writer_pretty(&mut stdout, &json_patches(&ev))?;
-            writeln!(stdout)?;
-        }
         OutputFormat::Diff => {
             for (i, file) in ev.files.iter().enumerate() {
-                let after = render_file(&ev, i)?;
+                let after = &texts[i];
                 if after != file.stream.text() {
                     let name = file.stream.name();
-                    let diff = TextDiff::from_lines(file.stream.text(), &after);
+                    let diff = TextDiff::from_lines(file.stream.text(), after.as_ref());
                     write!(
                         stdout,
                         "{}",
@@ -244,7 +317,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             }
             if !new_docs.is_empty() {
                 let shown: Vec<Value> = new_docs.iter().map(|d| materialize::redacted(d)).collect();
-                let text = generated_yaml(&shown.iter().collect::<Vec<_>>());
+                let text = generated_yaml(&shown.iter().collect::<Vec<_>>(), "\n")?;
                 let diff = TextDiff::from_lines("", &text);
                 write!(
                     stdout,
@@ -254,11 +327,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    drop(stdout);
-    // Freeing every parsed tree one node at a time costs a few percent of a
-    // large run for nothing: the process is about to exit.
-    std::mem::forget(ev);
-    Ok(code)
+    Ok(())
 }
 
 /// One entry per changed object: `{file, document, apiVersion, kind,
@@ -300,16 +369,16 @@ fn json_patches(ev: &Evaluated) -> Value {
 
 /// Rewrite changed files atomically (temp file beside it, then rename);
 /// nothing is written if any object failed.
-fn write_in_place(ev: &Evaluated) -> Result<ExitCode> {
-    let code = report_stderr(&ev.findings);
-    if ev.findings.iter().any(|f| f.level == Level::Error) {
+fn write_in_place(ev: &Evaluated, texts: &[Cow<'_, str>], findings: &[Finding]) -> Result<ExitCode> {
+    let code = report_stderr(findings);
+    if findings.iter().any(|f| f.level == Level::Error) {
         eprintln!("repoint: nothing was written because of the errors above");
         return Ok(code);
     }
     let mut written = 0;
     for (i, file) in ev.files.iter().enumerate() {
         let Some(path) = &file.path else { continue };
-        let mut text = render_file(ev, i)?.into_owned();
+        let mut text = texts[i].to_string();
         let own: Vec<&Value> = ev
             .generated
             .documents
@@ -318,10 +387,11 @@ fn write_in_place(ev: &Evaluated) -> Result<ExitCode> {
             .map(|(_, d)| d)
             .collect();
         if !own.is_empty() {
-            if !text.ends_with('\n') {
-                text.push('\n');
+            let newline = file.stream.newline();
+            if !text.is_empty() && !text.ends_with(['\n', '\r']) {
+                text.push_str(newline);
             }
-            text.push_str(&generated_yaml(&own));
+            text.push_str(&generated_yaml(&own, newline)?);
         }
         if text == file.stream.text() {
             continue;
@@ -365,6 +435,10 @@ fn write_kustomize(ev: &Evaluated, dir: &Path) -> Result<ExitCode> {
 
 pub fn check(args: &CheckArgs) -> Result<ExitCode> {
     let ev = evaluate(&args.config, &args.inputs, &args.eval, false)?;
+    finish(exit_code(&ev.findings, true), || write_check(args, &ev))
+}
+
+fn write_check(args: &CheckArgs, ev: &Evaluated) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match args.format {
         CheckFormat::Text => report::write_text(&mut stdout, &ev.findings)?,
@@ -378,5 +452,5 @@ pub fn check(args: &CheckArgs) -> Result<ExitCode> {
         }
         CheckFormat::Github => report::write_github(&mut stdout, &ev.findings)?,
     }
-    Ok(exit_code(&ev.findings, true))
+    Ok(())
 }

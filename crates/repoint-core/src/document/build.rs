@@ -1,16 +1,16 @@
 //! Turn YAML parser events into a source tree and a JSON value at once.
 //!
-//! Scalars resolve with the YAML 1.2 core schema (what `saphyr` and most
-//! current tools use): `null`/`~`/empty, `true`/`false`, integers, floats,
-//! everything else a string; quoted and block scalars are always strings.
-//! Aliases are expanded into the JSON value under a budget, so a
-//! "billion laughs" document fails fast instead of eating memory.
+//! Scalars and keys mean what they mean to kubectl (go-yaml v2 rules, see
+//! [`super::resolve`]), and merge keys (`<<`) are expanded as go-yaml v2
+//! expands them. Aliases are expanded into the JSON value under a budget,
+//! so a "billion laughs" document fails fast instead of eating memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle as ParserStyle, Tag};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
+use super::resolve::{self, TagKind, Written};
 use super::tree::{Entry, Node, NodeKind, ScalarStyle};
 
 /// A parse failure inside one segment, positioned in the stream.
@@ -84,6 +84,14 @@ impl<'a> Offsets<'a> {
     }
 }
 
+/// A mapping key waiting for its value.
+struct PendingKey {
+    /// The JSON key, or `None` for a merge (`<<`).
+    key: Option<String>,
+    span: std::ops::Range<usize>,
+    start: usize,
+}
+
 enum Frame {
     Mapping {
         start: usize,
@@ -91,7 +99,9 @@ enum Frame {
         anchor: usize,
         entries: Vec<Entry>,
         map: Map<String, Value>,
-        pending_key: Option<(String, std::ops::Range<usize>)>,
+        /// Keys whose value came from a merge and no explicit entry since.
+        merged: HashSet<String>,
+        pending_key: Option<PendingKey>,
         nodes: usize,
     },
     Sequence {
@@ -111,8 +121,15 @@ struct Builder<'a> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Value, usize)>,
     expanded: usize,
+    /// End of the previous event: a block scalar's header lies between it
+    /// and the scalar's content.
+    last_end: usize,
     done: Option<(Node, Value)>,
 }
+
+/// The message saphyr gives for `key:<TAB>value`, which go-yaml (and the
+/// YAML spec) accept: a tab is separation whitespace.
+const TAB_AFTER_COLON: &str = "':' must be followed by a valid YAML whitespace";
 
 /// Parse one segment (`text` is the segment, `base` its offset in the
 /// stream) into its documents.
@@ -121,22 +138,64 @@ pub fn build_segment(
     base: usize,
     limits: BuildLimits,
 ) -> Result<Vec<Built>, BuildError> {
+    // saphyr refuses a tab right after a mapping's `:`. Where it does,
+    // the parser is at that indicator, so the tab is separation and never
+    // content: parse again with that one tab read as a space. Offsets stay
+    // the same (both are one byte) and no scalar's text changes.
+    let mut patched: Option<String> = None;
+    loop {
+        let input = patched.as_deref().unwrap_or(text);
+        match build_text(input, base, limits) {
+            Err(e) if e.tab_after_colon => {
+                let at = e.error.offset - base - 1;
+                let copy = patched.get_or_insert_with(|| text.to_string());
+                // Safe: a one-byte ASCII character replaces another.
+                copy.replace_range(at..at + 1, " ");
+            }
+            other => return other.map_err(|e| e.error),
+        }
+    }
+}
+
+struct Failure {
+    error: BuildError,
+    /// The failure is saphyr's refusal of a tab after a `:`.
+    tab_after_colon: bool,
+}
+
+fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>, Failure> {
     let mut offsets = Offsets::new(text);
     let mut documents = Vec::new();
     let mut builder: Option<Builder<'_>> = None;
     let mut doc_start = base;
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| BuildError {
-            offset: base + offsets.byte(e.marker().index()),
-            documents_before: documents.len(),
-            message: e.info().to_string(),
-        })?;
+        let (event, span) = match event {
+            Ok(ok) => ok,
+            Err(e) => {
+                let offset = base + offsets.byte(e.marker().index());
+                // saphyr marks the character after the tab.
+                let tab_after_colon = e.info() == TAB_AFTER_COLON
+                    && offset >= base + 2
+                    && text.as_bytes().get(offset - base - 2..offset - base) == Some(b":\t");
+                return Err(Failure {
+                    error: BuildError {
+                        offset,
+                        documents_before: documents.len(),
+                        message: e.info().to_string(),
+                    },
+                    tab_after_colon,
+                });
+            }
+        };
         let start = base + offsets.byte(span.start.index());
         let end = base + offsets.byte(span.end.index());
-        let fail = |message: String| BuildError {
-            offset: start,
-            documents_before: documents.len(),
-            message,
+        let fail = |message: String| Failure {
+            error: BuildError {
+                offset: start,
+                documents_before: documents.len(),
+                message,
+            },
+            tab_after_colon: false,
         };
         match event {
             Event::DocumentStart(_) => {
@@ -148,6 +207,7 @@ pub fn build_segment(
                     stack: Vec::new(),
                     anchors: HashMap::new(),
                     expanded: 0,
+                    last_end: start,
                     done: None,
                 });
             }
@@ -172,6 +232,7 @@ pub fn build_segment(
                     .as_mut()
                     .ok_or_else(|| fail("content outside a document".into()))?;
                 b.event(other, start, end).map_err(fail)?;
+                b.last_end = end;
             }
         }
     }
@@ -179,14 +240,51 @@ pub fn build_segment(
 }
 
 impl Builder<'_> {
+    fn byte(&self, pos: usize) -> Option<u8> {
+        self.text.as_bytes().get(pos.checked_sub(self.base)?).copied()
+    }
+
+    /// Whether the next completed node is a mapping key.
+    fn expecting_key(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Mapping {
+                pending_key: None,
+                ..
+            })
+        )
+    }
+
     fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), String> {
         match event {
             Event::Scalar(value, style, anchor, tag) => {
-                let (style, end) = self.scalar_extent(style, start, end);
                 self.charge(1)?;
-                let value = resolve_scalar(&value, style, tag.as_deref())?;
+                let (style, span) = self.scalar_span(style, &value, start, end);
+                let tag = tag.as_deref().map_or(TagKind::None, tag_kind);
+                let written = match style {
+                    ScalarStyle::Plain | ScalarStyle::Empty => Written::Plain,
+                    _ => Written::Quoted,
+                };
+                if self.expecting_key() {
+                    let merge = written == Written::Plain
+                        && value == "<<"
+                        && matches!(tag, TagKind::None | TagKind::Core("merge"));
+                    let resolved = resolve::resolve(&value, written, tag)?;
+                    if anchor != 0
+                        && let Ok(json) = resolved.clone().into_json()
+                    {
+                        self.anchors.insert(anchor, (json, 1));
+                    }
+                    let key = if merge {
+                        None
+                    } else {
+                        Some(resolved.into_key()?)
+                    };
+                    return self.set_key(key, span, start);
+                }
+                let value = resolve::resolve(&value, written, tag)?.into_json()?;
                 let node = Node {
-                    span: start..end,
+                    span,
                     kind: NodeKind::Scalar(style),
                 };
                 self.complete(node, value, anchor, 1)
@@ -194,11 +292,13 @@ impl Builder<'_> {
             Event::SequenceStart(anchor, _) => {
                 self.check_depth()?;
                 self.charge(1)?;
-                let flow = self.text.as_bytes().get(start - self.base) == Some(&b'[');
+                let content = self.skip_properties(start);
+                let flow = self.byte(content) == Some(b'[');
                 let start = if flow {
-                    start
+                    content
                 } else {
-                    self.block_sequence_start(start)
+                    self.block_sequence_dash()
+                        .unwrap_or_else(|| self.block_sequence_start(content))
                 };
                 self.stack.push(Frame::Sequence {
                     start,
@@ -213,13 +313,15 @@ impl Builder<'_> {
             Event::MappingStart(anchor, _) => {
                 self.check_depth()?;
                 self.charge(1)?;
-                let flow = self.text.as_bytes().get(start - self.base) == Some(&b'{');
+                let content = self.skip_properties(start);
+                let flow = self.byte(content) == Some(b'{');
                 self.stack.push(Frame::Mapping {
-                    start,
+                    start: content,
                     flow,
                     anchor,
                     entries: Vec::new(),
                     map: Map::new(),
+                    merged: HashSet::new(),
                     pending_key: None,
                     nodes: 1,
                 });
@@ -235,7 +337,7 @@ impl Builder<'_> {
                     nodes,
                 }) => {
                     let end = if flow {
-                        end
+                        self.flow_end(start, end, b']')
                     } else {
                         items.last().map_or(start, |n| n.span.end)
                     };
@@ -258,9 +360,11 @@ impl Builder<'_> {
                     ..
                 }) => {
                     let end = if flow {
-                        end
+                        self.flow_end(start, end, b'}')
                     } else {
-                        entries.last().map_or(start, |e| e.value.span.end)
+                        entries
+                            .last()
+                            .map_or(start, |e| e.value.span.end.max(e.key_span.end))
                     };
                     let node = Node {
                         span: start..end,
@@ -283,10 +387,59 @@ impl Builder<'_> {
                     span: start..end,
                     kind: NodeKind::Alias,
                 };
+                if self.expecting_key() {
+                    let key = match value {
+                        Value::String(s) => s,
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Null => return Err("a mapping key is null (kubectl cannot read it)".into()),
+                        _ => return Err("a mapping key must be a scalar".into()),
+                    };
+                    return self.set_key(Some(key), start..end, start);
+                }
                 self.complete(node, value, 0, count)
             }
             _ => Ok(()),
         }
+    }
+
+    fn set_key(
+        &mut self,
+        key: Option<String>,
+        span: std::ops::Range<usize>,
+        event_start: usize,
+    ) -> Result<(), String> {
+        let start = self.explicit_key_start(event_start);
+        if let Some(Frame::Mapping {
+            map,
+            merged,
+            pending_key,
+            ..
+        }) = self.stack.last_mut()
+        {
+            if let Some(key) = &key
+                && map.contains_key(key)
+                && !merged.contains(key)
+            {
+                return Err(format!("duplicate mapping key {key:?}"));
+            }
+            *pending_key = Some(PendingKey { key, span, start });
+        }
+        Ok(())
+    }
+
+    /// Where an entry starts: at the `?` of an explicit key (`? key`),
+    /// else where its key's first event starts.
+    fn explicit_key_start(&self, start: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let mut i = start - self.base;
+        while i > 0 && matches!(bytes[i - 1], b' ' | b'\t') {
+            i -= 1;
+        }
+        if i > 0 && bytes[i - 1] == b'?' {
+            return self.base + i - 1;
+        }
+        start
     }
 
     fn check_depth(&self) -> Result<(), String> {
@@ -299,14 +452,70 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Where a scalar really ends. The parser's end marker for a quoted
-    /// scalar can run past the closing quote (over trailing blanks and a
-    /// comment), so quoted scalars are measured from their opening quote.
-    fn scalar_extent(&self, style: ParserStyle, start: usize, end: usize) -> (ScalarStyle, usize) {
-        let local = &self.text.as_bytes()[start - self.base..];
+    /// Skip a node's properties (`&anchor`, `!tag`, `!<verbatim>`) and the
+    /// blanks, line breaks and comments after them: where its content is.
+    fn skip_properties(&self, pos: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let mut i = pos - self.base;
+        while matches!(bytes.get(i), Some(b'&' | b'!')) {
+            if bytes.get(i..i + 2) == Some(b"!<") {
+                while i < bytes.len() && bytes[i] != b'>' {
+                    i += 1;
+                }
+                i += 1;
+            } else {
+                while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
+                    i += 1;
+                }
+            }
+            i = skip_blanks_and_comments(bytes, i);
+        }
+        self.base + i.min(bytes.len())
+    }
+
+    /// Where a flow collection really ends: just after its closing
+    /// bracket. The parser's end event can sit on a trailing comma
+    /// (`{a: 1,}`) or on the last item, so look for the bracket from there.
+    fn flow_end(&self, start: usize, end: usize, close: u8) -> usize {
+        let bytes = self.text.as_bytes();
+        if end > start && self.byte(end - 1) == Some(close) {
+            return end;
+        }
+        let mut i = end.saturating_sub(1).max(start) - self.base;
+        while i < bytes.len() {
+            match bytes[i] {
+                b if b == close => return self.base + i + 1,
+                b' ' | b'\t' | b'\r' | b'\n' | b',' => i += 1,
+                b'#' => i = skip_blanks_and_comments(bytes, i),
+                _ if self.base + i < end => i += 1,
+                _ => break,
+            }
+        }
+        end
+    }
+
+    /// Where a scalar is written: its content, without properties. The
+    /// parser's end marker for a quoted scalar can run past the closing
+    /// quote (over trailing blanks and a comment), so quoted scalars are
+    /// measured from their opening quote; a block scalar runs from its
+    /// header to the end of its last content line.
+    fn scalar_span(
+        &self,
+        style: ParserStyle,
+        value: &str,
+        start: usize,
+        end: usize,
+    ) -> (ScalarStyle, std::ops::Range<usize>) {
+        let bytes = self.text.as_bytes();
         match style {
-            ParserStyle::Plain => (ScalarStyle::Plain, end),
+            ParserStyle::Plain if value.is_empty() => {
+                let at = self.empty_scalar_position(start);
+                (ScalarStyle::Empty, at..at)
+            }
+            ParserStyle::Plain => (ScalarStyle::Plain, self.skip_properties(start).min(end)..end),
             ParserStyle::SingleQuoted => {
+                let start = self.skip_properties(start);
+                let local = &bytes[start - self.base..];
                 let mut i = 1;
                 while i < local.len() {
                     if local[i] == b'\'' {
@@ -314,24 +523,106 @@ impl Builder<'_> {
                             i += 2;
                             continue;
                         }
-                        return (ScalarStyle::SingleQuoted, start + i + 1);
+                        return (ScalarStyle::SingleQuoted, start..start + i + 1);
                     }
                     i += 1;
                 }
-                (ScalarStyle::SingleQuoted, end)
+                (ScalarStyle::SingleQuoted, start..end)
             }
             ParserStyle::DoubleQuoted => {
+                let start = self.skip_properties(start);
+                let local = &bytes[start - self.base..];
                 let mut i = 1;
                 while i < local.len() {
                     match local[i] {
                         b'\\' => i += 2,
-                        b'"' => return (ScalarStyle::DoubleQuoted, start + i + 1),
+                        b'"' => return (ScalarStyle::DoubleQuoted, start..start + i + 1),
                         _ => i += 1,
                     }
                 }
-                (ScalarStyle::DoubleQuoted, end)
+                (ScalarStyle::DoubleQuoted, start..end)
             }
-            _ => (ScalarStyle::Block, end),
+            _ => {
+                // The parser's span starts at the content; the header (`|`,
+                // `>-`, `|2+`) is the first indicator after the properties
+                // that follow the previous event.
+                let from = self.skip_properties(self.last_end.min(start));
+                let header = bytes[from - self.base..start - self.base]
+                    .iter()
+                    .position(|b| matches!(b, b'|' | b'>'))
+                    .map_or(start, |i| from + i);
+                let mut end = end;
+                while end > header + 1
+                    && matches!(self.byte(end - 1), Some(b' ' | b'\t' | b'\r' | b'\n'))
+                {
+                    end -= 1;
+                }
+                (ScalarStyle::Block, header..end)
+            }
+        }
+    }
+
+    /// An empty scalar (`key:`, `{key}`, `- `) is reported at odd places;
+    /// as a mapping value it belongs right after the key's `:`, or right
+    /// after the key when there is none (a bare flow key).
+    fn empty_scalar_position(&self, start: usize) -> usize {
+        let Some(Frame::Mapping {
+            pending_key: Some(key),
+            ..
+        }) = self.stack.last()
+        else {
+            return start;
+        };
+        let bytes = self.text.as_bytes();
+        let i = skip_blanks_and_comments(bytes, key.span.end - self.base);
+        if bytes.get(i) == Some(&b':') {
+            self.base + i + 1
+        } else {
+            key.span.end
+        }
+    }
+
+    /// The dash of a block sequence that starts now. The parser reports a
+    /// sequence nested as the first item of another (`- - a`) at the inner
+    /// dash, for both; so find it from the text: the first dash after the
+    /// previous event (after the key, for a mapping's value), or, as an
+    /// item of a block sequence, the dash after that item's own.
+    fn block_sequence_dash(&self) -> Option<usize> {
+        let bytes = self.text.as_bytes();
+        let find_dash = |from: usize| {
+            let mut i = from - self.base;
+            loop {
+                i = skip_blanks_and_comments(bytes, i);
+                match bytes.get(i)? {
+                    b':' | b'?' => i += 1,
+                    b'&' | b'!' => {
+                        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
+                            i += 1;
+                        }
+                    }
+                    b'-' if matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n')) => {
+                        return Some(self.base + i);
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        match self.stack.last() {
+            Some(Frame::Sequence {
+                flow: false,
+                start,
+                items,
+                ..
+            }) => {
+                let item_dash = if items.is_empty() {
+                    *start
+                } else {
+                    find_dash(self.last_end)?
+                };
+                find_dash(item_dash + 1)
+            }
+            Some(Frame::Sequence { flow: true, .. }) => None,
+            _ => find_dash(self.last_end),
         }
     }
 
@@ -404,146 +695,108 @@ impl Builder<'_> {
             Some(Frame::Mapping {
                 entries,
                 map,
+                merged,
                 pending_key,
                 nodes,
                 ..
             }) => {
                 *nodes += count;
-                match pending_key.take() {
-                    None => {
-                        let key = match value {
-                            Value::String(s) => s,
-                            Value::Null => "null".to_string(),
-                            Value::Bool(b) => b.to_string(),
-                            Value::Number(n) => n.to_string(),
-                            _ => return Err("a mapping key must be a scalar".into()),
-                        };
-                        if map.contains_key(&key) {
-                            return Err(format!("duplicate mapping key {key:?}"));
-                        }
-                        *pending_key = Some((key, node.span));
-                        Ok(())
-                    }
-                    Some((key, key_span)) => {
+                let Some(PendingKey { key, span, start }) = pending_key.take() else {
+                    return Err("a mapping key must be a scalar".into());
+                };
+                match key {
+                    Some(key) => {
+                        merged.remove(&key);
                         map.insert(key.clone(), value);
                         entries.push(Entry {
                             key,
-                            key_span,
+                            key_span: span,
+                            start,
                             value: node,
+                            merge: false,
+                            shadowed: false,
                         });
-                        Ok(())
+                    }
+                    None => {
+                        merge_into(map, merged, entries, value)?;
+                        entries.push(Entry {
+                            key: "<<".into(),
+                            key_span: span,
+                            start,
+                            value: node,
+                            merge: true,
+                            shadowed: false,
+                        });
                     }
                 }
+                Ok(())
             }
         }
     }
 }
 
-/// Resolve a scalar to JSON with the YAML 1.2 core schema.
-fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    if let Some(tag) = tag
-        && tag.is_yaml_core_schema()
-    {
-        return Ok(match tag.suffix.as_str() {
-            "str" | "binary" | "timestamp" => Value::String(text.to_string()),
-            "null" => Value::Null,
-            "bool" => Value::Bool(
-                resolve_plain(text)
-                    .as_bool()
-                    .ok_or_else(|| format!("{text:?} is not a !!bool"))?,
-            ),
-            "int" | "float" => match resolve_plain(text) {
-                v @ Value::Number(_) => v,
-                _ => return Err(format!("{text:?} is not a !!{}", tag.suffix)),
-            },
-            _ => resolve_plain(text),
-        });
+/// go-yaml v2's merge: a mapping's members (or, for a sequence of
+/// mappings, each mapping's members, the first mapping winning) are
+/// written into the merging mapping as they come, so a merge overrides the
+/// keys before it and the keys after it override the merge.
+fn merge_into(
+    map: &mut Map<String, Value>,
+    merged: &mut HashSet<String>,
+    entries: &mut [Entry],
+    value: Value,
+) -> Result<(), String> {
+    let sources: Vec<Map<String, Value>> = match value {
+        Value::Object(m) => vec![m],
+        Value::Array(items) => items
+            .into_iter()
+            .rev()
+            .map(|item| match item {
+                Value::Object(m) => Ok(m),
+                _ => Err(()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| MERGE_NEEDS_MAPS.to_string())?,
+        _ => return Err(MERGE_NEEDS_MAPS.into()),
+    };
+    for source in sources {
+        for (key, v) in source {
+            if !merged.contains(&key)
+                && let Some(entry) = entries.iter_mut().find(|e| e.effective() && e.key == key)
+            {
+                entry.shadowed = true;
+            }
+            merged.insert(key.clone());
+            map.insert(key, v);
+        }
     }
-    if style != ScalarStyle::Plain || tag.is_some() {
-        return Ok(Value::String(text.to_string()));
-    }
-    Ok(resolve_plain(text))
+    Ok(())
 }
 
-/// The core-schema resolution of a plain scalar.
-pub fn resolve_plain(s: &str) -> Value {
-    match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
+const MERGE_NEEDS_MAPS: &str = "a merge (<<) needs a mapping or a sequence of mappings";
+
+fn tag_kind(tag: &Tag) -> TagKind<'_> {
+    const CORE: &str = "tag:yaml.org,2002:";
+    if tag.is_yaml_core_schema() {
+        TagKind::Core(&tag.suffix)
+    } else if let Some(name) = tag.suffix.strip_prefix(CORE) {
+        TagKind::Core(name)
+    } else {
+        TagKind::Other
     }
-    let first = s.as_bytes()[0];
-    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
-        return Value::String(s.to_string());
-    }
-    if let Some(n) = parse_int(s) {
-        return Value::Number(n);
-    }
-    if is_core_float(s)
-        && let Ok(f) = s.parse::<f64>()
-        && let Some(n) = Number::from_f64(f)
-    {
-        return Value::Number(n);
-    }
-    Value::String(s.to_string())
 }
 
-fn parse_int(s: &str) -> Option<Number> {
-    if let Some(oct) = s.strip_prefix("0o") {
-        return u64::from_str_radix(oct, 8).ok().map(Number::from);
-    }
-    if let Some(hex) = s.strip_prefix("0x") {
-        return u64::from_str_radix(hex, 16).ok().map(Number::from);
-    }
-    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(Number::from(i));
-    }
-    if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
-        return Some(Number::from(u));
-    }
-    s.parse::<f64>().ok().and_then(Number::from_f64)
-}
-
-/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
-fn is_core_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = usize::from(matches!(b.first(), Some(b'-' | b'+')));
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = i - int_start;
-    let mut frac_digits = 0;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let f = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac_digits = i - f;
-    }
-    if int_digits == 0 && frac_digits == 0 {
-        return false;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
-            i += 1;
-        }
-        let e = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == e {
-            return false;
+fn skip_blanks_and_comments(bytes: &[u8], mut i: usize) -> usize {
+    loop {
+        match bytes.get(i) {
+            Some(b' ' | b'\t' | b'\r' | b'\n') => i += 1,
+            Some(b'#') => {
+                while i < bytes.len() && !matches!(bytes[i], b'\r' | b'\n') {
+                    i += 1;
+                }
+            }
+            _ => return i,
         }
     }
-    i == b.len()
 }
 
 /// If byte `i` is inside a comment, where the comment's `#` is: the first
@@ -552,7 +805,7 @@ fn is_core_float(s: &str) -> bool {
 fn comment_start(bytes: &[u8], i: usize) -> Option<usize> {
     let line_start = bytes[..i]
         .iter()
-        .rposition(|&b| b == b'\n')
+        .rposition(|&b| b == b'\n' || b == b'\r')
         .map_or(0, |p| p + 1);
     (line_start..=i)
         .find(|&h| bytes[h] == b'#' && (h == line_start || matches!(bytes[h - 1], b' ' | b'\t')))
@@ -562,14 +815,52 @@ fn comment_start(bytes: &[u8], i: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn value(text: &str) -> Value {
+        let limits = BuildLimits {
+            max_nodes: 1000,
+            max_depth: 10,
+        };
+        match build_segment(text, 0, limits) {
+            Ok(mut docs) => docs.remove(0).value,
+            Err(e) => serde_json::json!({ "error": e.message }),
+        }
+    }
+
     #[test]
-    fn core_schema() {
-        assert_eq!(resolve_plain("1.5"), serde_json::json!(1.5));
-        assert_eq!(resolve_plain("080"), serde_json::json!(80));
-        assert_eq!(resolve_plain("1.2.3"), serde_json::json!("1.2.3"));
-        assert_eq!(resolve_plain("="), serde_json::json!("="));
-        assert_eq!(resolve_plain("-"), serde_json::json!("-"));
-        assert_eq!(resolve_plain("yes"), serde_json::json!("yes"));
-        assert_eq!(resolve_plain("~"), Value::Null);
+    fn merges_as_go_yaml_v2() {
+        let base = "a: &a {p: 1, q: 1}\nb: &b {q: 2, r: 2}\n";
+        assert_eq!(
+            value(&format!("{base}m: {{<<: [*a, *b]}}"))["m"],
+            serde_json::json!({"p": 1, "q": 1, "r": 2})
+        );
+        // A merge overrides the keys before it; the keys after it win.
+        assert_eq!(value(&format!("{base}m: {{p: 9, <<: *a}}"))["m"]["p"], 1);
+        assert_eq!(value(&format!("{base}m: {{<<: *a, p: 9}}"))["m"]["p"], 9);
+        assert_eq!(value("m: {'<<': 1}")["m"]["<<"], 1);
+        assert!(value("m: {<<: 1}").get("error").is_some());
+        assert!(value("m: {p: 1, p: 2}").get("error").is_some());
+    }
+
+    #[test]
+    fn tab_after_colon() {
+        assert_eq!(
+            value("a:\tx\nb:\t'y:\tz'\nc:\t\t1\n"),
+            serde_json::json!({"a": "x", "b": "y:\tz", "c": 1})
+        );
+    }
+
+    #[test]
+    fn spans_skip_properties() {
+        let limits = BuildLimits {
+            max_nodes: 1000,
+            max_depth: 10,
+        };
+        let text = "a: &x \"q\"\nb: !t [1]\n";
+        let built = build_segment(text, 0, limits).expect("parse");
+        let root = built[0].root.as_ref().expect("root");
+        assert_eq!(&text[root.get("/a").expect("a").span.clone()], "\"q\"");
+        let b = root.get("/b").expect("b");
+        assert!(b.is_flow());
+        assert_eq!(&text[b.span.clone()], "[1]");
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::build::resolve_plain;
+use super::resolve::{Scalar, resolve_plain};
 use super::tree::ScalarStyle;
 
 /// The indentation habits of a document, so new entries look like their
@@ -28,36 +28,63 @@ impl Default for IndentStyle {
 }
 
 /// Whether `s` can be written as a plain scalar and read back as the same
-/// string, by YAML 1.2 parsers and by the YAML 1.1 parsers kubectl and Helm
-/// use (which read `yes`/`on`/`y` as booleans).
+/// string by kubectl (go-yaml v2, which reads `yes`, `0644` and `1_000` as
+/// a boolean and numbers), by YAML 1.2 parsers, and by readers that take
+/// timestamps and sexagesimal numbers (`2024-01-01`, `1:20`) as such.
 pub fn plain_safe(s: &str, in_flow: bool) -> bool {
     let Some(first) = s.chars().next() else {
         return false;
     };
-    if s.trim() != s || !matches!(resolve_plain(s), Value::String(_)) {
-        return false;
-    }
-    if matches!(
-        s.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off"
-    ) {
+    if s.trim() != s || !matches!(resolve_plain(s), Scalar::Str(_)) || s == "<<" {
         return false;
     }
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
         return false;
     }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') {
+    // Anything starting like a number that go-yaml kept as a string may
+    // still be a timestamp or a base-60 number to another reader.
+    if (first.is_ascii_digit() || matches!(first, '+' | '.'))
+        && s.contains(['-', ':', '_', 'e', 'E', '.', ' '])
+    {
         return false;
     }
-    if s.chars().any(|c| c.is_control()) {
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.contains(":\t") {
+        return false;
+    }
+    if s.chars().any(needs_escape) {
         return false;
     }
     !(in_flow && s.contains([',', '[', ']', '{', '}']))
 }
 
-/// A double-quoted YAML scalar; JSON string escapes are valid YAML ones.
+/// Whether a character must be escaped in YAML text: anything outside
+/// YAML's printable set, the byte order mark, and the characters YAML 1.1
+/// (go-yaml v2) reads as line breaks (NEL, LS, PS).
+fn needs_escape(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
+        | '\u{fffe}' | '\u{ffff}')
+}
+
+/// A double-quoted scalar that is both valid YAML and valid JSON: `\"`,
+/// `\\`, `\n`, `\t`, `\r`, and `\uXXXX` for every other character that
+/// needs escaping.
 pub fn double_quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A scalar value as YAML text, keeping `style` (the style of the scalar it
@@ -65,7 +92,7 @@ pub fn double_quoted(s: &str) -> String {
 pub fn yaml_scalar(v: &Value, style: ScalarStyle, in_flow: bool) -> String {
     match v {
         Value::String(s) => match style {
-            ScalarStyle::SingleQuoted if !s.chars().any(|c| c.is_control()) => {
+            ScalarStyle::SingleQuoted if !s.chars().any(needs_escape) => {
                 format!("'{}'", s.replace('\'', "''"))
             }
             ScalarStyle::DoubleQuoted => double_quoted(s),
@@ -123,8 +150,8 @@ fn write_flow(out: &mut String, v: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&key_text(k, true));
-                out.push_str(": ");
+                out.push_str(&flow_key(k));
+                out.push(' ');
                 write_flow(out, item);
             }
             out.push('}');
@@ -142,12 +169,41 @@ pub fn key_text(k: &str, in_flow: bool) -> String {
     }
 }
 
+/// YAML limits an implicit key (`key: value`) to 1024 characters; a longer
+/// key is written as an explicit one (`? key` then `: value`).
+const LONGEST_IMPLICIT_KEY: usize = 1000;
+
+/// Write a block mapping key and its `:`, at the current position, which
+/// is column `col`.
+fn push_key(out: &mut String, k: &str, col: usize) {
+    let text = key_text(k, false);
+    if text.chars().count() > LONGEST_IMPLICIT_KEY {
+        out.push_str("? ");
+        out.push_str(&text);
+        newline(out, col);
+    } else {
+        out.push_str(&text);
+    }
+    out.push(':');
+}
+
+/// A flow mapping key and its `:` (`? key:` when it is too long).
+pub fn flow_key(k: &str) -> String {
+    let text = key_text(k, true);
+    if text.chars().count() > LONGEST_IMPLICIT_KEY {
+        format!("? {text}:")
+    } else {
+        format!("{text}:")
+    }
+}
+
 /// Where block output continues from.
 #[derive(Debug, Clone, Copy)]
 pub enum After {
-    /// Right after `key:` written at this column.
+    /// Right after `key:` whose entry starts at this column.
     Key(usize),
-    /// Right after `- ` whose dash is at this column.
+    /// Right after a `- ` whose content starts at this column (the dash's
+    /// column plus two, or more for `-   item`).
     Dash(usize),
 }
 
@@ -157,32 +213,30 @@ pub fn block(out: &mut String, v: &Value, after: After, style: IndentStyle) {
         (Value::Object(map), After::Key(col)) if !map.is_empty() => {
             for (k, item) in map {
                 newline(out, col + style.mapping);
-                out.push_str(&key_text(k, false));
-                out.push(':');
+                push_key(out, k, col + style.mapping);
                 block(out, item, After::Key(col + style.mapping), style);
             }
         }
         (Value::Object(map), After::Dash(col)) if !map.is_empty() => {
             for (i, (k, item)) in map.iter().enumerate() {
                 if i > 0 {
-                    newline(out, col + 2);
+                    newline(out, col);
                 }
-                out.push_str(&key_text(k, false));
-                out.push(':');
-                block(out, item, After::Key(col + 2), style);
+                push_key(out, k, col);
+                block(out, item, After::Key(col), style);
             }
         }
         (Value::Array(items), After::Key(col)) if !items.is_empty() => {
             for item in items {
                 newline(out, col + style.sequence);
                 out.push_str("- ");
-                block(out, item, After::Dash(col + style.sequence), style);
+                block(out, item, After::Dash(col + style.sequence + 2), style);
             }
         }
         (Value::Array(items), After::Dash(col)) if !items.is_empty() => {
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    newline(out, col + 2);
+                    newline(out, col);
                 }
                 out.push_str("- ");
                 block(out, item, After::Dash(col + 2), style);
@@ -203,8 +257,7 @@ pub fn document(v: &Value, style: IndentStyle) -> String {
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, item) in map {
-                out.push_str(&key_text(k, false));
-                out.push(':');
+                push_key(&mut out, k, 0);
                 block(&mut out, item, After::Key(0), style);
                 out.push('\n');
             }
@@ -212,7 +265,7 @@ pub fn document(v: &Value, style: IndentStyle) -> String {
         Value::Array(items) if !items.is_empty() => {
             for item in items {
                 out.push_str("- ");
-                block(&mut out, item, After::Dash(0), style);
+                block(&mut out, item, After::Dash(2), style);
                 out.push('\n');
             }
         }
@@ -241,6 +294,13 @@ mod tests {
         assert!(!plain_safe("1.0", false));
         assert!(!plain_safe("a: b", false));
         assert!(!plain_safe("a,b", true));
+        assert!(!plain_safe("0644", false));
+        assert!(!plain_safe("1_000", false));
+        assert!(!plain_safe("2024-01-01", false));
+        assert!(!plain_safe("on", false));
+        assert!(!plain_safe("<<", false));
+        assert!(!plain_safe("a\u{feff}b", false));
+        assert_eq!(double_quoted("a\u{2028}\u{7f}\"\n"), "\"a\\u2028\\u007F\\\"\\n\"");
         assert_eq!(
             yaml_scalar(&json!("it's"), ScalarStyle::SingleQuoted, false),
             "'it''s'"
@@ -257,6 +317,14 @@ mod tests {
             IndentStyle::default(),
         );
         assert_eq!(out, "imagePullSecrets:\n  - name: a");
+        let mut out = String::from("-    ");
+        block(
+            &mut out,
+            &json!({"a": 1, "b": [2, 3]}),
+            After::Dash(5),
+            IndentStyle::default(),
+        );
+        assert_eq!(out, "-    a: 1\n     b:\n     - 2\n     - 3");
         assert_eq!(
             document(
                 &json!({"a": {"b": [1, {"c": "d", "e": []}]}}),

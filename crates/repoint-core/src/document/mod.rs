@@ -8,10 +8,18 @@
 //! lines that carry the change. Nothing is ever re-serialized unless an
 //! operation cannot be expressed as a splice; then only that document is
 //! rewritten.
+//!
+//! Values are what kubectl reads ([`resolve`]: go-yaml v2 scalars, merge
+//! keys expanded). Every changed document is parsed again before it is
+//! handed out and its value compared with the value the operations give; a
+//! splice that does not check out falls back to a re-rendered document,
+//! checked the same way, and a document that still does not check out is a
+//! [`DocumentError`] and keeps its original text.
 
 pub mod build;
 pub mod edit;
 pub mod emit;
+pub mod resolve;
 pub mod split;
 pub mod tree;
 
@@ -68,6 +76,10 @@ pub struct Document {
     pub index: usize,
     /// Byte offset where the document starts (its `---`, or its content).
     pub start: usize,
+    /// The piece of the stream that holds the document (see [`split`]),
+    /// and the document's place in it: what is parsed again to check a
+    /// change.
+    segment: (std::ops::Range<usize>, usize),
     /// Source tree; `None` for an empty or pruned document.
     pub root: Option<Node>,
     /// The document as JSON; `Null` for an empty document. For a pruned
@@ -78,12 +90,26 @@ pub struct Document {
     pub pruned: bool,
 }
 
+/// A stream rendered with its changes: the text, and the documents whose
+/// change could not be written (they keep their original text).
+#[derive(Debug)]
+pub struct Rendered<'a> {
+    /// The stream's new text.
+    pub text: Cow<'a, str>,
+    /// One error per document left unchanged because its change could not
+    /// be written faithfully.
+    pub failures: Vec<DocumentError>,
+}
+
 /// A parsed file: its text and its documents.
 #[derive(Debug, Clone)]
 pub struct Stream {
     name: String,
     text: String,
     syntax: Syntax,
+    /// The file's line ending, used for every line repoint adds.
+    newline: &'static str,
+    limits: build::BuildLimits,
     documents: Vec<Document>,
     /// Byte offset of the start of each line, for locating positions
     /// without rescanning the text.
@@ -120,11 +146,19 @@ impl Stream {
         threads: usize,
         keep: &(dyn Fn(&Value) -> bool + Sync),
     ) -> Result<Self, DocumentError> {
-        let segments = split::split(&text);
+        // A file named `.json` is JSON, and so is a stream that starts like
+        // JSON (kubectl decodes one starting with `{` as JSON): it is held
+        // to JSON's grammar, so comments and other YAML-only syntax are
+        // errors rather than quietly read as YAML.
         let syntax = match text.bytes().find(|c| !c.is_ascii_whitespace()) {
+            _ if name.ends_with(".json") => Syntax::Json,
             Some(b'{' | b'[') => Syntax::Json,
             _ => Syntax::Yaml,
         };
+        if syntax == Syntax::Json {
+            check_json(name, &text)?;
+        }
+        let segments = split::split(&text);
         let build_limits = build::BuildLimits {
             max_nodes: limits.max_nodes,
             max_depth: limits.max_depth,
@@ -153,7 +187,7 @@ impl Stream {
                     b.pruned = true;
                 }
             }
-            Ok(built)
+            Ok((segment.range.clone(), built))
         };
         let built = parallel_map(&segments, threads, &build_one);
         let mut documents: Vec<Document> = Vec::new();
@@ -168,9 +202,9 @@ impl Stream {
                     message,
                 }
             };
-            let built = result
+            let (segment, built) = result
                 .map_err(|e| error(documents.len() + e.documents_before, e.offset, e.message))?;
-            for b in built {
+            for (in_segment, b) in built.into_iter().enumerate() {
                 if let (Some(root), false) = (&b.root, b.value.is_object() || b.value.is_null()) {
                     return Err(error(
                         documents.len(),
@@ -184,24 +218,20 @@ impl Stream {
                 documents.push(Document {
                     index: documents.len(),
                     start: b.start,
+                    segment: (segment.clone(), in_segment),
                     root: b.root,
                     value: b.value,
                     pruned: b.pruned,
                 });
             }
         }
-        let line_starts = std::iter::once(0)
-            .chain(
-                text.bytes()
-                    .enumerate()
-                    .filter(|(_, c)| *c == b'\n')
-                    .map(|(i, _)| i + 1),
-            )
-            .collect();
+        let line_starts = line_starts(&text).collect();
         Ok(Self {
             name: name.to_string(),
+            newline: detect_newline(&text),
             text,
             syntax,
+            limits: build_limits,
             documents,
             line_starts,
         })
@@ -268,26 +298,51 @@ impl Stream {
         Some(self.line_column(node.span.start))
     }
 
+    /// The file's line ending: `\n`, `\r\n` or `\r`.
+    pub fn newline(&self) -> &'static str {
+        self.newline
+    }
+
     /// The stream with each document's operations applied, as text.
     /// `changes` pairs a document index with its operations. Documents
-    /// without operations are copied byte for byte.
+    /// without operations are copied byte for byte. The first document
+    /// whose change cannot be written faithfully is an error.
     pub fn render(&self, changes: &[(usize, Vec<PatchOp>)]) -> Result<Cow<'_, str>, DocumentError> {
+        let rendered = self.render_each(changes);
+        match rendered.failures.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(rendered.text),
+        }
+    }
+
+    /// [`Stream::render`], document by document: a document whose change
+    /// cannot be written faithfully keeps its text and is reported in
+    /// [`Rendered::failures`]; the others are written.
+    pub fn render_each(&self, changes: &[(usize, Vec<PatchOp>)]) -> Rendered<'_> {
         let mut edits: Vec<Edit> = Vec::new();
+        let mut failures = Vec::new();
         for (index, ops) in changes {
             if ops.is_empty() {
                 continue;
             }
-            let doc = self
-                .documents
-                .get(*index)
-                .ok_or_else(|| self.error_at(*index, 0, "no such document"))?;
-            edits.extend(self.document_edits(doc, ops)?);
+            let Some(doc) = self.documents.get(*index) else {
+                failures.push(self.error_at(*index, 0, "no such document"));
+                continue;
+            };
+            match self.document_edits(doc, ops) {
+                Ok(e) => edits.extend(e),
+                Err(e) => failures.push(e),
+            }
         }
-        Ok(splice(&self.text, edits))
+        Rendered {
+            text: splice(&self.text, edits),
+            failures,
+        }
     }
 
-    /// Edits for one document: splices when possible, otherwise the whole
-    /// document re-rendered from its patched value.
+    /// Edits for one document, checked: splices when possible, otherwise
+    /// the whole document re-rendered from its patched value; whichever is
+    /// used, the new text is parsed again and must give the patched value.
     fn document_edits(&self, doc: &Document, ops: &[PatchOp]) -> Result<Vec<Edit>, DocumentError> {
         // Validate against the value first, so an operation that cannot
         // apply is an error rather than a silent half-edit.
@@ -306,6 +361,7 @@ impl Stream {
         let editor = Editor {
             text: &self.text,
             root,
+            patched: &patched,
             syntax: self.syntax,
             style: edit::detect_style(
                 &self.text,
@@ -316,31 +372,80 @@ impl Stream {
                         .filter_map(|d| d.root.as_ref()),
                 ),
             ),
+            newline: self.newline,
         };
-        let mut edits = Vec::new();
-        let mut splice_ok = true;
-        for op in ops {
-            match editor.edits(op) {
-                Ok(e) => edits.extend(e),
-                Err(edit::Unsupported) => {
-                    splice_ok = false;
-                    break;
-                }
-            }
+        let splices = editor
+            .edits_for(ops)
+            .ok()
+            .filter(|edits| !overlapping(edits));
+        let problem = match splices {
+            Some(edits) => match self.check(doc, &edits, &patched) {
+                Ok(()) => return Ok(edits),
+                Err(problem) => Some(problem),
+            },
+            None => None,
+        };
+        let rerender = vec![Edit::new(
+            root.span.clone(),
+            self.rerender(&patched, root, editor.style),
+        )];
+        match self.check(doc, &rerender, &patched) {
+            // A splice that did not check out is a defect of the splice
+            // layer, not of the input: the re-render covers it (the fuzz
+            // targets look for such splices).
+            Ok(()) => Ok(rerender),
+            Err(again) => Err(self.error_at(
+                doc.index,
+                root.span.start,
+                &format!(
+                    "repoint could not write this change faithfully (the new text would read \
+                     differently: {}); the document is left as it was",
+                    problem.unwrap_or(again)
+                ),
+            )),
         }
-        if splice_ok && !overlapping(&mut edits) {
-            return Ok(edits);
-        }
+    }
+
+    /// The whole document written anew from its value, at the root's
+    /// column, in the file's line ending.
+    fn rerender(&self, patched: &Value, root: &Node, style: emit::IndentStyle) -> String {
         let text = match self.syntax {
-            Syntax::Json => serde_json::to_string_pretty(&patched).unwrap_or_default(),
-            Syntax::Yaml => emit::document(&patched, editor.style)
+            Syntax::Json => serde_json::to_string_pretty(patched).unwrap_or_default(),
+            Syntax::Yaml => emit::document(patched, style)
                 .trim_end_matches('\n')
                 .to_string(),
         };
-        Ok(vec![Edit {
-            range: root.span.clone(),
-            text,
-        }])
+        let column = self.text[edit::line_start(&self.text, root.span.start)..root.span.start]
+            .chars()
+            .count();
+        let indent = format!("{}{}", self.newline, " ".repeat(column));
+        text.replace('\n', &indent)
+    }
+
+    /// Parse the document's segment with `edits` applied and compare the
+    /// document's value with `expected`.
+    fn check(&self, doc: &Document, edits: &[Edit], expected: &Value) -> Result<(), String> {
+        let (range, position) = &doc.segment;
+        let local: Vec<Edit> = edits
+            .iter()
+            .map(|e| Edit {
+                range: e.range.start - range.start..e.range.end - range.start,
+                ..e.clone()
+            })
+            .collect();
+        let text = splice(&self.text[range.clone()], local);
+        if self.syntax == Syntax::Json {
+            check_json(&self.name, &text).map_err(|e| e.message)?;
+        }
+        let built = build::build_segment(&text, 0, self.limits).map_err(|e| e.message)?;
+        let reread = built
+            .get(*position)
+            .ok_or("the document is gone")?;
+        if let Some(pointer) = difference(&reread.value, expected, &mut String::new()) {
+            let pointer = if pointer.is_empty() { "/" } else { &pointer };
+            return Err(format!("at {pointer}"));
+        }
+        Ok(())
     }
 
     fn error_at(&self, document: usize, offset: usize, message: &str) -> DocumentError {
@@ -352,6 +457,26 @@ impl Stream {
             column,
             message: message.to_string(),
         }
+    }
+}
+
+/// A new document (a generated Secret, a patch file) as block YAML ending
+/// in `\n`, read back and checked like every changed document: the text
+/// must mean `value` to kubectl.
+pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, String> {
+    let text = emit::document(value, style);
+    let limits = build::BuildLimits {
+        max_nodes: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    let built = build::build_segment(&text, 0, limits).map_err(|e| e.message)?;
+    let reread = built.first().map_or(&Value::Null, |b| &b.value);
+    match difference(reread, value, &mut String::new()) {
+        None => Ok(text),
+        Some(at) => Err(format!(
+            "the YAML written for it would read differently at {}",
+            if at.is_empty() { "/" } else { &at }
+        )),
     }
 }
 
@@ -394,9 +519,9 @@ fn parallel_map<T: Sync, R: Send>(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Sort edits by position (keeping the order of insertions at one point)
-/// and say whether any two overlap.
-fn overlapping(edits: &mut [Edit]) -> bool {
+/// Whether any two edits overlap (insertions at one point do not).
+fn overlapping(edits: &[Edit]) -> bool {
+    let mut edits: Vec<&Edit> = edits.iter().collect();
     edits.sort_by_key(|e| e.range.start);
     edits.windows(2).any(|w| {
         let (a, b) = (&w[0], &w[1]);
@@ -409,17 +534,104 @@ fn splice(text: &str, mut edits: Vec<Edit>) -> Cow<'_, str> {
     if edits.is_empty() {
         return Cow::Borrowed(text);
     }
-    edits.sort_by_key(|e| e.range.start);
+    edits.sort_by_key(|e| (e.range.start, std::cmp::Reverse(e.depth)));
     let mut out =
-        String::with_capacity(text.len() + edits.iter().map(|e| e.text.len()).sum::<usize>());
+        String::with_capacity(text.len() + edits.iter().map(|e| e.text.len() + 2).sum::<usize>());
     let mut pos = 0;
+    let mut last_insertion: Option<usize> = None;
     for e in edits {
         out.push_str(&text[pos..e.range.start.max(pos)]);
+        if e.range.is_empty() && last_insertion == Some(e.range.start) {
+            out.push_str(e.joiner);
+        }
+        last_insertion = e.range.is_empty().then_some(e.range.start);
         out.push_str(&e.text);
         pos = pos.max(e.range.end);
     }
     out.push_str(&text[pos..]);
     Cow::Owned(out)
+}
+
+/// The first place where `a` and `b` differ as kubectl would see them
+/// (numbers compare by value: `1` and `1.0` are the same), as a JSON
+/// Pointer; `None` when they are the same.
+fn difference(a: &Value, b: &Value, at: &mut String) -> Option<String> {
+    let len = at.len();
+    let found = match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return Some(at.clone());
+            }
+            x.iter().find_map(|(k, v)| {
+                at.truncate(len);
+                at.push('/');
+                at.push_str(&tree::escape_token(k));
+                match y.get(k) {
+                    Some(w) => difference(v, w, at),
+                    None => Some(at.clone()),
+                }
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Some(at.clone());
+            }
+            x.iter().zip(y).enumerate().find_map(|(i, (v, w))| {
+                at.truncate(len);
+                at.push_str(&format!("/{i}"));
+                difference(v, w, at)
+            })
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            let same = match (x.as_i64(), y.as_i64()) {
+                (Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            };
+            (!same).then(|| at.clone())
+        }
+        (x, y) => (x != y).then(|| at.clone()),
+    };
+    at.truncate(len);
+    found
+}
+
+/// Hold JSON text to JSON's grammar, with the place of the first error.
+fn check_json(name: &str, text: &str) -> Result<(), DocumentError> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    let mut document = 0;
+    loop {
+        match stream.next() {
+            None => return Ok(()),
+            Some(Ok(_)) => document += 1,
+            Some(Err(e)) => {
+                return Err(DocumentError {
+                    file: name.to_string(),
+                    document,
+                    line: e.line(),
+                    column: e.column(),
+                    message: format!("invalid JSON: {e}"),
+                });
+            }
+        }
+    }
+}
+
+/// The line ending a text uses: that of its first line.
+fn detect_newline(text: &str) -> &'static str {
+    match text.find(['\n', '\r']) {
+        Some(i) if text[i..].starts_with("\r\n") => "\r\n",
+        Some(i) if text.as_bytes()[i] == b'\r' => "\r",
+        _ => "\n",
+    }
+}
+
+/// Byte offsets where lines start; `\n`, `\r\n` and a lone `\r` end a line.
+fn line_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = text.as_bytes();
+    std::iter::once(0).chain(bytes.iter().enumerate().filter_map(move |(i, &c)| {
+        let ends = c == b'\n' || (c == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+        ends.then_some(i + 1)
+    }))
 }
 
 /// What a pruned document keeps: its identity.
@@ -448,10 +660,10 @@ fn describe(v: &Value) -> &'static str {
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
-    let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+    let line = line_starts(&text[..offset]).count();
     let line_start = before
         .iter()
-        .rposition(|&c| c == b'\n')
+        .rposition(|&c| c == b'\n' || c == b'\r')
         .map_or(0, |i| i + 1);
     let column = String::from_utf8_lossy(&before[line_start..])
         .chars()

@@ -56,10 +56,14 @@ pub fn split(text: &str) -> Vec<Segment> {
     let mut pos = 0;
     let mut line_no = 1;
     while pos < bytes.len() {
-        let end = bytes[pos..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(bytes.len(), |i| pos + i + 1);
+        // `\n`, `\r\n` and a lone `\r` all end a line.
+        let end = match bytes[pos..].iter().position(|&c| c == b'\n' || c == b'\r') {
+            None => bytes.len(),
+            Some(i) if bytes[pos + i] == b'\r' && bytes.get(pos + i + 1) == Some(&b'\n') => {
+                pos + i + 2
+            }
+            Some(i) => pos + i + 1,
+        };
         let line = &bytes[pos..end];
         if marker_line(line, b"---") {
             if occupied && !after_end {
@@ -138,6 +142,12 @@ mod tests {
     #[test]
     fn json_is_one_segment() {
         assert_eq!(pieces("{\"a\":\n---\n}").len(), 1);
+    }
+
+    #[test]
+    fn carriage_returns_end_lines() {
+        assert_eq!(pieces("a: 1\r---\rb: 2\r"), ["a: 1\r", "---\rb: 2\r"]);
+        assert_eq!(pieces("a: 1\r\n---\r\nb: 2"), ["a: 1\r\n", "---\r\nb: 2"]);
     }
 
     #[test]

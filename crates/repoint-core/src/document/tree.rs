@@ -13,8 +13,13 @@ pub enum ScalarStyle {
     SingleQuoted,
     /// `"double"`
     DoubleQuoted,
-    /// `|` or `>` block scalar.
+    /// `|` or `>` block scalar; its span runs from the header to the end
+    /// of its last content line.
     Block,
+    /// Nothing written: the implicit null of `key:` or of a bare flow key
+    /// `{key}`. Its span is empty, right after the `:` when there is one,
+    /// else right after the key.
+    Empty,
 }
 
 /// What a node is, and its children.
@@ -43,19 +48,36 @@ pub enum NodeKind {
 /// One mapping entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The key as a string (JSON object key).
+    /// The key as a string (JSON object key); `<<` for a merge.
     pub key: String,
-    /// Where the key is written.
+    /// Where the key is written (its content, without properties).
     pub key_span: Range<usize>,
+    /// Where the entry starts: its `?` for an explicit key, else the key's
+    /// first property or the key itself.
+    pub start: usize,
     /// The value.
     pub value: Node,
+    /// A merge (`<<: *base`): its value's members are merged into the
+    /// mapping, as go-yaml v2 does.
+    pub merge: bool,
+    /// A later merge supplies this key, so this entry's value is not the
+    /// mapping's (go-yaml v2 lets the last writer win).
+    pub shadowed: bool,
+}
+
+impl Entry {
+    /// Whether the mapping's value for `key` is this entry's value.
+    pub fn effective(&self) -> bool {
+        !self.merge && !self.shadowed
+    }
 }
 
 /// A node and the bytes of the stream it occupies.
 ///
 /// For a block sequence the span starts at the first `-`; for a block
-/// mapping at its first key; for flow collections it covers the brackets.
-/// A block collection ends where its last child ends.
+/// mapping at its first entry; for flow collections it covers the
+/// brackets. A block collection ends where its last child ends. Node
+/// properties (`&anchor`, `!tag`) are not part of the span.
 #[derive(Debug, Clone)]
 pub struct Node {
     /// Byte range in the stream text.
@@ -66,7 +88,7 @@ pub struct Node {
 
 impl Node {
     /// Follow an RFC 6901 JSON Pointer. Returns `None` when a step does not
-    /// exist (or goes through an alias or a scalar).
+    /// exist as written (it goes through an alias, a merge or a scalar).
     pub fn get(&self, pointer: &str) -> Option<&Node> {
         let mut node = self;
         for token in pointer_tokens(pointer)? {
@@ -78,9 +100,10 @@ impl Node {
     /// The child named by one unescaped pointer token.
     pub fn child(&self, token: &str) -> Option<&Node> {
         match &self.kind {
-            NodeKind::Mapping { entries, .. } => {
-                entries.iter().find(|e| e.key == token).map(|e| &e.value)
-            }
+            NodeKind::Mapping { entries, .. } => entries
+                .iter()
+                .find(|e| e.effective() && e.key == token)
+                .map(|e| &e.value),
             NodeKind::Sequence { items, .. } => items.get(token.parse::<usize>().ok()?),
             _ => None,
         }
