@@ -57,7 +57,8 @@ const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n";
 
 #[test]
 fn anchor_on_double_quoted_image() {
-    let input = format!("{POD}  containers:\n  - name: a\n    image: &img \"quay.io/org/app:v1\"\n");
+    let input =
+        format!("{POD}  containers:\n  - name: a\n    image: &img \"quay.io/org/app:v1\"\n");
     assert_eq!(
         mirror_and_add(&input, &[]),
         format!(
@@ -82,7 +83,9 @@ fn tag_on_image() {
     let input = format!("{POD}  containers:\n  - name: a\n    image: !!str quay.io/org/app:v1\n");
     assert_eq!(
         mirror_and_add(&input, &[]),
-        format!("{POD}  containers:\n  - name: a\n    image: !!str mirror.example.com/quay.io/org/app:v1\n")
+        format!(
+            "{POD}  containers:\n  - name: a\n    image: !!str mirror.example.com/quay.io/org/app:v1\n"
+        )
     );
 }
 
@@ -130,7 +133,10 @@ fn flow_mapping_ending_in_bare_key() {
 #[test]
 fn flow_mapping_with_trailing_comma() {
     assert_eq!(
-        patch("a: {b: 1,}\n", json!([{"op": "add", "path": "/a/c", "value": 2}])),
+        patch(
+            "a: {b: 1,}\n",
+            json!([{"op": "add", "path": "/a/c", "value": 2}])
+        ),
         "a: {b: 1, c: 2,}\n"
     );
 }
@@ -159,10 +165,14 @@ fn implicit_null_replaced_by_list() {
 
 #[test]
 fn block_scalar_image() {
-    let input = format!("{POD}  containers:\n  - name: a\n    image: >-\n      quay.io/org/app:v1\n    imagePullPolicy: Always\n");
+    let input = format!(
+        "{POD}  containers:\n  - name: a\n    image: >-\n      quay.io/org/app:v1\n    imagePullPolicy: Always\n"
+    );
     assert_eq!(
         mirror_and_add(&input, &[]),
-        format!("{POD}  containers:\n  - name: a\n    image: mirror.example.com/quay.io/org/app:v1\n    imagePullPolicy: Always\n")
+        format!(
+            "{POD}  containers:\n  - name: a\n    image: mirror.example.com/quay.io/org/app:v1\n    imagePullPolicy: Always\n"
+        )
     );
 }
 
@@ -193,7 +203,10 @@ fn nested_block_sequence_append() {
 #[test]
 fn explicit_key_mapping_gains_a_member() {
     assert_eq!(
-        patch("a:\n  ? b\n  : 1\n", json!([{"op": "add", "path": "/a/c", "value": 2}])),
+        patch(
+            "a:\n  ? b\n  : 1\n",
+            json!([{"op": "add", "path": "/a/c", "value": 2}])
+        ),
         "a:\n  ? b\n  : 1\n  c: 2\n"
     );
 }
@@ -254,10 +267,14 @@ fn indented_root_document_rerendered() {
 
 #[test]
 fn crlf_line_endings_everywhere() {
-    let input = format!("{POD}  containers:\n  - name: a\n    image: nginx\n").replace('\n', "\r\n");
+    let input =
+        format!("{POD}  containers:\n  - name: a\n    image: nginx\n").replace('\n', "\r\n");
     let out = mirror_and_add(&input, &["regcred"]);
     assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
-    assert!(out.contains("  imagePullSecrets:\r\n  - name: regcred\r\n"), "{out:?}");
+    assert!(
+        out.contains("  imagePullSecrets:\r\n  - name: regcred\r\n"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -331,7 +348,10 @@ items:
         )
     );
     let items = &value(&out)["items"];
-    assert_eq!(items[0]["spec"]["containers"][0]["image"], "quay.io/org/app:v1");
+    assert_eq!(
+        items[0]["spec"]["containers"][0]["image"],
+        "quay.io/org/app:v1"
+    );
     assert_eq!(items[1]["spec"]["containers"][0]["image"], "mirror/app:v1");
 }
 
@@ -345,5 +365,8 @@ fn json_with_comments_is_an_error_with_a_location() {
 
 #[test]
 fn tab_after_colon_reads_as_kubectl_reads_it() {
-    assert_eq!(value("a:\tx\nb:\t\"y:\tz\"\n"), json!({"a": "x", "b": "y:\tz"}));
+    assert_eq!(
+        value("a:\tx\nb:\t\"y:\tz\"\n"),
+        json!({"a": "x", "b": "y:\tz"})
+    );
 }

@@ -14,11 +14,14 @@
 //!   from the sources it describes (`docs/contract.md`, `docs/cli.md`,
 //!   `docs/man/`, `docs/policies/`), or with `--check` fail naming what is
 //!   stale; `repoint codegen` does the work.
+//! - `cargo xtask fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets in
+//!   `fuzz/`, seeded from `../shared/`, N seconds each; fails on a finding.
 //! - `cargo xtask loadtest [--seconds N] [--concurrency N] [--rate N]`:
 //!   `repoint serve` under `oha` over TLS, against an empty policy set, and
 //!   with 10% of the requests going to a looping policy.
 
 mod bench;
+mod fuzz;
 mod languages;
 mod loadtest;
 
@@ -36,9 +39,10 @@ fn main() -> ExitCode {
         Some("loadtest") => loadtest::run(&args[1..]),
         Some("codegen") => codegen(&args[1..]),
         Some("bench-languages") => languages::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | fuzz [--seconds N] [TARGET] | loadtest [--seconds N] [--concurrency N] [--rate N]"
             );
             return ExitCode::from(2);
         }

@@ -96,11 +96,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
     for doc in &overlay.generated {
         let name = unique(&mut taken, &format!("generated/{}", file_stem(doc)));
         let secret = doc.get("kind").and_then(Value::as_str) == Some("Secret");
-        files.push((
-            name.clone(),
-            checked_yaml(doc)?,
-            secret,
-        ));
+        files.push((name.clone(), checked_yaml(doc)?, secret));
         resources.push(Value::String(name));
     }
 
@@ -116,11 +112,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
             &mut taken,
             &format!("patches/{}", file_stem(&change.before)),
         );
-        files.push((
-            name.clone(),
-            checked_yaml(&json!(ops))?,
-            false,
-        ));
+        files.push((name.clone(), checked_yaml(&json!(ops))?, false));
         patches.push(json!({"path": name, "target": target(&change.before)}));
     }
 
@@ -141,10 +133,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
     if !patches.is_empty() {
         kustomization.insert("patches".into(), Value::Array(patches));
     }
-    let text = format!(
-        "{HEADER}\n{}",
-        checked_yaml(&Value::Object(kustomization))?
-    );
+    let text = format!("{HEADER}\n{}", checked_yaml(&Value::Object(kustomization))?);
 
     for (name, text, secret) in &files {
         let mode = if *secret { 0o600 } else { 0o644 };

@@ -97,12 +97,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
+        Err(e) if run::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("repoint: error: {e:#}");
             ExitCode::from(2)

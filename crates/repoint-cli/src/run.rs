@@ -172,14 +172,19 @@ fn write_stream<'t>(
 /// are never hidden behind a closed pipe.
 pub(crate) fn finish(code: ExitCode, write: impl FnOnce() -> Result<()>) -> Result<ExitCode> {
     match write() {
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(code)
-        }
+        Err(e) if is_broken_pipe(&e) => Ok(code),
         other => other.map(|()| code),
     }
+}
+
+/// Whether an error is a write to a reader that went away (directly, or
+/// through serde_json's writer).
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let kind = e
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+        .or_else(|| e.downcast_ref::<serde_json::Error>()?.io_error_kind());
+    kind == Some(std::io::ErrorKind::BrokenPipe)
 }
 
 /// Report object errors, denials and warnings on stderr; return the exit
@@ -268,7 +273,10 @@ fn write_output(
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
             let ends_with_newline = write_stream(
                 &mut out,
-                texts.iter().enumerate().map(|(i, t)| (t.as_ref(), newline_of(i))),
+                texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.as_ref(), newline_of(i))),
             )?;
             if !new_docs.is_empty() && !ends_with_newline {
                 out.write_all(last_newline.as_bytes())?;
@@ -369,7 +377,11 @@ fn json_patches(ev: &Evaluated) -> Value {
 
 /// Rewrite changed files atomically (temp file beside it, then rename);
 /// nothing is written if any object failed.
-fn write_in_place(ev: &Evaluated, texts: &[Cow<'_, str>], findings: &[Finding]) -> Result<ExitCode> {
+fn write_in_place(
+    ev: &Evaluated,
+    texts: &[Cow<'_, str>],
+    findings: &[Finding],
+) -> Result<ExitCode> {
     let code = report_stderr(findings);
     if findings.iter().any(|f| f.level == Level::Error) {
         eprintln!("repoint: nothing was written because of the errors above");

@@ -875,7 +875,7 @@ mod tests {
             "{e}"
         );
         let e = parse(&format!(
-            "{HEAD}policies:\n- {{name: a, module: x}}\n- {{name: a, module: y}}\n"
+            "{HEAD}policies:\n- {{name: a, module: x}}\n- {{name: a, module: z}}\n"
         ))
         .expect_err("dup");
         assert!(

@@ -146,8 +146,10 @@ pub fn build_segment(
     loop {
         let input = patched.as_deref().unwrap_or(text);
         match build_text(input, base, limits) {
-            Err(e) if e.tab_after_colon => {
-                let at = e.error.offset - base - 1;
+            Err(Failure {
+                tab_after_colon: Some(at),
+                ..
+            }) => {
                 let copy = patched.get_or_insert_with(|| text.to_string());
                 // Safe: a one-byte ASCII character replaces another.
                 copy.replace_range(at..at + 1, " ");
@@ -159,8 +161,19 @@ pub fn build_segment(
 
 struct Failure {
     error: BuildError,
-    /// The failure is saphyr's refusal of a tab after a `:`.
-    tab_after_colon: bool,
+    /// Where the tab is, when the failure is saphyr's refusal of a tab
+    /// right after a `:`.
+    tab_after_colon: Option<usize>,
+}
+
+/// The tab saphyr refused: it marks the first character after the blanks
+/// that follow the `:`.
+fn refused_tab(text: &str, marked: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let colon = bytes[..marked.min(bytes.len())]
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))?;
+    (bytes[colon] == b':' && bytes.get(colon + 1) == Some(&b'\t')).then_some(colon + 1)
 }
 
 fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>, Failure> {
@@ -173,10 +186,9 @@ fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>
             Ok(ok) => ok,
             Err(e) => {
                 let offset = base + offsets.byte(e.marker().index());
-                // saphyr marks the character after the tab.
-                let tab_after_colon = e.info() == TAB_AFTER_COLON
-                    && offset >= base + 2
-                    && text.as_bytes().get(offset - base - 2..offset - base) == Some(b":\t");
+                let tab_after_colon = (e.info() == TAB_AFTER_COLON)
+                    .then(|| refused_tab(text, offset - base))
+                    .flatten();
                 return Err(Failure {
                     error: BuildError {
                         offset,
@@ -195,7 +207,7 @@ fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>
                 documents_before: documents.len(),
                 message,
             },
-            tab_after_colon: false,
+            tab_after_colon: None,
         };
         match event {
             Event::DocumentStart(_) => {
@@ -241,7 +253,10 @@ fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>
 
 impl Builder<'_> {
     fn byte(&self, pos: usize) -> Option<u8> {
-        self.text.as_bytes().get(pos.checked_sub(self.base)?).copied()
+        self.text
+            .as_bytes()
+            .get(pos.checked_sub(self.base)?)
+            .copied()
     }
 
     /// Whether the next completed node is a mapping key.
@@ -392,7 +407,9 @@ impl Builder<'_> {
                         Value::String(s) => s,
                         Value::Bool(b) => b.to_string(),
                         Value::Number(n) => n.to_string(),
-                        Value::Null => return Err("a mapping key is null (kubectl cannot read it)".into()),
+                        Value::Null => {
+                            return Err("a mapping key is null (kubectl cannot read it)".into());
+                        }
                         _ => return Err("a mapping key must be a scalar".into()),
                     };
                     return self.set_key(Some(key), start..end, start);
@@ -512,7 +529,10 @@ impl Builder<'_> {
                 let at = self.empty_scalar_position(start);
                 (ScalarStyle::Empty, at..at)
             }
-            ParserStyle::Plain => (ScalarStyle::Plain, self.skip_properties(start).min(end)..end),
+            ParserStyle::Plain => (
+                ScalarStyle::Plain,
+                self.skip_properties(start).min(end)..end,
+            ),
             ParserStyle::SingleQuoted => {
                 let start = self.skip_properties(start);
                 let local = &bytes[start - self.base..];
@@ -600,7 +620,11 @@ impl Builder<'_> {
                             i += 1;
                         }
                     }
-                    b'-' if matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n')) => {
+                    b'-' if matches!(
+                        bytes.get(i + 1),
+                        None | Some(b' ' | b'\t' | b'\r' | b'\n')
+                    ) =>
+                    {
                         return Some(self.base + i);
                     }
                     _ => return None,

@@ -99,7 +99,9 @@ enum Slot<'a> {
         flow: bool,
     },
     /// Item of a sequence (block: after `- `).
-    Item { seq: &'a Node },
+    Item {
+        seq: &'a Node,
+    },
 }
 
 /// Where a pointer leads in the source tree.
@@ -332,8 +334,8 @@ impl<'a> Editor<'a> {
                 if style == ScalarStyle::Empty {
                     // `key:` -> `key: value`; a bare flow key `{key}` has
                     // no `:` yet.
-                    let after_colon = node.span.start > 0
-                        && self.text.as_bytes()[node.span.start - 1] == b':';
+                    let after_colon =
+                        node.span.start > 0 && self.text.as_bytes()[node.span.start - 1] == b':';
                     text.insert_str(0, if after_colon { " " } else { ": " });
                 }
                 return Ok(vec![Edit::new(node.span.clone(), text)]);

@@ -41,11 +41,10 @@ pub fn plain_safe(s: &str, in_flow: bool) -> bool {
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
         return false;
     }
-    // Anything starting like a number that go-yaml kept as a string may
-    // still be a timestamp or a base-60 number to another reader.
-    if (first.is_ascii_digit() || matches!(first, '+' | '.'))
-        && s.contains(['-', ':', '_', 'e', 'E', '.', ' '])
-    {
+    // Something starting like a number that go-yaml keeps as a string may
+    // still be a timestamp (`2024-01-01`) or a base-60 number (`1:20`) to
+    // another reader (YAML 1.1 tools, go-yaml v3).
+    if (first.is_ascii_digit() || first == '+') && s[1..].contains(['-', ':']) {
         return false;
     }
     if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.contains(":\t") {
@@ -300,7 +299,10 @@ mod tests {
         assert!(!plain_safe("on", false));
         assert!(!plain_safe("<<", false));
         assert!(!plain_safe("a\u{feff}b", false));
-        assert_eq!(double_quoted("a\u{2028}\u{7f}\"\n"), "\"a\\u2028\\u007F\\\"\\n\"");
+        assert_eq!(
+            double_quoted("a\u{2028}\u{7f}\"\n"),
+            "\"a\\u2028\\u007F\\\"\\n\""
+        );
         assert_eq!(
             yaml_scalar(&json!("it's"), ScalarStyle::SingleQuoted, false),
             "'it''s'"

@@ -99,6 +99,21 @@ pub struct Rendered<'a> {
     /// One error per document left unchanged because its change could not
     /// be written faithfully.
     pub failures: Vec<DocumentError>,
+    /// The documents written anew from their value rather than by minimal
+    /// edits.
+    pub rerendered: Vec<Rerendered>,
+}
+
+/// A document written anew from its value, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rerendered {
+    /// Its index in the stream.
+    pub document: usize,
+    /// `None` when its operations cannot be splices (a `remove`, a `move`,
+    /// an insertion inside a list); otherwise what was wrong with the
+    /// splices, which is a defect of the splice layer that the re-render
+    /// covered.
+    pub splice_problem: Option<String>,
 }
 
 /// A parsed file: its text and its documents.
@@ -146,18 +161,19 @@ impl Stream {
         threads: usize,
         keep: &(dyn Fn(&Value) -> bool + Sync),
     ) -> Result<Self, DocumentError> {
-        // A file named `.json` is JSON, and so is a stream that starts like
-        // JSON (kubectl decodes one starting with `{` as JSON): it is held
-        // to JSON's grammar, so comments and other YAML-only syntax are
-        // errors rather than quietly read as YAML.
-        let syntax = match text.bytes().find(|c| !c.is_ascii_whitespace()) {
-            _ if name.ends_with(".json") => Syntax::Json,
-            Some(b'{' | b'[') => Syntax::Json,
-            _ => Syntax::Yaml,
-        };
-        if syntax == Syntax::Json {
+        // A file named `.json` is JSON: it is held to JSON's grammar, so
+        // comments and other YAML-only syntax are errors rather than
+        // quietly read as YAML. Other text (standard input, `.yaml`) is
+        // edited as JSON when it is JSON, and read as YAML otherwise.
+        let syntax = if name.ends_with(".json") {
             check_json(name, &text)?;
-        }
+            Syntax::Json
+        } else {
+            match text.bytes().find(|c| !c.is_ascii_whitespace()) {
+                Some(b'{' | b'[') if check_json(name, &text).is_ok() => Syntax::Json,
+                _ => Syntax::Yaml,
+            }
+        };
         let segments = split::split(&text);
         let build_limits = build::BuildLimits {
             max_nodes: limits.max_nodes,
@@ -321,6 +337,7 @@ impl Stream {
     pub fn render_each(&self, changes: &[(usize, Vec<PatchOp>)]) -> Rendered<'_> {
         let mut edits: Vec<Edit> = Vec::new();
         let mut failures = Vec::new();
+        let mut rerendered = Vec::new();
         for (index, ops) in changes {
             if ops.is_empty() {
                 continue;
@@ -330,20 +347,28 @@ impl Stream {
                 continue;
             };
             match self.document_edits(doc, ops) {
-                Ok(e) => edits.extend(e),
+                Ok((e, rerender)) => {
+                    edits.extend(e);
+                    rerendered.extend(rerender);
+                }
                 Err(e) => failures.push(e),
             }
         }
         Rendered {
             text: splice(&self.text, edits),
             failures,
+            rerendered,
         }
     }
 
     /// Edits for one document, checked: splices when possible, otherwise
     /// the whole document re-rendered from its patched value; whichever is
     /// used, the new text is parsed again and must give the patched value.
-    fn document_edits(&self, doc: &Document, ops: &[PatchOp]) -> Result<Vec<Edit>, DocumentError> {
+    fn document_edits(
+        &self,
+        doc: &Document,
+        ops: &[PatchOp],
+    ) -> Result<(Vec<Edit>, Option<Rerendered>), DocumentError> {
         // Validate against the value first, so an operation that cannot
         // apply is an error rather than a silent half-edit.
         let mut patched = doc.value.clone();
@@ -380,7 +405,7 @@ impl Stream {
             .filter(|edits| !overlapping(edits));
         let problem = match splices {
             Some(edits) => match self.check(doc, &edits, &patched) {
-                Ok(()) => return Ok(edits),
+                Ok(()) => return Ok((edits, None)),
                 Err(problem) => Some(problem),
             },
             None => None,
@@ -393,7 +418,13 @@ impl Stream {
             // A splice that did not check out is a defect of the splice
             // layer, not of the input: the re-render covers it (the fuzz
             // targets look for such splices).
-            Ok(()) => Ok(rerender),
+            Ok(()) => Ok((
+                rerender,
+                Some(Rerendered {
+                    document: doc.index,
+                    splice_problem: problem,
+                }),
+            )),
             Err(again) => Err(self.error_at(
                 doc.index,
                 root.span.start,
@@ -438,11 +469,8 @@ impl Stream {
             check_json(&self.name, &text).map_err(|e| e.message)?;
         }
         let built = build::build_segment(&text, 0, self.limits).map_err(|e| e.message)?;
-        let reread = built
-            .get(*position)
-            .ok_or("the document is gone")?;
-        if let Some(pointer) = difference(&reread.value, expected, &mut String::new()) {
-            let pointer = if pointer.is_empty() { "/" } else { &pointer };
+        let reread = built.get(*position).ok_or("the document is gone")?;
+        if let Some(pointer) = first_difference(&reread.value, expected) {
             return Err(format!("at {pointer}"));
         }
         Ok(())
@@ -471,11 +499,10 @@ pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, S
     };
     let built = build::build_segment(&text, 0, limits).map_err(|e| e.message)?;
     let reread = built.first().map_or(&Value::Null, |b| &b.value);
-    match difference(reread, value, &mut String::new()) {
+    match first_difference(reread, value) {
         None => Ok(text),
         Some(at) => Err(format!(
-            "the YAML written for it would read differently at {}",
-            if at.is_empty() { "/" } else { &at }
+            "the YAML written for it would read differently at {at}"
         )),
     }
 }
@@ -554,7 +581,11 @@ fn splice(text: &str, mut edits: Vec<Edit>) -> Cow<'_, str> {
 
 /// The first place where `a` and `b` differ as kubectl would see them
 /// (numbers compare by value: `1` and `1.0` are the same), as a JSON
-/// Pointer; `None` when they are the same.
+/// Pointer (`/` for the root); `None` when they are the same.
+pub fn first_difference(a: &Value, b: &Value) -> Option<String> {
+    difference(a, b, &mut String::new()).map(|at| if at.is_empty() { "/".into() } else { at })
+}
+
 fn difference(a: &Value, b: &Value, at: &mut String) -> Option<String> {
     let len = at.len();
     let found = match (a, b) {

@@ -325,7 +325,10 @@ fn go_format_g32(f: f64) -> String {
     if point <= 0 {
         format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
     } else if point as usize >= digits.len() {
-        format!("{sign}{digits}{}", "0".repeat(point as usize - digits.len()))
+        format!(
+            "{sign}{digits}{}",
+            "0".repeat(point as usize - digits.len())
+        )
     } else {
         let (int, frac) = digits.split_at(point as usize);
         format!("{sign}{int}.{frac}")
@@ -346,7 +349,10 @@ fn decode_base64(text: &str) -> Result<String, String> {
             _ => return None,
         } as u32)
     }
-    let clean: Vec<u8> = text.bytes().filter(|c| !matches!(c, b'\n' | b'\r')).collect();
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !matches!(c, b'\n' | b'\r'))
+        .collect();
     let bad = || format!("{text:?} is not valid !!binary (base64)");
     if clean.len() % 4 != 0 {
         return Err(bad());
@@ -420,7 +426,10 @@ mod tests {
         let tagged = |s, t| resolve(s, Written::Quoted, TagKind::Core(t));
         assert_eq!(tagged("12", "int"), Ok(Scalar::Int(12)));
         assert_eq!(tagged("1", "float"), Ok(Scalar::Float(1.0)));
-        assert_eq!(tagged("aGVsbG8=", "binary"), Ok(Scalar::Str("hello".into())));
+        assert_eq!(
+            tagged("aGVsbG8=", "binary"),
+            Ok(Scalar::Str("hello".into()))
+        );
         assert!(tagged("x", "null").is_err());
         assert_eq!(
             resolve("yes", Written::Plain, TagKind::Core("str")),
