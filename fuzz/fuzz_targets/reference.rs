@@ -17,8 +17,14 @@ fuzz_target!(|data: &[u8]| {
         });
         assert_eq!(again, image, "{text:?} -> {printed:?}");
         assert_eq!(again.to_string(), printed);
-        let familiar = ImageRef::parse(&image.familiar()).expect("familiar form parses");
-        assert_eq!(familiar, image, "familiar form of {text:?}");
+        // The familiar form parses back to the same reference, except
+        // where distribution/reference itself refuses it: a familiar name
+        // of 64 hex digits reads as an image ID (`docker.io/<64 hex>`).
+        match ImageRef::parse(&image.familiar()) {
+            Ok(familiar) => assert_eq!(familiar, image, "familiar form of {text:?}"),
+            Err(reference::ReferenceError::HexIdentifier) => {}
+            Err(e) => panic!("the familiar form of {text:?} does not parse: {e}"),
+        }
     }
     let _ = reference::parse_raw(text);
     let _ = reference::parse_any(text);

@@ -345,7 +345,7 @@ impl<'a> Editor<'a> {
         if in_flow || node.is_flow() {
             let mut text = self.inline(value);
             if matches!(node.kind, NodeKind::Scalar(ScalarStyle::Empty)) {
-                text.insert_str(0, " ");
+                text.insert(0, ' ');
             }
             return Ok(vec![Edit::new(node.span.clone(), text)]);
         }

@@ -117,10 +117,11 @@ pub fn resolve_plain(s: &str) -> Scalar {
     match s.as_bytes()[0] {
         b'.' => {
             // go-yaml tries strconv.ParseFloat on the text as written.
-            if is_yaml_float(s) && !s.contains('_') {
-                if let Some(f) = finite(s) {
-                    return Scalar::Float(f);
-                }
+            if is_yaml_float(s)
+                && !s.contains('_')
+                && let Some(f) = finite(s)
+            {
+                return Scalar::Float(f);
             }
             Scalar::Str(s.to_string())
         }
@@ -315,7 +316,7 @@ fn go_format_g32(f: f64) -> String {
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let sign = if x < 0.0 { "-" } else { "" };
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let (first, rest) = digits.split_at(1);
         let dot = if rest.is_empty() { "" } else { "." };
         let esign = if exp < 0 { '-' } else { '+' };
@@ -339,40 +340,12 @@ fn go_format_g32(f: f64) -> String {
 /// breaks; Go's string then holds the bytes, which JSON marshalling turns
 /// into UTF-8 with U+FFFD for invalid sequences.
 fn decode_base64(text: &str) -> Result<String, String> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let clean: Vec<u8> = text
-        .bytes()
-        .filter(|c| !matches!(c, b'\n' | b'\r'))
-        .collect();
-    let bad = || format!("{text:?} is not valid !!binary (base64)");
-    if clean.len() % 4 != 0 {
-        return Err(bad());
-    }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for (i, chunk) in clean.chunks(4).enumerate() {
-        let last = i == clean.len() / 4 - 1;
-        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(bad());
-        }
-        let mut n = 0u32;
-        for &c in &chunk[..4 - pad] {
-            n = (n << 6) | sextet(c).ok_or_else(bad)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..4 - pad]);
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    use base64::Engine;
+    let clean: String = text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(clean)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|_| format!("{text:?} is not valid !!binary (base64)"))
 }
 
 #[cfg(test)]
