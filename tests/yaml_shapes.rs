@@ -139,6 +139,13 @@ fn flow_mapping_with_trailing_comma() {
         ),
         "a: {b: 1, c: 2,}\n"
     );
+    assert_eq!(
+        patch(
+            "a: {b: 1,}\nd: 2\n",
+            json!([{"op": "replace", "path": "/a", "value": {"c": 3}}])
+        ),
+        "a: {c: 3}\nd: 2\n"
+    );
 }
 
 #[test]
@@ -166,12 +173,12 @@ fn implicit_null_replaced_by_list() {
 #[test]
 fn block_scalar_image() {
     let input = format!(
-        "{POD}  containers:\n  - name: a\n    image: >-\n      quay.io/org/app:v1\n    imagePullPolicy: Always\n"
+        "{POD}  containers:\n  - name: a # the app\n    image: >-\n      quay.io/org/app:v1\n    imagePullPolicy: Always\n"
     );
     assert_eq!(
         mirror_and_add(&input, &[]),
         format!(
-            "{POD}  containers:\n  - name: a\n    image: mirror.example.com/quay.io/org/app:v1\n    imagePullPolicy: Always\n"
+            "{POD}  containers:\n  - name: a # the app\n    image: mirror.example.com/quay.io/org/app:v1\n    imagePullPolicy: Always\n"
         )
     );
 }
@@ -188,6 +195,11 @@ fn replaced_collection_whose_last_leaf_is_a_block_scalar() {
         json!([{"op": "add", "path": "/a/e", "value": 1}]),
     );
     assert_eq!(out, "a:\n  b: |\n    text\n  e: 1\nd: 2\n");
+    let out = patch(
+        "a:\n  b: |\n    text\nd: 2\n",
+        json!([{"op": "replace", "path": "/a", "value": [1]}]),
+    );
+    assert_eq!(out, "a:\n- 1\nd: 2\n");
 }
 
 #[test]
@@ -368,5 +380,34 @@ fn tab_after_colon_reads_as_kubectl_reads_it() {
     assert_eq!(
         value("a:\tx\nb:\t\"y:\tz\"\n"),
         json!({"a": "x", "b": "y:\tz"})
+    );
+}
+
+#[test]
+fn implicit_null_after_a_tag_replaced() {
+    // Found by the diff fuzz target: the value goes after the tag.
+    assert_eq!(
+        patch(
+            "a: !custom\nb: 1\n",
+            json!([{"op": "replace", "path": "/a", "value": "v"}])
+        ),
+        "a: !custom v\nb: 1\n"
+    );
+    // A custom tag makes a scalar a string to kubectl: a number written
+    // after it would not read back as a number, so the document is
+    // re-rendered without the tag.
+    assert_eq!(
+        patch(
+            "a: !custom\nb: 1\n",
+            json!([{"op": "replace", "path": "/a", "value": 5}])
+        ),
+        "a: 5\nb: 1\n"
+    );
+    assert_eq!(
+        patch(
+            "x: {a: !t , b}\n",
+            json!([{"op": "replace", "path": "/x/a", "value": "v"}, {"op": "replace", "path": "/x/b", "value": "w"}])
+        ),
+        "x: {a: !t v , b: w}\n"
     );
 }

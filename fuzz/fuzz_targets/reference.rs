@@ -1,5 +1,7 @@
 //! Image references: whatever parses prints as a reference that parses
-//! back to the same thing, and printing is a fixed point.
+//! back to the same thing, and printing is a fixed point. (The familiar
+//! form is not a round trip, upstream either: `docker.io/a.b/c` is
+//! familiar `a.b/c`, whose first component reads as a registry.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,14 +19,6 @@ fuzz_target!(|data: &[u8]| {
         });
         assert_eq!(again, image, "{text:?} -> {printed:?}");
         assert_eq!(again.to_string(), printed);
-        // The familiar form parses back to the same reference, except
-        // where distribution/reference itself refuses it: a familiar name
-        // of 64 hex digits reads as an image ID (`docker.io/<64 hex>`).
-        match ImageRef::parse(&image.familiar()) {
-            Ok(familiar) => assert_eq!(familiar, image, "familiar form of {text:?}"),
-            Err(reference::ReferenceError::HexIdentifier) => {}
-            Err(e) => panic!("the familiar form of {text:?} does not parse: {e}"),
-        }
     }
     let _ = reference::parse_raw(text);
     let _ = reference::parse_any(text);

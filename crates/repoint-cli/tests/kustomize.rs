@@ -265,3 +265,25 @@ fn nothing_is_written_when_an_object_fails() {
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
     assert!(!overlay.exists());
 }
+
+/// An image that reaches a Deployment through a merge key (`<<: *podspec`)
+/// is rewritten by the overlay too: kustomize expands the merge as kubectl
+/// does, and the overlay's patch lands on the expanded object.
+#[test]
+fn overlay_over_a_merge_key_builds_the_same_objects() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-merge");
+    let input = dir.join("merged.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: shared}\n  x-template: &podspec\n    containers:\n    - name: app\n      image: quay.io/org/app:v1\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: web}\n  spec:\n    selector: {matchLabels: {app: web}}\n    template:\n      metadata: {labels: {app: web}}\n      spec:\n        <<: *podspec\n        hostNetwork: false\n",
+    )
+    .expect("write input");
+    let overlay = dir.join("overlay");
+    assert_equivalent(
+        &kubectl,
+        &example_config(),
+        &[&input.display().to_string()],
+        &overlay,
+    );
+}

@@ -277,7 +277,7 @@ impl Builder<'_> {
                 let (style, span) = self.scalar_span(style, &value, start, end);
                 let tag = tag.as_deref().map_or(TagKind::None, tag_kind);
                 let written = match style {
-                    ScalarStyle::Plain | ScalarStyle::Empty => Written::Plain,
+                    ScalarStyle::Plain | ScalarStyle::Empty { .. } => Written::Plain,
                     _ => Written::Quoted,
                 };
                 if self.expecting_key() {
@@ -526,8 +526,8 @@ impl Builder<'_> {
         let bytes = self.text.as_bytes();
         match style {
             ParserStyle::Plain if value.is_empty() => {
-                let at = self.empty_scalar_position(start);
-                (ScalarStyle::Empty, at..at)
+                let (at, after_indicator) = self.empty_scalar_position(start);
+                (ScalarStyle::Empty { after_indicator }, at..at)
             }
             ParserStyle::Plain => (
                 ScalarStyle::Plain,
@@ -582,23 +582,40 @@ impl Builder<'_> {
         }
     }
 
-    /// An empty scalar (`key:`, `{key}`, `- `) is reported at odd places;
-    /// as a mapping value it belongs right after the key's `:`, or right
-    /// after the key when there is none (a bare flow key).
-    fn empty_scalar_position(&self, start: usize) -> usize {
+    /// An empty scalar (`key:`, `{key}`, `key: !tag`, `- `) is reported at
+    /// odd places. Its value belongs after its properties if it has any,
+    /// else, as a mapping value, right after the key's `:`, or right after
+    /// the key when there is none (a bare flow key). Also says whether
+    /// something (a `:` or a property) comes before that place.
+    fn empty_scalar_position(&self, start: usize) -> (usize, bool) {
+        let bytes = self.text.as_bytes();
+        let local = start - self.base;
+        if matches!(bytes.get(local), Some(b'&' | b'!')) {
+            let mut end = local;
+            let mut i = local;
+            while matches!(bytes.get(i), Some(b'&' | b'!')) {
+                while i < bytes.len()
+                    && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b',' | b'}' | b']')
+                {
+                    i += 1;
+                }
+                end = i;
+                i = skip_blanks_and_comments(bytes, i);
+            }
+            return (self.base + end, true);
+        }
         let Some(Frame::Mapping {
             pending_key: Some(key),
             ..
         }) = self.stack.last()
         else {
-            return start;
+            return (start, true);
         };
-        let bytes = self.text.as_bytes();
         let i = skip_blanks_and_comments(bytes, key.span.end - self.base);
         if bytes.get(i) == Some(&b':') {
-            self.base + i + 1
+            (self.base + i + 1, true)
         } else {
-            key.span.end
+            (key.span.end, false)
         }
     }
 

@@ -331,21 +331,15 @@ impl<'a> Editor<'a> {
                     Syntax::Json => emit::json_inline(value),
                     Syntax::Yaml => emit::yaml_scalar(value, style, in_flow),
                 };
-                if style == ScalarStyle::Empty {
-                    // `key:` -> `key: value`; a bare flow key `{key}` has
-                    // no `:` yet.
-                    let after_colon =
-                        node.span.start > 0 && self.text.as_bytes()[node.span.start - 1] == b':';
-                    text.insert_str(0, if after_colon { " " } else { ": " });
-                }
+                text.insert_str(0, empty_prefix(style));
                 return Ok(vec![Edit::new(node.span.clone(), text)]);
             }
             _ => {}
         }
         if in_flow || node.is_flow() {
             let mut text = self.inline(value);
-            if matches!(node.kind, NodeKind::Scalar(ScalarStyle::Empty)) {
-                text.insert(0, ' ');
+            if let Some(style) = style {
+                text.insert_str(0, empty_prefix(style));
             }
             return Ok(vec![Edit::new(node.span.clone(), text)]);
         }
@@ -558,6 +552,20 @@ impl<'a> Editor<'a> {
     /// Column of a byte position, in characters.
     pub fn column(&self, pos: usize) -> usize {
         self.text[self.line_start(pos)..pos].chars().count()
+    }
+}
+
+/// What a value written in place of an implicit null needs before it:
+/// `key:` -> `key: value`, and a bare flow key `{key}` has no `:` yet.
+fn empty_prefix(style: ScalarStyle) -> &'static str {
+    match style {
+        ScalarStyle::Empty {
+            after_indicator: true,
+        } => " ",
+        ScalarStyle::Empty {
+            after_indicator: false,
+        } => ": ",
+        _ => "",
     }
 }
 

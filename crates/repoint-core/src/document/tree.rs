@@ -16,10 +16,15 @@ pub enum ScalarStyle {
     /// `|` or `>` block scalar; its span runs from the header to the end
     /// of its last content line.
     Block,
-    /// Nothing written: the implicit null of `key:` or of a bare flow key
-    /// `{key}`. Its span is empty, right after the `:` when there is one,
-    /// else right after the key.
-    Empty,
+    /// Nothing written: the implicit null of `key:`, of `key: !tag` or of
+    /// a bare flow key `{key}`. Its span is empty: right after the
+    /// properties if there are any, else right after the `:`, else right
+    /// after the key.
+    Empty {
+        /// A `:` or a property comes before the span, so a value written
+        /// there needs only a space; a bare flow key needs `: ` too.
+        after_indicator: bool,
+    },
 }
 
 /// What a node is, and its children.
