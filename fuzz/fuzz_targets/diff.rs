@@ -96,7 +96,12 @@ fuzz_target!(|data: &[u8]| {
     let Some(stream) = repoint_fuzz::stream(&data[..split]) else {
         return;
     };
-    let Some(doc) = stream.documents().iter().find(|d| d.root.is_some()) else {
+    // A manifest: a document whose value is a mapping.
+    let Some(doc) = stream
+        .documents()
+        .iter()
+        .find(|d| d.root.is_some() && d.value.is_object())
+    else {
         return;
     };
     let mut u = Unstructured::new(data.get(split + 1..).unwrap_or_default());

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::patch::{self, PatchOp};
 use edit::{Edit, Editor, Syntax};
-use tree::Node;
+use tree::{Node, NodeKind, ScalarStyle};
 
 /// Bounds on what a document may cost to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,7 +375,11 @@ impl Stream {
         patch::apply(&mut patched, ops).map_err(|e| {
             self.error_at(doc.index, doc.start, &format!("cannot apply change: {e}"))
         })?;
-        let Some(root) = doc.root.as_ref() else {
+        // A document of only comments has an empty scalar as its root:
+        // nothing to edit, and no line of its own to write a value on.
+        let written =
+            |root: &&Node| !matches!(root.kind, NodeKind::Scalar(ScalarStyle::Empty { .. }));
+        let Some(root) = doc.root.as_ref().filter(written) else {
             let what = if doc.pruned {
                 "a document pruned at parse time"
             } else {
@@ -701,4 +705,65 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
         .count()
         + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_splice_that_does_not_check_out_is_refused() {
+        let stream =
+            Stream::parse("a.yaml", "a: 1\nb: 2\n".into(), Limits::default()).expect("parse");
+        let doc = &stream.documents()[0];
+        let wrong = [Edit::new(3..4, "x".into())];
+        assert_eq!(
+            stream.check(doc, &wrong, &json!({"a": 1, "b": 2})),
+            Err("at /a".to_string())
+        );
+        let broken = [Edit::new(3..4, "[".into())];
+        assert!(
+            stream
+                .check(doc, &broken, &json!({"a": 1, "b": 2}))
+                .is_err()
+        );
+        let right = [Edit::new(3..4, "1.0".into())];
+        assert_eq!(stream.check(doc, &right, &json!({"a": 1, "b": 2})), Ok(()));
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_written_keeps_its_text_and_is_reported() {
+        let text = "metadata: {name: x}\n---\nb: 2\n";
+        let keep_second = |v: &Value| v.get("b").is_some();
+        let stream = Stream::parse_with("s.yaml", text.into(), Limits::default(), 1, &keep_second)
+            .expect("parse");
+        let rendered = stream.render_each(&[
+            (0, vec![PatchOp::replace("/metadata/name", json!("y"))]),
+            (1, vec![PatchOp::replace("/b", json!(4))]),
+        ]);
+        assert_eq!(rendered.text, "metadata: {name: x}\n---\nb: 4\n");
+        assert_eq!(rendered.failures.len(), 1);
+        assert_eq!(rendered.failures[0].document, 0);
+        assert!(
+            rendered.failures[0].message.contains("pruned"),
+            "{:?}",
+            rendered.failures
+        );
+        assert!(
+            stream
+                .render(&[(0, vec![PatchOp::replace("/metadata/name", json!("y"))])])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert_eq!(first_difference(&json!({"a": 1}), &json!({"a": 1.0})), None);
+        assert_eq!(
+            first_difference(&json!({"a": [1, 2]}), &json!({"a": [1, 3]})),
+            Some("/a/1".into())
+        );
+        assert_eq!(first_difference(&json!(1), &json!("1")), Some("/".into()));
+    }
 }
