@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use repoint_config::Config;
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use repoint_core::document::{self, emit::IndentStyle};
 use repoint_core::{Limits, Stream, patch, sites};
@@ -101,28 +102,77 @@ pub(crate) fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::P
     changes
 }
 
-/// Every file's patched text (borrowed when nothing changes), with the
-/// findings of the evaluation plus one error for each document whose
-/// change could not be written faithfully: `Stream::render_each` parses
-/// every changed document again, and such a document keeps its text.
-fn render_all(ev: &Evaluated) -> (Vec<Cow<'_, str>>, Vec<Finding>) {
-    let mut findings = ev.findings.clone();
-    let texts = (0..ev.files.len())
-        .map(|i| {
-            let stream = &ev.files[i].stream;
-            let rendered = stream.render_each(&file_changes(ev, i));
+/// Files' patched texts (borrowed when nothing changes), made as output
+/// is written: a batch of as many files as there are jobs at a time, in
+/// parallel, so that few files' new texts are held at once.
+/// `Stream::render_each` parses every changed document again; a document
+/// whose change could not be written faithfully keeps its text and becomes
+/// an error finding.
+struct Renderer<'e> {
+    ev: &'e Evaluated,
+    jobs: usize,
+    /// Rendered, not yet handed out.
+    ready: RefCell<std::collections::BTreeMap<usize, Cow<'e, str>>>,
+    rendered: RefCell<Vec<bool>>,
+    failures: RefCell<Vec<Finding>>,
+}
+
+impl<'e> Renderer<'e> {
+    fn new(ev: &'e Evaluated, jobs: usize) -> Self {
+        Self {
+            ev,
+            jobs: jobs.max(1),
+            ready: RefCell::new(Default::default()),
+            rendered: RefCell::new(vec![false; ev.files.len()]),
+            failures: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// File `i`'s new text.
+    fn file(&self, i: usize) -> Cow<'e, str> {
+        if let Some(text) = self.ready.borrow_mut().remove(&i) {
+            return text;
+        }
+        let batch: Vec<usize> = (i..self.ev.files.len())
+            .filter(|j| !self.rendered.borrow()[*j])
+            .take(self.jobs)
+            .collect();
+        let ev = self.ev;
+        let results = engine::parallel_map(&batch, self.jobs, |_, &j| {
+            ev.files[j].stream.render_each(&file_changes(ev, j))
+        });
+        for (j, rendered) in batch.into_iter().zip(results) {
+            self.rendered.borrow_mut()[j] = true;
+            let stream = &ev.files[j].stream;
+            let mut failures = self.failures.borrow_mut();
             for e in rendered.failures {
                 let meta = stream
                     .documents()
                     .get(e.document)
                     .map(|d| ObjectMeta::of(&d.value))
                     .unwrap_or_default();
-                findings.push(report::document_error(&e, &meta));
+                failures.push(report::document_error(&e, &meta));
             }
-            rendered.text
+            self.ready.borrow_mut().insert(j, rendered.text);
+        }
+        self.ready.borrow_mut().remove(&i).unwrap_or_else(|| {
+            // Asked twice: render again (nothing else asks twice today).
+            ev.files[i].stream.render_each(&file_changes(ev, i)).text
         })
-        .collect();
-    (texts, findings)
+    }
+
+    /// Every finding: the evaluation's, and the failures of every file
+    /// (those output did not reach, when a reader stopped early, too).
+    fn findings(self) -> Vec<Finding> {
+        for i in 0..self.ev.files.len() {
+            if !self.rendered.borrow()[i] {
+                drop(self.file(i));
+            }
+        }
+        let mut findings = self.ev.findings.clone();
+        findings.extend(self.failures.into_inner());
+        findings
+    }
 }
 
 /// New documents as a YAML stream (each preceded by `---`), in the given
@@ -145,13 +195,14 @@ fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
 /// Write file texts as one stream, with `---` between files, each
 /// separator in the line ending of the file it introduces; returns whether
 /// the stream so far ends with a line break.
-fn write_stream<'t>(
+fn write_stream(
     out: &mut impl Write,
-    texts: impl IntoIterator<Item = (&'t str, &'static str)>,
+    texts: impl IntoIterator<Item = (impl AsRef<str>, &'static str)>,
 ) -> Result<bool> {
     let mut first = true;
     let mut ends_with_newline = true;
     for (text, newline) in texts {
+        let text = text.as_ref();
         if !first {
             if !ends_with_newline {
                 out.write_all(newline.as_bytes())?;
@@ -243,14 +294,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             Ok(())
         });
     }
-    let (texts, findings) = render_all(&ev);
+    let renderer = Renderer::new(&ev, args.eval.options.jobs());
     if args.in_place {
-        return write_in_place(&ev, &texts, &findings);
+        let texts: Vec<Cow<'_, str>> = (0..ev.files.len()).map(|i| renderer.file(i)).collect();
+        return write_in_place(&ev, &texts, &renderer.findings());
     }
-    let code = report_stderr(&findings);
     let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
-    let result = finish(code, || write_output(&args.output, &ev, &texts, &new_docs));
-    drop(texts);
+    let written = write_output(&args.output, &ev, &renderer, &new_docs);
+    // Findings go to stderr after the output, once every file is rendered:
+    // a document that could not be written is among them.
+    let code = report_stderr(&renderer.findings());
+    let result = finish(code, || written);
     // Freeing every parsed tree one node at a time costs a few percent of a
     // large run for nothing: the process is about to exit.
     std::mem::forget(ev);
@@ -261,7 +315,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 fn write_output(
     format: &OutputFormat,
     ev: &Evaluated,
-    texts: &[Cow<'_, str>],
+    renderer: &Renderer<'_>,
     new_docs: &[&Value],
 ) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -273,10 +327,7 @@ fn write_output(
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
             let ends_with_newline = write_stream(
                 &mut out,
-                texts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (t.as_ref(), newline_of(i))),
+                (0..ev.files.len()).map(|i| (renderer.file(i), newline_of(i))),
             )?;
             if !new_docs.is_empty() && !ends_with_newline {
                 out.write_all(last_newline.as_bytes())?;
@@ -286,10 +337,10 @@ fn write_output(
         }
         OutputFormat::Json => {
             let mut items = Vec::new();
-            for (i, text) in texts.iter().enumerate() {
+            for i in 0..ev.files.len() {
                 let reparsed = Stream::parse(
                     ev.files[i].stream.name(),
-                    text.to_string(),
+                    renderer.file(i).into_owned(),
                     Limits::default(),
                 )
                 .context("re-reading the patched output")?;
@@ -311,7 +362,7 @@ fn write_output(
         }
         OutputFormat::Diff => {
             for (i, file) in ev.files.iter().enumerate() {
-                let after = &texts[i];
+                let after = renderer.file(i);
                 if after != file.stream.text() {
                     let name = file.stream.name();
                     let diff = TextDiff::from_lines(file.stream.text(), after.as_ref());

@@ -118,6 +118,8 @@ struct Builder<'a> {
     text: &'a str,
     base: usize,
     limits: BuildLimits,
+    /// Whether to keep the source tree (a check needs only the value).
+    tree: bool,
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Value, usize)>,
     expanded: usize,
@@ -138,6 +140,28 @@ pub fn build_segment(
     base: usize,
     limits: BuildLimits,
 ) -> Result<Vec<Built>, BuildError> {
+    build(text, base, limits, true)
+}
+
+/// The values of a segment's documents, without their source trees: what
+/// checking a changed document needs, at less cost.
+pub fn segment_values(
+    text: &str,
+    base: usize,
+    limits: BuildLimits,
+) -> Result<Vec<Value>, BuildError> {
+    Ok(build(text, base, limits, false)?
+        .into_iter()
+        .map(|b| b.value)
+        .collect())
+}
+
+fn build(
+    text: &str,
+    base: usize,
+    limits: BuildLimits,
+    tree: bool,
+) -> Result<Vec<Built>, BuildError> {
     // saphyr refuses a tab right after a mapping's `:`. Where it does,
     // the parser is at that indicator, so the tab is separation and never
     // content: parse again with that one tab read as a space. Offsets stay
@@ -145,7 +169,7 @@ pub fn build_segment(
     let mut patched: Option<String> = None;
     loop {
         let input = patched.as_deref().unwrap_or(text);
-        match build_text(input, base, limits) {
+        match build_text(input, base, limits, tree) {
             Err(Failure {
                 tab_after_colon: Some(at),
                 ..
@@ -176,7 +200,12 @@ fn refused_tab(text: &str, marked: usize) -> Option<usize> {
     (bytes[colon] == b':' && bytes.get(colon + 1) == Some(&b'\t')).then_some(colon + 1)
 }
 
-fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>, Failure> {
+fn build_text(
+    text: &str,
+    base: usize,
+    limits: BuildLimits,
+    tree: bool,
+) -> Result<Vec<Built>, Failure> {
     let mut offsets = Offsets::new(text);
     let mut documents = Vec::new();
     let mut builder: Option<Builder<'_>> = None;
@@ -216,6 +245,7 @@ fn build_text(text: &str, base: usize, limits: BuildLimits) -> Result<Vec<Built>
                     text,
                     base,
                     limits,
+                    tree,
                     stack: Vec::new(),
                     anchors: HashMap::new(),
                     expanded: 0,
@@ -717,6 +747,7 @@ impl Builder<'_> {
         if anchor != 0 {
             self.anchors.insert(anchor, (value.clone(), count));
         }
+        let tree = self.tree;
         match self.stack.last_mut() {
             None => {
                 self.done = Some((node, value));
@@ -729,7 +760,9 @@ impl Builder<'_> {
                 ..
             }) => {
                 *nodes += count;
-                items.push(node);
+                if tree {
+                    items.push(node);
+                }
                 values.push(value);
                 Ok(())
             }
@@ -747,7 +780,14 @@ impl Builder<'_> {
                 };
                 match key {
                     Some(key) => {
-                        merged.remove(&key);
+                        // Most mappings have no merge: skip hashing the key.
+                        if !merged.is_empty() {
+                            merged.remove(&key);
+                        }
+                        if !tree {
+                            map.insert(key, value);
+                            return Ok(());
+                        }
                         map.insert(key.clone(), value);
                         entries.push(Entry {
                             key,

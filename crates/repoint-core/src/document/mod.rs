@@ -472,9 +472,9 @@ impl Stream {
         if self.syntax == Syntax::Json {
             check_json(&self.name, &text).map_err(|e| e.message)?;
         }
-        let built = build::build_segment(&text, 0, self.limits).map_err(|e| e.message)?;
-        let reread = built.get(*position).ok_or("the document is gone")?;
-        if let Some(pointer) = first_difference(&reread.value, expected) {
+        let values = build::segment_values(&text, 0, self.limits).map_err(|e| e.message)?;
+        let reread = values.get(*position).ok_or("the document is gone")?;
+        if let Some(pointer) = first_difference(reread, expected) {
             return Err(format!("at {pointer}"));
         }
         Ok(())
@@ -501,8 +501,8 @@ pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, S
         max_nodes: usize::MAX,
         max_depth: usize::MAX,
     };
-    let built = build::build_segment(&text, 0, limits).map_err(|e| e.message)?;
-    let reread = built.first().map_or(&Value::Null, |b| &b.value);
+    let values = build::segment_values(&text, 0, limits).map_err(|e| e.message)?;
+    let reread = values.first().unwrap_or(&Value::Null);
     match first_difference(reread, value) {
         None => Ok(text),
         Some(at) => Err(format!(
