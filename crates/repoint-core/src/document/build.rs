@@ -596,7 +596,8 @@ impl Builder<'_> {
                 // The parser's span starts at the content; the header (`|`,
                 // `>-`, `|2+`) is the first indicator after the properties
                 // that follow the previous event.
-                let from = self.skip_properties(self.last_end.min(start));
+                // Skipping comments can run past an empty scalar's start.
+                let from = self.skip_properties(self.last_end.min(start)).min(start);
                 let header = bytes[from - self.base..start - self.base]
                     .iter()
                     .position(|b| matches!(b, b'|' | b'>'))
@@ -928,6 +929,16 @@ mod tests {
             value("a:\tx\nb:\t'y:\tz'\nc:\t\t1\n"),
             serde_json::json!({"a": "x", "b": "y:\tz", "c": 1})
         );
+    }
+
+    #[test]
+    fn block_scalar_after_a_tag_and_comments_does_not_panic() {
+        // Found by the edits fuzz target.
+        let limits = BuildLimits {
+            max_nodes: 1000,
+            max_depth: 10,
+        };
+        let _ = build_segment("\n!\n# \n>\n#", 0, limits);
     }
 
     #[test]
