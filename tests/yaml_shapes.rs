@@ -411,3 +411,15 @@ fn implicit_null_after_a_tag_replaced() {
         "x: {a: !t v , b: w}\n"
     );
 }
+
+#[test]
+fn tagged_root_rerendered_from_its_line_start() {
+    // Found by the diff fuzz target: `! a: 1` puts a tag before the root
+    // mapping's first key; the re-render starts at the line, not after it.
+    let out = patch(
+        "! a: 1\nb: 2\nc: 3\n",
+        json!([{"op": "remove", "path": "/b"}]),
+    );
+    assert_eq!(value(&out), json!({"a": 1, "c": 3}), "{out}");
+    assert_eq!(out, "a: 1\nc: 3\n");
+}

@@ -414,10 +414,7 @@ impl Stream {
             },
             None => None,
         };
-        let rerender = vec![Edit::new(
-            root.span.clone(),
-            self.rerender(&patched, root, editor.style),
-        )];
+        let rerender = vec![self.rerender(&patched, root, editor.style)];
         match self.check(doc, &rerender, &patched) {
             // A splice that did not check out is a defect of the splice
             // layer, not of the input: the re-render covers it (the fuzz
@@ -443,18 +440,34 @@ impl Stream {
 
     /// The whole document written anew from its value, at the root's
     /// column, in the file's line ending.
-    fn rerender(&self, patched: &Value, root: &Node, style: emit::IndentStyle) -> String {
+    fn rerender(&self, patched: &Value, root: &Node, style: emit::IndentStyle) -> Edit {
         let text = match self.syntax {
             Syntax::Json => serde_json::to_string_pretty(patched).unwrap_or_default(),
             Syntax::Yaml => emit::document(patched, style)
                 .trim_end_matches('\n')
                 .to_string(),
         };
-        let column = self.text[edit::line_start(&self.text, root.span.start)..root.span.start]
-            .chars()
-            .count();
+        // The root's own indentation is kept; properties before it on its
+        // line (`! key: value`, `--- !tag`) go with the old text, since the
+        // new one starts at the line's start.
+        let line_start = edit::line_start(&self.text, root.span.start);
+        let before = &self.text[line_start..root.span.start];
+        let (start, column) = if before.trim().is_empty() {
+            (root.span.start, before.chars().count())
+        } else if before.trim_start().starts_with("---") {
+            (root.span.start, 0)
+        } else {
+            (line_start, 0)
+        };
         let indent = format!("{}{}", self.newline, " ".repeat(column));
-        text.replace('\n', &indent)
+        let text = text.replace('\n', &indent);
+        let text = if start == root.span.start && column == 0 && !before.is_empty() {
+            // After `--- `: the rest of the document starts on a new line.
+            format!("{}{text}", self.newline)
+        } else {
+            text
+        };
+        Edit::new(start..root.span.end, text)
     }
 
     /// Parse the document's segment with `edits` applied and compare the
