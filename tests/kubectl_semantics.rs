@@ -17,10 +17,11 @@
 use std::path::Path;
 use std::process::Command;
 
+use repoint_core::actions::Action;
 use repoint_core::document::first_difference;
 use repoint_core::patch::PatchOp;
 use repoint_core::{Limits, Stream};
-use repoint_tests::{mirrored, plan_stream, program_or_skip};
+use repoint_tests::{mirror_actions, plan_stream, program_or_skip};
 use serde_json::{Value, json};
 
 const PROBE: &str = "repoint.test/kubectl-reading";
@@ -265,21 +266,13 @@ fn minimal_edits_mean_the_chains_change_to_kubectl() {
                 .trim_end()
         ),
     ];
+    let secrets = [
+        Action::AddPullSecret("a".into()),
+        Action::AddPullSecret("b".into()),
+    ];
     for (i, input) in shapes.iter().enumerate() {
         let stream = Stream::parse("in.yaml", input.clone(), Limits::default()).expect("parse");
-        let changes = plan_stream(&stream, &[], |sites| {
-            let mut actions: Vec<repoint_core::actions::Action> = sites
-                .images
-                .iter()
-                .map(|s| repoint_core::actions::Action::SetImage {
-                    pointer: s.pointer.clone(),
-                    image: mirrored(s.image.as_ref().expect("valid")),
-                })
-                .collect();
-            actions.push(repoint_core::actions::Action::AddPullSecret("a".into()));
-            actions.push(repoint_core::actions::Action::AddPullSecret("b".into()));
-            actions
-        });
+        let changes = plan_stream(&stream, &[], |sites| mirror_actions(sites, &secrets));
         let mut expected = stream.documents()[0].value.clone();
         repoint_core::patch::apply(&mut expected, &changes[0].1).expect("apply");
         let out = stream.render(&changes).expect("render").into_owned();

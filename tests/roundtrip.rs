@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use repoint_core::actions::Action;
 use repoint_core::patch::PatchOp;
 use repoint_core::{Limits, Stream};
-use repoint_tests::{mirrored, plan_stream};
+use repoint_tests::{mirror_actions, plan_stream};
 
 #[derive(Debug, Clone)]
 enum Quote {
@@ -219,28 +219,16 @@ impl Pod {
 }
 
 fn changes(stream: &Stream, secrets: usize, account: bool) -> Vec<(usize, Vec<PatchOp>)> {
-    plan_stream(stream, &[], |sites| {
-        let mut actions: Vec<Action> = sites
-            .images
-            .iter()
-            .filter_map(|s| {
-                Some(Action::SetImage {
-                    pointer: s.pointer.clone(),
-                    image: mirrored(s.image.as_ref().ok()?),
-                })
-            })
-            .collect();
-        for i in 0..secrets {
-            actions.push(Action::AddPullSecret(format!("corp{i}")));
-        }
-        if account {
-            actions.push(Action::JsonPatch(vec![PatchOp::add(
-                "/spec/serviceAccountName",
-                "builder".into(),
-            )]));
-        }
-        actions
-    })
+    let mut more: Vec<Action> = (0..secrets)
+        .map(|i| Action::AddPullSecret(format!("corp{i}")))
+        .collect();
+    if account {
+        more.push(Action::JsonPatch(vec![PatchOp::add(
+            "/spec/serviceAccountName",
+            "builder".into(),
+        )]));
+    }
+    plan_stream(stream, &[], |sites| mirror_actions(sites, &more))
 }
 
 proptest! {

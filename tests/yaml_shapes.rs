@@ -7,26 +7,24 @@
 use repoint_core::actions::Action;
 use repoint_core::patch::PatchOp;
 use repoint_core::{Limits, Stream};
-use repoint_tests::{mirrored, plan_stream};
+use repoint_tests::{mirror_actions, plan_stream};
 use serde_json::{Value, json};
 
 /// Mirror every image and add each of `secrets`, as registry-mirror and
 /// pull-secrets do.
 fn mirror_and_add(input: &str, secrets: &[&str]) -> String {
     let stream = Stream::parse("in.yaml", input.to_string(), Limits::default()).expect("parse");
+    let secrets: Vec<Action> = secrets
+        .iter()
+        .map(|s| Action::AddPullSecret(s.to_string()))
+        .collect();
     let changes = plan_stream(&stream, &[], |sites| {
-        let mut actions: Vec<Action> = sites
-            .images
-            .iter()
-            .map(|s| Action::SetImage {
-                pointer: s.pointer.clone(),
-                image: mirrored(s.image.as_ref().expect("valid image")),
-            })
-            .collect();
-        if !sites.images.is_empty() {
-            actions.extend(secrets.iter().map(|s| Action::AddPullSecret(s.to_string())));
-        }
-        actions
+        let more = if sites.images.is_empty() {
+            &[][..]
+        } else {
+            &secrets
+        };
+        mirror_actions(sites, more)
     });
     assert!(!changes.is_empty(), "nothing to change in:\n{input}");
     render(&stream, &changes)

@@ -120,6 +120,22 @@ pub fn mirrored(image: &ImageRef) -> ImageRef {
     }
 }
 
+/// What a registry mirror asks for an object: every valid image
+/// `mirrored`, then the `more` actions.
+pub fn mirror_actions(sites: &Sites, more: &[Action]) -> Vec<Action> {
+    sites
+        .images
+        .iter()
+        .filter_map(|s| {
+            Some(Action::SetImage {
+                pointer: s.pointer.clone(),
+                image: mirrored(s.image.as_ref().ok()?),
+            })
+        })
+        .chain(more.iter().cloned())
+        .collect()
+}
+
 /// The result of running a command.
 #[derive(Debug)]
 pub struct Output {

@@ -8,9 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use repoint_config::Config;
 use std::borrow::Cow;
-use std::cell::RefCell;
 
-use repoint_core::document::{self, emit::IndentStyle};
+use repoint_core::document::{self, emit, emit::IndentStyle};
 use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Value, json};
 use similar::TextDiff;
@@ -102,19 +101,20 @@ pub(crate) fn file_changes(ev: &Evaluated, i: usize) -> Vec<(usize, Vec<patch::P
     changes
 }
 
-/// Files' patched texts (borrowed when nothing changes), made as output
-/// is written: a batch of as many files as there are jobs at a time, in
-/// parallel, so that few files' new texts are held at once.
+/// Files' patched texts (borrowed when nothing changes), in input order,
+/// made as output is written: a batch of as many files as there are jobs
+/// at a time, in parallel, so that few files' new texts are held at once.
 /// `Stream::render_each` parses every changed document again; a document
 /// whose change could not be written faithfully keeps its text and becomes
 /// an error finding.
 struct Renderer<'e> {
     ev: &'e Evaluated,
     jobs: usize,
-    /// Rendered, not yet handed out.
-    ready: RefCell<std::collections::BTreeMap<usize, Cow<'e, str>>>,
-    rendered: RefCell<Vec<bool>>,
-    failures: RefCell<Vec<Finding>>,
+    /// The first file not rendered yet.
+    next: usize,
+    /// Rendered, not yet handed out, in order.
+    ready: std::collections::VecDeque<Cow<'e, str>>,
+    failures: Vec<Finding>,
 }
 
 impl<'e> Renderer<'e> {
@@ -122,55 +122,42 @@ impl<'e> Renderer<'e> {
         Self {
             ev,
             jobs: jobs.max(1),
-            ready: RefCell::new(Default::default()),
-            rendered: RefCell::new(vec![false; ev.files.len()]),
-            failures: RefCell::new(Vec::new()),
+            next: 0,
+            ready: Default::default(),
+            failures: Vec::new(),
         }
     }
 
-    /// File `i`'s new text.
-    fn file(&self, i: usize) -> Cow<'e, str> {
-        if let Some(text) = self.ready.borrow_mut().remove(&i) {
-            return text;
-        }
-        let batch: Vec<usize> = (i..self.ev.files.len())
-            .filter(|j| !self.rendered.borrow()[*j])
-            .take(self.jobs)
-            .collect();
-        let ev = self.ev;
-        let results = engine::parallel_map(&batch, self.jobs, |_, &j| {
-            ev.files[j].stream.render_each(&file_changes(ev, j))
-        });
-        for (j, rendered) in batch.into_iter().zip(results) {
-            self.rendered.borrow_mut()[j] = true;
-            let stream = &ev.files[j].stream;
-            let mut failures = self.failures.borrow_mut();
-            for e in rendered.failures {
-                let meta = stream
-                    .documents()
-                    .get(e.document)
-                    .map(|d| ObjectMeta::of(&d.value))
-                    .unwrap_or_default();
-                failures.push(report::document_error(&e, &meta));
+    /// The next file's new text; `None` after the last.
+    fn next_file(&mut self) -> Option<Cow<'e, str>> {
+        if self.ready.is_empty() && self.next < self.ev.files.len() {
+            let ev = self.ev;
+            let batch: Vec<usize> = (self.next..ev.files.len()).take(self.jobs).collect();
+            self.next += batch.len();
+            let results = engine::parallel_map(&batch, self.jobs, |_, &j| {
+                ev.files[j].stream.render_each(&file_changes(ev, j))
+            });
+            for (j, rendered) in batch.into_iter().zip(results) {
+                let documents = ev.files[j].stream.documents();
+                self.failures.extend(rendered.failures.iter().map(|e| {
+                    let meta = documents
+                        .get(e.document)
+                        .map(|d| ObjectMeta::of(&d.value))
+                        .unwrap_or_default();
+                    report::document_error(e, &meta)
+                }));
+                self.ready.push_back(rendered.text);
             }
-            self.ready.borrow_mut().insert(j, rendered.text);
         }
-        self.ready.borrow_mut().remove(&i).unwrap_or_else(|| {
-            // Asked twice: render again (nothing else asks twice today).
-            ev.files[i].stream.render_each(&file_changes(ev, i)).text
-        })
+        self.ready.pop_front()
     }
 
     /// Every finding: the evaluation's, and the failures of every file
     /// (those output did not reach, when a reader stopped early, too).
-    fn findings(self) -> Vec<Finding> {
-        for i in 0..self.ev.files.len() {
-            if !self.rendered.borrow()[i] {
-                drop(self.file(i));
-            }
-        }
+    fn findings(mut self) -> Vec<Finding> {
+        while self.next_file().is_some() {}
         let mut findings = self.ev.findings.clone();
-        findings.extend(self.failures.into_inner());
+        findings.append(&mut self.failures);
         findings
     }
 }
@@ -185,11 +172,7 @@ fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
         out.push_str("---\n");
         out.push_str(&text);
     }
-    Ok(if newline == "\n" {
-        out
-    } else {
-        out.replace('\n', newline)
-    })
+    Ok(emit::with_newline(out, newline))
 }
 
 /// Write file texts as one stream, with `---` between files, each
@@ -294,13 +277,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             Ok(())
         });
     }
-    let renderer = Renderer::new(&ev, args.eval.options.jobs());
+    let mut renderer = Renderer::new(&ev, args.eval.options.jobs());
     if args.in_place {
-        let texts: Vec<Cow<'_, str>> = (0..ev.files.len()).map(|i| renderer.file(i)).collect();
+        let texts: Vec<Cow<'_, str>> = std::iter::from_fn(|| renderer.next_file()).collect();
         return write_in_place(&ev, &texts, &renderer.findings());
     }
     let new_docs: Vec<&Value> = ev.generated.documents.iter().map(|(_, d)| d).collect();
-    let written = write_output(&args.output, &ev, &renderer, &new_docs);
+    let written = write_output(&args.output, &ev, &mut renderer, &new_docs);
     // Findings go to stderr after the output, once every file is rendered:
     // a document that could not be written is among them.
     let code = report_stderr(&renderer.findings());
@@ -315,11 +298,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 fn write_output(
     format: &OutputFormat,
     ev: &Evaluated,
-    renderer: &Renderer<'_>,
+    renderer: &mut Renderer<'_>,
     new_docs: &[&Value],
 ) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    let newline_of = |i: usize| ev.files[i].stream.newline();
     let last_newline = ev.files.last().map_or("\n", |f| f.stream.newline());
     match format {
         OutputFormat::Kustomize(_) | OutputFormat::JsonPatch => unreachable!("written before"),
@@ -327,7 +309,8 @@ fn write_output(
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut stdout);
             let ends_with_newline = write_stream(
                 &mut out,
-                (0..ev.files.len()).map(|i| (renderer.file(i), newline_of(i))),
+                std::iter::from_fn(|| renderer.next_file())
+                    .zip(ev.files.iter().map(|f| f.stream.newline())),
             )?;
             if !new_docs.is_empty() && !ends_with_newline {
                 out.write_all(last_newline.as_bytes())?;
@@ -337,13 +320,10 @@ fn write_output(
         }
         OutputFormat::Json => {
             let mut items = Vec::new();
-            for i in 0..ev.files.len() {
-                let reparsed = Stream::parse(
-                    ev.files[i].stream.name(),
-                    renderer.file(i).into_owned(),
-                    Limits::default(),
-                )
-                .context("re-reading the patched output")?;
+            for file in &ev.files {
+                let text = renderer.next_file().unwrap_or_default().into_owned();
+                let reparsed = Stream::parse(file.stream.name(), text, Limits::default())
+                    .context("re-reading the patched output")?;
                 items.extend(
                     reparsed
                         .documents()
@@ -361,8 +341,8 @@ fn write_output(
             writeln!(stdout)?;
         }
         OutputFormat::Diff => {
-            for (i, file) in ev.files.iter().enumerate() {
-                let after = renderer.file(i);
+            for file in &ev.files {
+                let after = renderer.next_file().unwrap_or_default();
                 if after != file.stream.text() {
                     let name = file.stream.name();
                     let diff = TextDiff::from_lines(file.stream.text(), after.as_ref());

@@ -502,22 +502,8 @@ impl Builder<'_> {
     /// Skip a node's properties (`&anchor`, `!tag`, `!<verbatim>`) and the
     /// blanks, line breaks and comments after them: where its content is.
     fn skip_properties(&self, pos: usize) -> usize {
-        let bytes = self.text.as_bytes();
-        let mut i = pos - self.base;
-        while matches!(bytes.get(i), Some(b'&' | b'!')) {
-            if bytes.get(i..i + 2) == Some(b"!<") {
-                while i < bytes.len() && bytes[i] != b'>' {
-                    i += 1;
-                }
-                i += 1;
-            } else {
-                while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
-                    i += 1;
-                }
-            }
-            i = skip_blanks_and_comments(bytes, i);
-        }
-        self.base + i.min(bytes.len())
+        let (content, _) = properties(self.text.as_bytes(), pos - self.base);
+        self.base + content
     }
 
     /// Where a flow collection really ends: just after its closing
@@ -621,18 +607,7 @@ impl Builder<'_> {
     fn empty_scalar_position(&self, start: usize) -> (usize, bool) {
         let bytes = self.text.as_bytes();
         let local = start - self.base;
-        if matches!(bytes.get(local), Some(b'&' | b'!')) {
-            let mut end = local;
-            let mut i = local;
-            while matches!(bytes.get(i), Some(b'&' | b'!')) {
-                while i < bytes.len()
-                    && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b',' | b'}' | b']')
-                {
-                    i += 1;
-                }
-                end = i;
-                i = skip_blanks_and_comments(bytes, i);
-            }
+        if let (_, Some(end)) = properties(bytes, local) {
             return (self.base + end, true);
         }
         let Some(Frame::Mapping {
@@ -663,11 +638,7 @@ impl Builder<'_> {
                 i = skip_blanks_and_comments(bytes, i);
                 match bytes.get(i)? {
                     b':' | b'?' => i += 1,
-                    b'&' | b'!' => {
-                        while i < bytes.len() && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
-                            i += 1;
-                        }
-                    }
+                    b'&' | b'!' => i = property_end(bytes, i),
                     b'-' if matches!(
                         bytes.get(i + 1),
                         None | Some(b' ' | b'\t' | b'\r' | b'\n')
@@ -865,6 +836,40 @@ fn tag_kind(tag: &Tag) -> TagKind<'_> {
     } else {
         TagKind::Other
     }
+}
+
+/// The node properties (`&anchor`, `!tag`, `!<verbatim>`) at byte `i`:
+/// where the content after them starts (past blanks, line breaks and
+/// comments), and where the last property ends (`None` without any).
+fn properties(bytes: &[u8], mut i: usize) -> (usize, Option<usize>) {
+    let mut last = None;
+    while matches!(bytes.get(i), Some(b'&' | b'!')) {
+        i = property_end(bytes, i);
+        last = Some(i);
+        i = skip_blanks_and_comments(bytes, i);
+    }
+    (i.min(bytes.len()), last)
+}
+
+/// The end of the one property starting at byte `i`: anchor names and tags
+/// end at a blank, a line break or a flow indicator; a verbatim tag at its
+/// `>`.
+fn property_end(bytes: &[u8], mut i: usize) -> usize {
+    if bytes.get(i..i + 2) == Some(b"!<") {
+        while i < bytes.len() && bytes[i] != b'>' {
+            i += 1;
+        }
+        return (i + 1).min(bytes.len());
+    }
+    while i < bytes.len()
+        && !matches!(
+            bytes[i],
+            b' ' | b'\t' | b'\r' | b'\n' | b',' | b'[' | b']' | b'{' | b'}'
+        )
+    {
+        i += 1;
+    }
+    i
 }
 
 fn skip_blanks_and_comments(bytes: &[u8], mut i: usize) -> usize {

@@ -304,11 +304,7 @@ impl<'a> Editor<'a> {
 
     /// Generated text uses `\n`; the file may use another line ending.
     fn lines(&self, text: String) -> String {
-        if self.newline == "\n" {
-            text
-        } else {
-            text.replace('\n', self.newline)
-        }
+        emit::with_newline(text, self.newline)
     }
 
     fn replace(

@@ -276,6 +276,17 @@ pub fn document(v: &Value, style: IndentStyle) -> String {
     out
 }
 
+/// Text written here (with `\n` line breaks) in another line ending.
+/// Safe on anything this module writes: a line break inside a scalar is
+/// always escaped, so every `\n` is a line's end.
+pub fn with_newline(text: String, newline: &str) -> String {
+    if newline == "\n" {
+        text
+    } else {
+        text.replace('\n', newline)
+    }
+}
+
 fn newline(out: &mut String, indent: usize) {
     out.push('\n');
     out.extend(std::iter::repeat_n(' ', indent));

@@ -447,26 +447,20 @@ impl Stream {
                 .trim_end_matches('\n')
                 .to_string(),
         };
-        // The root's own indentation is kept; properties before it on its
-        // line (`! key: value`, `--- !tag`) go with the old text, since the
-        // new one starts at the line's start.
+        // The root keeps its own indentation. After `--- ` on its line it
+        // starts on a line of its own; after properties (`! key: value`)
+        // it replaces them too, from the line's start.
         let line_start = edit::line_start(&self.text, root.span.start);
         let before = &self.text[line_start..root.span.start];
-        let (start, column) = if before.trim().is_empty() {
-            (root.span.start, before.chars().count())
+        let (start, column, lead) = if before.trim().is_empty() {
+            (root.span.start, before.chars().count(), "")
         } else if before.trim_start().starts_with("---") {
-            (root.span.start, 0)
+            (root.span.start, 0, self.newline)
         } else {
-            (line_start, 0)
+            (line_start, 0, "")
         };
         let indent = format!("{}{}", self.newline, " ".repeat(column));
-        let text = text.replace('\n', &indent);
-        let text = if start == root.span.start && column == 0 && !before.is_empty() {
-            // After `--- `: the rest of the document starts on a new line.
-            format!("{}{text}", self.newline)
-        } else {
-            text
-        };
+        let text = format!("{lead}{}", text.replace('\n', &indent));
         Edit::new(start..root.span.end, text)
     }
 
