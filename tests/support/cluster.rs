@@ -1,22 +1,30 @@
-//! The cluster an integration test runs against: the API server fixture,
-//! or a real cluster when `REPOINT_TEST_KUBECONFIG` names a kubeconfig.
-//! Tests seed and read objects through this interface only (kube-rs, as
-//! any client would), so they run unchanged against either. On a real
-//! cluster every namespace a test names gets a unique prefix, and is
+//! The cluster an integration test runs against: the real control plane
+//! of [`crate::kube`], shared by the tests of one binary. Tests seed and
+//! read objects through this interface (kube-rs, as any client would).
+//! Every namespace a test names gets a prefix unique to the test, and is
 //! deleted when the test ends.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use serde_json::Value;
 
-use crate::apiserver::ApiServer;
+use crate::kube::ControlPlane;
+
+/// The control plane a test runs on.
+enum Plane {
+    /// The test binary's, shared with its other tests.
+    Shared(&'static ControlPlane),
+    /// The test's own, stopped when the test ends.
+    Own(Box<ControlPlane>),
+}
 
 /// A cluster for one test.
 pub struct TestCluster {
+    plane: Plane,
     kubeconfig: PathBuf,
-    fixture: Option<ApiServer>,
     prefix: String,
     runtime: tokio::runtime::Runtime,
     client: kube::Client,
@@ -27,57 +35,75 @@ impl std::fmt::Debug for TestCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestCluster")
             .field("kubeconfig", &self.kubeconfig)
-            .field("fixture", &self.fixture.is_some())
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
 
 impl TestCluster {
-    /// The real cluster of `REPOINT_TEST_KUBECONFIG`, or a new fixture.
-    pub fn start(tag: &str) -> Self {
+    /// The real control plane, for a test tagged `tag` (the prefix of its
+    /// namespaces); `None` when there is none here and the test skips.
+    pub fn start(tag: &str) -> Option<Self> {
+        crate::kube::shared().map(|plane| Self::on(Plane::Shared(plane), tag))
+    }
+
+    /// A control plane of the test's own, for a test that works on the
+    /// whole cluster (`repoint audit` with no namespace) and must not meet
+    /// the other tests' objects; `None` when there is none here.
+    pub fn start_own(tag: &str) -> Option<Self> {
+        crate::kube::available().then(|| Self::on(Plane::Own(Box::new(ControlPlane::start())), tag))
+    }
+
+    fn on(plane: Plane, tag: &str) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("test runtime");
-        let (kubeconfig, fixture, prefix) = match std::env::var_os("REPOINT_TEST_KUBECONFIG") {
-            Some(path) => (
-                PathBuf::from(path),
-                None,
-                format!("rp-{tag}-{}-", std::process::id()),
-            ),
-            None => {
-                let server = ApiServer::start();
-                let path = crate::temp_dir(&format!("{tag}-kubeconfig")).join("kubeconfig");
-                server.write_kubeconfig(&path);
-                (path, Some(server), String::new())
-            }
+        let control_plane = match &plane {
+            Plane::Shared(shared) => shared,
+            Plane::Own(own) => own.as_ref(),
         };
+        let kubeconfig = control_plane.kubeconfig().to_path_buf();
         let client = runtime.block_on(async {
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("read kubeconfig");
+            let kc = kube::config::Kubeconfig::read_from(control_plane.seeder_kubeconfig())
+                .expect("read kubeconfig");
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
                 .expect("kubeconfig");
             kube::Client::try_from(config).expect("client")
         });
         Self {
+            plane,
             kubeconfig,
-            fixture,
-            prefix,
+            prefix: format!("{tag}-"),
             runtime,
             client,
             namespaces: std::sync::Mutex::new(Vec::new()),
         }
     }
 
-    pub fn kubeconfig(&self) -> &std::path::Path {
-        &self.kubeconfig
+    /// The control plane: its URL, CA and further kubeconfigs.
+    pub fn plane(&self) -> &ControlPlane {
+        match &self.plane {
+            Plane::Shared(shared) => shared,
+            Plane::Own(own) => own,
+        }
     }
 
-    /// The fixture, for what only it can do (refuse a verb, race a
-    /// writer); `None` on a real cluster, where such tests skip.
-    pub fn fixture(&self) -> Option<&ApiServer> {
-        self.fixture.as_ref()
+    /// A client as an administrator (the tests' own, not repoint's).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Run a future on the test's runtime.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The cluster administrator's kubeconfig.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
     }
 
     /// The real name of the test's namespace `name`.
@@ -97,6 +123,20 @@ impl TestCluster {
             "metadata": {"name": ns, "labels": labels},
         }));
         self.namespaces.lock().expect("lock").push(ns.clone());
+        // Pods are admitted once the namespace's `default` account and its
+        // token exist (the ServiceAccount admission plugin): wait for the
+        // controller manager to make them.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .get("v1", "ServiceAccount", Some(&ns), "default")
+            .is_none_or(|sa| sa["secrets"].as_array().is_none_or(Vec::is_empty))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the controller manager made no default account in {ns}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         ns
     }
 
@@ -109,7 +149,7 @@ impl TestCluster {
                 if let Ok(found) = kube::discovery::pinned_kind(&self.client, &gvk).await {
                     return found;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             panic!("the cluster does not serve {api_version} {kind}")
         });
@@ -164,6 +204,61 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("replacing {name}: {e}"));
     }
 
+    /// Every object of a kind in a namespace.
+    pub fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<Value> {
+        let api = self.api(api_version, kind, Some(namespace));
+        self.runtime
+            .block_on(api.list(&Default::default()))
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("json"))
+            .collect()
+    }
+
+    /// The `apiVersion` the server serves `kind` of `group` at, as repoint
+    /// finds it (CronJob is `batch/v1beta1` on v1.20).
+    pub fn served_api_version(&self, group: &str, kind: &str) -> String {
+        let discovery = self
+            .runtime
+            .block_on(
+                kube::Discovery::new(self.client.clone())
+                    .filter(&[group])
+                    .run(),
+            )
+            .expect("discovery");
+        let served = discovery.get(group).expect("group served");
+        let (resource, _) = repoint_kube::inventory::served_kind(served, kind)
+            .unwrap_or_else(|| panic!("{kind} in group {group:?} is not served"));
+        resource.api_version
+    }
+
+    /// Empty the object's `metadata.finalizers`, letting its deletion
+    /// finish.
+    pub fn release_finalizers(&self, api_version: &str, kind: &str, namespace: &str, name: &str) {
+        let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        self.merge_patch(api_version, kind, namespace, name, &patch);
+    }
+
+    /// Apply a JSON merge patch to an object, as another writer would.
+    pub fn merge_patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) {
+        let api = self.api(api_version, kind, Some(namespace));
+        self.runtime
+            .block_on(api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            ))
+            .unwrap_or_else(|e| panic!("patching {name}: {e}"));
+    }
+
     /// Delete an object.
     pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) {
         let api = self.api(api_version, kind, namespace);
@@ -175,9 +270,6 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        if self.fixture.is_some() {
-            return;
-        }
         let namespaces =
             std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|p| p.into_inner()));
         for ns in namespaces {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-pub mod apiserver;
 pub mod cluster;
 pub mod http;
+pub mod kube;
 pub mod registry;
 
 /// The shared data directory (`../shared` beside the repository), or the

@@ -483,6 +483,11 @@ pub struct ApplyArgs {
     /// client (send nothing).
     #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     pub dry_run: DryRun,
+    /// The field manager repoint's writes are recorded under in
+    /// `managedFields` (what a later `kubectl apply --server-side` names
+    /// in a conflict).
+    #[arg(long, value_name = "NAME", default_value = repoint_kube::FIELD_MANAGER)]
+    pub field_manager: String,
     #[command(flatten)]
     pub eval: EvalOptions,
 }

@@ -3,7 +3,7 @@
 //! glue: evaluate, report, and write in a safe order (pull Secrets, then
 //! ServiceAccounts, then the workloads that need them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
@@ -202,7 +202,7 @@ fn write_summary(
     let mut by_namespace: BTreeMap<String, Counts> = BTreeMap::new();
     let mut by_policy: BTreeMap<String, Counts> = BTreeMap::new();
     // Changes count once per object, however many fields change.
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for f in findings {
         if f.level == Level::Change && !seen.insert(f.file.clone()) {
             continue;
@@ -333,7 +333,8 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     }
     let session = connect(&args.config, &args.cluster, &args.eval)?;
     let (evaluated, _) = inventory_and_evaluate(&session, &args.cluster)?;
-    let writer = Writer::new(session.client.clone(), args.dry_run == DryRun::Server);
+    let mut writer = Writer::new(session.client.clone(), args.dry_run == DryRun::Server);
+    writer.field_manager = args.field_manager.clone();
     let client_only = args.dry_run == DryRun::Client;
     let mut tally = Tally {
         out: std::io::stdout().lock(),
@@ -350,6 +351,8 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     };
 
     // 1. The pull Secrets objects asked for, once per namespace and name.
+    // Those that could not be made hold back what needs them, below.
+    let mut unmade: HashSet<(String, String)> = HashSet::new();
     let secrets = materialize::gather(outcomes(), "default", materialize::secret_requests);
     if !secrets.is_empty() {
         let source = secret_source(&session, &writer)?;
@@ -365,37 +368,74 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
                 &wanted.items,
                 &mut warnings,
             );
-            match built {
-                Ok(None) => {}
-                Err(e) => tally.error(&e),
-                Ok(Some(_)) if client_only => tally.changed(&what, "ensured")?,
+            let made = match built {
+                Ok(None) => true,
+                Err(e) => {
+                    tally.error(&e);
+                    false
+                }
+                Ok(Some(_)) if client_only => {
+                    tally.changed(&what, "ensured")?;
+                    true
+                }
                 Ok(Some(desired)) => {
                     let written = session.tokio.block_on(writer.ensure_secret(ns, &desired));
+                    let made = written.is_ok();
                     tally.record(&what, written)?;
+                    made
                 }
+            };
+            if !made {
+                unmade.insert(wanted.key.clone());
             }
         }
         for w in warnings {
             eprintln!("repoint: warning: {w}");
         }
     }
+    // The pull secrets of `outcome` in `namespace` that could not be made.
+    let missing_secrets = |namespace: Option<&str>, outcome| -> Vec<String> {
+        materialize::gather(
+            [(0, namespace, outcome)],
+            "default",
+            materialize::secret_requests,
+        )
+        .into_iter()
+        .filter(|w| unmade.contains(&w.key))
+        .map(|w| qualified(format!("secret/{}", w.key.1), Some(&w.key.0)))
+        .collect()
+    };
 
-    // 2. ServiceAccounts that must list a pull secret.
+    // 2. ServiceAccounts that must list a pull secret (one that exists).
     for wanted in materialize::gather(outcomes(), "default", materialize::account_requests) {
         let (ns, account) = &wanted.key;
         let what = qualified(format!("serviceaccount/{account}"), Some(ns));
-        if client_only {
-            tally.changed(&what, &format!("lists {}", wanted.items.join(", ")))?;
+        let (secrets, held): (Vec<String>, Vec<String>) = wanted
+            .items
+            .iter()
+            .cloned()
+            .partition(|secret| !unmade.contains(&(ns.clone(), secret.clone())));
+        if !held.is_empty() {
+            tally.error(&format!(
+                "{what}: not made to list {}: the Secret could not be made (above)",
+                held.join(", ")
+            ));
+        }
+        if secrets.is_empty() {
             continue;
         }
-        let written =
-            session
-                .tokio
-                .block_on(writer.ensure_account_pull_secrets(ns, account, &wanted.items));
+        if client_only {
+            tally.changed(&what, &format!("lists {}", secrets.join(", ")))?;
+            continue;
+        }
+        let written = session
+            .tokio
+            .block_on(writer.ensure_account_pull_secrets(ns, account, &secrets));
         tally.record(&what, written)?;
     }
 
-    // 3. The workloads themselves.
+    // 3. The workloads themselves, each only once the pull secrets it
+    // needs exist: its pods keep pulling from where they did until then.
     for e in &evaluated {
         let outcome = match &e.result.outcome {
             Ok(o) => o,
@@ -420,6 +460,15 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             tally.error(&format!(
                 "{}: a running Pod may change only its images; recreate it (or fix the controller that owns it) to apply the rest",
                 e.location()
+            ));
+            continue;
+        }
+        let missing = missing_secrets(e.object.namespace(), outcome);
+        if !missing.is_empty() {
+            tally.error(&format!(
+                "{}: not patched: it needs {}, which repoint could not make or bring up to date (above); until then the workload keeps its images",
+                e.location(),
+                missing.join(", ")
             ));
             continue;
         }

@@ -1,6 +1,8 @@
-//! `repoint audit` and `repoint apply` end to end against an API server:
-//! the fixture in `tests/`, or the real cluster `REPOINT_TEST_KUBECONFIG`
-//! names. Many namespaces, mixed workloads, a custom resource.
+//! `repoint audit` and `repoint apply` end to end against a real
+//! kube-apiserver and controller manager (tests/support/kube.rs): many
+//! namespaces, mixed workloads, a custom resource, real concurrent
+//! writers, RBAC refusals with real tokens, a terminating namespace, and
+//! what repoint's writes leave in `managedFields`.
 
 use std::path::{Path, PathBuf};
 
@@ -123,31 +125,8 @@ fn seed(cluster: &TestCluster) -> Vec<String> {
             needs.push(format!("{ns}/deployment.apps/web"));
         }
         if team == "a" {
-            // A Deployment's ReplicaSet and Pod: fixed once, at the owner.
-            let web = cluster
-                .get("apps/v1", "Deployment", Some(&ns), "web")
-                .expect("web");
-            let rs = json!({
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": "web-5d4f", "namespace": ns, "ownerReferences": [{
-                    "apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                    "uid": web["metadata"]["uid"], "controller": true}]},
-                "spec": {"selector": {"matchLabels": {"app": "web"}},
-                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}},
-            });
-            cluster.create(&rs);
-            let rs = cluster
-                .get("apps/v1", "ReplicaSet", Some(&ns), "web-5d4f")
-                .expect("rs");
             cluster.create(&json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "web-5d4f-x1", "namespace": ns, "ownerReferences": [{
-                    "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f",
-                    "uid": rs["metadata"]["uid"], "controller": true}]},
-                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
-            }));
-            cluster.create(&json!({
-                "apiVersion": "batch/v1", "kind": "CronJob",
+                "apiVersion": cluster.served_api_version("batch", "CronJob"), "kind": "CronJob",
                 "metadata": {"name": "nightly", "namespace": ns},
                 "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
                     "restartPolicy": "OnFailure",
@@ -173,8 +152,50 @@ fn seed(cluster: &TestCluster) -> Vec<String> {
             needs.push(format!("{ns}/statefulset.apps/cache"));
         }
     }
+    // The controller manager makes each Deployment's ReplicaSet and Pod:
+    // owned objects, which repoint leaves to their owner.
+    let a = cluster.ns("team-a");
+    eventually("the Deployment's Pod exists", || {
+        !cluster.list("v1", "Pod", &a).is_empty()
+    });
     needs.sort();
     needs
+}
+
+/// Wait up to 60 s for `ready`, polling.
+fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The writes repoint sent (it runs as the audited administrator) into
+/// the test's namespaces (tests run side by side), as the API server's
+/// audit log has them.
+fn writes_by_repoint(cluster: &TestCluster) -> Vec<Value> {
+    let ours = cluster.ns("");
+    cluster
+        .plane()
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["user"]["username"] == repoint_tests::kube::ADMIN)
+        .filter(|e| {
+            e["objectRef"]["namespace"]
+                .as_str()
+                .is_some_and(|ns| ns.starts_with(&ours))
+        })
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .collect()
 }
 
 /// The locations `audit --format json` reports changes for.
@@ -193,7 +214,10 @@ fn changed_locations(out: &Output) -> Vec<String> {
 
 #[test]
 fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
-    let cluster = TestCluster::start("cluster-e2e");
+    // `audit` and `apply` of the whole cluster: on a cluster of its own.
+    let Some(cluster) = TestCluster::start_own("e2e") else {
+        return;
+    };
     let dir = temp_dir("cluster-e2e");
     let config = config(&dir);
     let needs = seed(&cluster);
@@ -233,7 +257,7 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
         "audit reports the objects that need a change: {audited:?}"
     );
     assert!(
-        !audited
+        !ours(audited.clone())
             .iter()
             .any(|l| l.contains("replicaset") || l.contains("/pod/")),
         "owned objects are skipped: {audited:?}"
@@ -252,37 +276,45 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     );
     assert!(!text.stdout.contains("s3cr3t") && !text.stderr.contains("s3cr3t"));
 
-    // Neither dry run writes anything: the server's stores nothing, the
-    // client's sends no write at all.
-    if let Some(fixture) = cluster.fixture() {
-        let writes = || {
-            fixture
-                .requests()
-                .iter()
-                .filter(|r| !r.starts_with("GET"))
-                .count()
-        };
-        let (before, sent) = (fixture.revision(), writes());
-        let mut dry = base("apply");
-        dry.extend(["--cluster".into(), "--dry-run=client".into()]);
-        let out = run(dry);
-        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("patched (dry run)"), "{}", out.stdout);
-        assert_eq!((fixture.revision(), writes()), (before, sent));
-        let before = fixture.revision();
-        let mut dry = base("apply");
-        dry.extend(["--cluster".into(), "--dry-run=server".into()]);
-        let out = run(dry);
-        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("(server dry run)"), "{}", out.stdout);
-        assert_eq!(fixture.revision(), before, "dry run stored nothing");
-        assert!(
-            fixture
-                .requests()
-                .iter()
-                .any(|r| r.starts_with("PATCH") && r.contains("dryRun=All"))
-        );
+    // Neither dry run writes anything: the client's sends no write at all,
+    // the server's sends every write with dryRun=All and nothing changes.
+    let web_before = cluster
+        .get("apps/v1", "Deployment", Some(&cluster.ns("team-a")), "web")
+        .expect("web");
+    let sent = writes_by_repoint(&cluster).len();
+    let mut dry = base("apply");
+    dry.extend(["--cluster".into(), "--dry-run=client".into()]);
+    let out = run(dry);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("patched (dry run)"), "{}", out.stdout);
+    assert_eq!(
+        writes_by_repoint(&cluster).len(),
+        sent,
+        "a client dry run writes nothing"
+    );
+    let mut dry = base("apply");
+    dry.extend(["--cluster".into(), "--dry-run=server".into()]);
+    let out = run(dry);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("(server dry run)"), "{}", out.stdout);
+    let writes = writes_by_repoint(&cluster);
+    assert!(writes.len() > sent, "the server dry run sent its writes");
+    for write in &writes[sent..] {
+        let uri = write["requestURI"].as_str().unwrap_or("");
+        assert!(uri.contains("dryRun=All"), "a write without dryRun: {uri}");
     }
+    let web_after = cluster
+        .get("apps/v1", "Deployment", Some(&cluster.ns("team-a")), "web")
+        .expect("web");
+    assert_eq!(
+        web_after["metadata"]["resourceVersion"], web_before["metadata"]["resourceVersion"],
+        "the server dry run stored nothing"
+    );
+    assert!(
+        cluster
+            .get("v1", "Secret", Some(&cluster.ns("team-a")), "corp-registry")
+            .is_none()
+    );
 
     // Apply: exactly those objects, plus each namespace's Secret and account.
     let mut apply = base("apply");
@@ -362,12 +394,26 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
         hippo["spec"]["postgresVersion"], 16,
         "the rest is untouched"
     );
-    let pod = cluster
-        .get("v1", "Pod", Some(&a), "web-5d4f-x1")
-        .expect("pod");
-    assert_eq!(
-        pod["spec"]["containers"][0]["image"], "nginx:1.25",
-        "owned pods are left to their owner"
+    // Owned objects are left to their owner: repoint wrote no Pod and no
+    // ReplicaSet; the Deployment controller rolled the new template out.
+    let owned: Vec<Value> = writes_by_repoint(&cluster)
+        .into_iter()
+        .filter(|w| {
+            matches!(
+                w["objectRef"]["resource"].as_str(),
+                Some("pods" | "replicasets")
+            )
+        })
+        .collect();
+    assert!(owned.is_empty(), "{owned:?}");
+    eventually(
+        "the Deployment controller rolls out the mirrored image",
+        || {
+            cluster.list("apps/v1", "ReplicaSet", &a).iter().any(|rs| {
+                rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                    == "mirror.corp.example/hub/library/nginx:1.25"
+            })
+        },
     );
 
     // A second apply changes nothing, and the audit is clean for ours.
@@ -399,26 +445,90 @@ fn audit_reports_exactly_what_apply_changes_and_apply_converges() {
     assert_ne!(rotated["data"], secret["data"]);
 }
 
+/// A merge patch of `name`'s annotations by the tests' own client: another
+/// writer, as a controller or a person would be.
+fn touch(cluster: &TestCluster, ns: &str, name: &str, n: usize) {
+    let patch = json!({"metadata": {"annotations": {"other-writer/touched": n.to_string()}}});
+    cluster.merge_patch("apps/v1", "Deployment", ns, name, &patch);
+}
+
+/// The audit events of repoint's requests on Deployment `ns/name`.
+fn repoint_requests_on(cluster: &TestCluster, ns: &str, name: &str) -> Vec<(String, u64)> {
+    cluster
+        .plane()
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["user"]["username"] == repoint_tests::kube::ADMIN)
+        .filter(|e| {
+            e["objectRef"]["resource"] == "deployments"
+                && e["objectRef"]["namespace"] == ns
+                && e["objectRef"]["name"] == name
+        })
+        .map(|e| {
+            (
+                e["verb"].as_str().unwrap_or("").to_string(),
+                e["responseStatus"]["code"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn conflicts_are_retried_and_refusals_named() {
-    let cluster = TestCluster::start("cluster-faults");
-    let Some(fixture) = cluster.fixture() else {
-        eprintln!("refusals and races are staged by the fixture; skipped on a real cluster");
+fn a_real_concurrent_writer_is_retried_not_overwritten() {
+    let Some(cluster) = TestCluster::start("racy") else {
         return;
     };
-    let dir = temp_dir("cluster-faults");
+    let dir = temp_dir("cluster-racy");
     let config = config(&dir);
     let ns = cluster.namespace("racy", &[]);
     cluster.create(&deployment(&ns, "web", "nginx:1.25"));
     cluster.create(&deployment(&ns, "api", "nginx:1.25"));
-    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
-    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8").to_string();
+    let config = config.to_str().expect("utf-8").to_string();
 
-    // Another writer changes `web` before each of repoint's first two
-    // patches: the guarded patch fails, repoint reads again and retries.
-    fixture.interfere("deployments", Some(&ns), "web", 2);
-    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=web"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The other writer starts once repoint has listed the Deployments,
+    // and changes `web` until repoint's first patch of it arrives: that
+    // patch was computed from a version that is gone.
+    let listed = |cluster: &TestCluster| {
+        cluster.plane().audit_events().iter().any(|e| {
+            e["user"]["username"] == repoint_tests::kube::ADMIN
+                && e["verb"] == "list"
+                && e["objectRef"]["resource"] == "deployments"
+        })
+    };
+    let (result, writes) = std::thread::scope(|scope| {
+        let repoint = scope.spawn(|| apply_in(&kubeconfig, &config, &ns, &["-l", "app=web"]));
+        let mut writes = 0;
+        while !listed(&cluster) && !repoint.is_finished() {
+            std::thread::yield_now();
+        }
+        while repoint_requests_on(&cluster, &ns, "web")
+            .iter()
+            .all(|(verb, _)| verb != "patch")
+            && !repoint.is_finished()
+        {
+            writes += 1;
+            touch(&cluster, &ns, "web", writes);
+        }
+        (repoint.join().expect("repoint"), writes)
+    });
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert!(writes > 0, "the other writer never got in");
+    let patches: Vec<u64> = repoint_requests_on(&cluster, &ns, "web")
+        .into_iter()
+        .filter(|(verb, _)| verb == "patch")
+        .map(|(_, code)| code)
+        .collect();
+    assert_eq!(
+        patches.first(),
+        Some(&409),
+        "the first patch was stale: {patches:?}"
+    );
+    assert_eq!(
+        patches.last(),
+        Some(&200),
+        "and a later one went through: {patches:?}"
+    );
     let web = cluster
         .get("apps/v1", "Deployment", Some(&ns), "web")
         .expect("web");
@@ -427,15 +537,10 @@ fn conflicts_are_retried_and_refusals_named() {
         "mirror.corp.example/hub/library/nginx:1.25"
     );
     assert_eq!(
-        web["metadata"]["annotations"]["fixture.repoint.dev/touched"], "2",
+        web["metadata"]["annotations"]["other-writer/touched"],
+        writes.to_string(),
         "the other writer's change survives"
     );
-    let patches = fixture
-        .requests()
-        .iter()
-        .filter(|r| r.starts_with("PATCH") && r.contains("/deployments/web"))
-        .count();
-    assert_eq!(patches, 3, "two conflicts, then success");
     let api = cluster
         .get("apps/v1", "Deployment", Some(&ns), "api")
         .expect("api");
@@ -443,10 +548,103 @@ fn conflicts_are_retried_and_refusals_named() {
         api["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25",
         "the selector kept api out"
     );
+}
 
-    // RBAC: the refused verb, resource and namespace are named.
-    fixture.deny("patch", "deployments", Some(&ns));
-    let out = apply_in(kubeconfig, config, &ns, &[]);
+#[test]
+fn created_then_applied_at_once_succeeds_every_time() {
+    // The repro: `kubectl create deployment`, then `repoint apply`
+    // at once, while the Deployment controller writes the new object's
+    // status. 20 runs, 20 successes.
+    let Some(cluster) = TestCluster::start("at-once") else {
+        return;
+    };
+    let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") else {
+        return;
+    };
+    let dir = temp_dir("cluster-at-once");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
+    let ns = cluster.namespace("at-once", &[]);
+    let mut conflicts = 0;
+    for run in 0..20 {
+        let name = format!("web-{run}");
+        let created = run_command(
+            &kubectl,
+            &[
+                "--kubeconfig",
+                kubeconfig,
+                "-n",
+                &ns,
+                "create",
+                "deployment",
+                &name,
+                "--image=nginx:1.25",
+            ],
+            "",
+        );
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let out = apply_in(kubeconfig, config, &ns, &["-l", &format!("app={name}")]);
+        assert_eq!(out.code, 0, "run {run}: {}{}", out.stdout, out.stderr);
+        let web = cluster
+            .get("apps/v1", "Deployment", Some(&ns), &name)
+            .expect("deployment");
+        assert_eq!(
+            web["spec"]["template"]["spec"]["containers"][0]["image"],
+            "mirror.corp.example/hub/library/nginx:1.25",
+            "run {run}"
+        );
+        conflicts += repoint_requests_on(&cluster, &ns, &name)
+            .iter()
+            .filter(|(verb, code)| verb == "patch" && *code == 409)
+            .count();
+    }
+    eprintln!("20 of 20 runs succeeded; {conflicts} stale patches were retried");
+}
+
+#[test]
+fn refusals_by_real_rbac_are_named() {
+    let Some(cluster) = TestCluster::start("refused") else {
+        return;
+    };
+    let dir = temp_dir("cluster-refused");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let ns = cluster.namespace("refused", &[]);
+    cluster.create(&deployment(&ns, "web", "nginx:1.25"));
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let bind = |kind: &str, name: &str, namespace: Option<&str>, user: &str| {
+        let mut metadata = json!({"name": name});
+        let binding_kind = if kind == "Role" {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        if let Some(ns) = namespace {
+            metadata["namespace"] = json!(ns);
+        }
+        cluster.create(&json!({
+            "apiVersion": rbac, "kind": binding_kind, "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+            "subjects": [{"kind": "User", "name": user}],
+        }));
+    };
+    let every_workload = json!([
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "verbs": ["get", "list"]},
+        {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["pods", "replicationcontrollers", "podtemplates"], "verbs": ["get", "list"]},
+        {"apiGroups": ["postgres-operator.crunchydata.com"], "resources": ["postgresclusters"], "verbs": ["get", "list"]},
+    ]);
+
+    // tester-1 may read everything in the namespace and make the pull
+    // secret and the accounts, but not patch Deployments.
+    let mut rules = every_workload.as_array().expect("rules").clone();
+    rules.push(json!({"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get", "create", "patch"]}));
+    cluster.create(&json!({"apiVersion": rbac, "kind": "Role",
+        "metadata": {"name": "no-patch", "namespace": ns}, "rules": rules}));
+    bind("Role", "no-patch", Some(&ns), "tester-1");
+    let tester = cluster.plane().kubeconfig_of_tester(1);
+    let out = apply_in(tester.to_str().expect("utf-8"), config, &ns, &[]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains(&format!(
@@ -455,8 +653,28 @@ fn conflicts_are_retried_and_refusals_named() {
         "{}",
         out.stderr
     );
-    fixture.deny("list", "statefulsets", None);
-    let out = repoint(&["audit", "-c", config, "--kubeconfig", kubeconfig]);
+    assert!(
+        out.stdout
+            .contains(&format!("secret/corp-registry in {ns} created")),
+        "{}",
+        out.stdout
+    );
+
+    // tester-2 may list every workload kind cluster-wide but StatefulSets.
+    let mut rules = every_workload.as_array().expect("rules").clone();
+    rules[0]["resources"] = json!(["deployments", "daemonsets", "replicasets"]);
+    let name = format!("{ns}-no-statefulsets");
+    cluster.create(&json!({"apiVersion": rbac, "kind": "ClusterRole",
+        "metadata": {"name": name}, "rules": rules}));
+    bind("ClusterRole", &name, None, "tester-2");
+    let tester = cluster.plane().kubeconfig_of_tester(2);
+    let out = repoint(&[
+        "audit",
+        "-c",
+        config,
+        "--kubeconfig",
+        tester.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
@@ -467,8 +685,212 @@ fn conflicts_are_retried_and_refusals_named() {
 }
 
 #[test]
+fn a_terminating_namespace_is_said_and_its_workloads_kept_pulling() {
+    let Some(cluster) = TestCluster::start("ending") else {
+        return;
+    };
+    let dir = temp_dir("cluster-ending");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
+    // Held in Terminating by finalizers on its Deployment: the namespace
+    // controller deletes the rest, the Deployment stays.
+    let ns = cluster.namespace("ending", &[]);
+    let mut web = deployment(&ns, "web", "nginx:1.25");
+    web["metadata"]["finalizers"] = json!(["repoint.dev/test-hold"]);
+    cluster.create(&web);
+    cluster.delete("v1", "Namespace", None, &ns);
+    eventually("the namespace is terminating and refuses creates", || {
+        let out = apply_in(kubeconfig, config, &ns, &["--dry-run=server"]);
+        out.stderr.contains("is being deleted")
+    });
+    let out = apply_in(kubeconfig, config, &ns, &[]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot create secrets {ns}/corp-registry: namespace \"{ns}\" is being deleted"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("grant the verb"),
+        "no RBAC hint: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "{ns}/deployment.apps/web: not patched: it needs secret/corp-registry in {ns}"
+        )),
+        "{}",
+        out.stderr
+    );
+    let web = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "web")
+        .expect("web");
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25",
+        "left pulling from where it could"
+    );
+    cluster.release_finalizers("apps/v1", "Deployment", &ns, "web");
+}
+
+/// The managers of `object`'s `managedFields`: (manager, operation).
+fn managers(object: &Value) -> Vec<(String, String)> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or("").to_string(),
+                m["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `manager`'s entry owns the first container's `image`.
+fn owns_image(object: &Value, manager: &str) -> bool {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["manager"] == manager)
+        .any(|m| {
+            m["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .any(|(_, container)| container.get("f:image").is_some())
+        })
+}
+
+#[test]
+fn field_ownership_is_what_the_readme_says() {
+    let Some(cluster) = TestCluster::start("owners") else {
+        return;
+    };
+    let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") else {
+        return;
+    };
+    let dir = temp_dir("cluster-owners");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
+    let ns = cluster.namespace("owners", &[]);
+    let kubectl = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--kubeconfig", kubeconfig, "-n", ns.as_str()];
+        all.extend_from_slice(args);
+        run_command(&kubectl, &all, stdin)
+    };
+    let image = |name: &str| {
+        cluster
+            .get("apps/v1", "Deployment", Some(&ns), name)
+            .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    let mirrored = json!("mirror.corp.example/hub/library/nginx:1.25");
+    let manifest =
+        |name: &str| serde_json::to_string(&deployment(&ns, name, "nginx:1.25")).expect("json");
+
+    // kubectl apply (client-side), repoint apply, and kubectl apply of the
+    // same manifest again: kubectl's three-way merge sends every field of
+    // the manifest that differs from the live object, so the image goes
+    // back; what the manifest does not name (the pull secret repoint
+    // added) stays.
+    let out = kubectl(&["apply", "-f", "-"], &manifest("client"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=client"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let object = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "client")
+        .expect("client");
+    assert!(
+        managers(&object).contains(&("repoint".into(), "Update".into())),
+        "repoint's patch is recorded under its field manager: {:?}",
+        managers(&object)
+    );
+    assert!(owns_image(&object, "repoint"), "and owns the image it set");
+    let out = kubectl(&["apply", "-f", "-"], &manifest("client"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        image("client"),
+        json!("nginx:1.25"),
+        "client-side apply puts the image back"
+    );
+    let object = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "client")
+        .expect("client");
+    assert_eq!(
+        object["spec"]["template"]["spec"]["imagePullSecrets"],
+        json!([{"name": "corp-registry"}]),
+        "and keeps the pull secret"
+    );
+
+    // kubectl apply --server-side of the original manifest conflicts with
+    // repoint on the image; with --force-conflicts it takes the field back.
+    let out = kubectl(&["apply", "--server-side", "-f", "-"], &manifest("server"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = apply_in(
+        kubeconfig,
+        config,
+        &ns,
+        &["-l", "app=server", "--field-manager", "platform-mirror"],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let object = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "server")
+        .expect("server");
+    assert!(
+        owns_image(&object, "platform-mirror"),
+        "--field-manager names the manager: {:?}",
+        managers(&object)
+    );
+    let out = kubectl(&["apply", "--server-side", "-f", "-"], &manifest("server"));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("conflict") && out.stderr.contains("platform-mirror"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(image("server"), mirrored);
+    let out = kubectl(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &manifest("server"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        image("server"),
+        json!("nginx:1.25"),
+        "forced, the manifest wins"
+    );
+
+    // A replace of the whole object (kubectl replace; a Helm upgrade that
+    // sends the chart's object) puts the original image back and drops
+    // the pull secret repoint added.
+    let out = kubectl(&["create", "-f", "-"], &manifest("replaced"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=replaced"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = kubectl(&["replace", "-f", "-"], &manifest("replaced"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(image("replaced"), json!("nginx:1.25"));
+    let object = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "replaced")
+        .expect("replaced");
+    assert!(
+        object["spec"]["template"]["spec"]
+            .get("imagePullSecrets")
+            .is_none()
+    );
+}
+
+#[test]
 fn apply_leaves_what_is_not_its_own_and_what_cannot_change() {
-    let cluster = TestCluster::start("cluster-leaves");
+    let Some(cluster) = TestCluster::start("leaves") else {
+        return;
+    };
     let dir = temp_dir("cluster-leaves");
     let config = config(&dir);
     let config = config.to_str().expect("utf-8");
@@ -499,11 +921,21 @@ fn apply_leaves_what_is_not_its_own_and_what_cannot_change() {
         .get("v1", "Secret", Some(&ns), "corp-registry")
         .expect("secret");
     assert_eq!(after["data"], before["data"]);
+    // That Secret carries no credentials for the mirror: the Deployment
+    // keeps pulling from where it can.
     assert!(
-        out.stdout
-            .contains(&format!("deployment.apps/web in {ns} patched")),
+        out.stderr.contains(&format!(
+            "{ns}/deployment.apps/web: not patched: it needs secret/corp-registry in {ns}"
+        )),
         "{}",
-        out.stdout
+        out.stderr
+    );
+    let web = cluster
+        .get("apps/v1", "Deployment", Some(&ns), "web")
+        .expect("web");
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
     );
 
     // A running Pod's spec changes only in its images: one that also needs

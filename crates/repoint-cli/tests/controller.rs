@@ -1,7 +1,8 @@
-//! `repoint controller` against an API server (the fixture, or the cluster
-//! `REPOINT_TEST_KUBECONFIG` names): the pull Secret copied from a source
-//! Secret into every selected namespace and listed by its accounts, kept
-//! there as namespaces, Secrets, accounts and the source change.
+//! `repoint controller` and `repoint serve --reconcile` against a real
+//! kube-apiserver and controller manager (tests/support/kube.rs): the pull
+//! Secret copied from a source Secret into every selected namespace and
+//! listed by its accounts, kept there as namespaces, Secrets, accounts and
+//! the source change, under exactly the RBAC `webhook manifests` grants.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -133,7 +134,9 @@ fn config_file(dir: &Path, body: &str) -> PathBuf {
 
 #[test]
 fn the_pull_secret_is_kept_in_every_selected_namespace() {
-    let cluster = TestCluster::start("controller");
+    let Some(cluster) = TestCluster::start("controller") else {
+        return;
+    };
     let dir = temp_dir("controller");
     // A label unique to this run: on a real cluster the controller must
     // only ever touch the test's own namespaces.
@@ -200,6 +203,16 @@ reconcile:
         token_in(&cluster, &c).as_deref() == Some(TOKEN) && lists_secret(&cluster, &c, "default")
     });
 
+    // A namespace deleted while it runs: nothing to say about it.
+    let doomed = cluster.namespace("doomed", &selected);
+    eventually(&controller, "the doomed namespace is set up", || {
+        token_in(&cluster, &doomed).as_deref() == Some(TOKEN)
+    });
+    cluster.delete("v1", "Namespace", None, &doomed);
+    eventually(&controller, "the namespace controller finalised it", || {
+        cluster.get("v1", "Namespace", None, &doomed).is_none()
+    });
+
     // A deleted Secret is recreated.
     cluster.delete("v1", "Secret", Some(&a), SECRET);
     eventually(&controller, "the deleted Secret is back", || {
@@ -254,6 +267,11 @@ reconcile:
 
     let log = controller.log();
     assert!(log.contains("was not made by repoint"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&doomed) && l.contains("\"level\":\"WARN\"")),
+        "the deleted namespace is not an error:\n{log}"
+    );
     assert!(log.contains("secret/corp-pull created"), "{log}");
     assert!(
         log.lines()
@@ -275,7 +293,9 @@ reconcile:
 
 #[test]
 fn a_missing_source_leaves_everything_as_it_is_until_it_appears() {
-    let cluster = TestCluster::start("controller-source");
+    let Some(cluster) = TestCluster::start("controller-source") else {
+        return;
+    };
     let dir = temp_dir("controller-source");
     let run = format!("late-{}", std::process::id());
     let platform = cluster.namespace("platform", &[]);
@@ -304,7 +324,9 @@ reconcile: {{secretName: {SECRET}, namespaceSelector: repoint-test={run}}}
 
 #[test]
 fn a_bad_selector_or_a_missing_section_is_an_error_at_start() {
-    let cluster = TestCluster::start("controller-errors");
+    let Some(cluster) = TestCluster::start("controller-errors") else {
+        return;
+    };
     let dir = temp_dir("controller-errors");
     let config = dir.join("repoint.yaml");
     let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
@@ -350,26 +372,37 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[test]
 fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
-    let cluster = TestCluster::start("controller-rbac");
-    let Some(fixture) = cluster.fixture() else {
-        eprintln!("granting RBAC needs the fixture: skipping on a real cluster");
+    let Some(cluster) = TestCluster::start("rbac") else {
         return;
     };
     let dir = temp_dir("controller-rbac");
-    // On the fixture namespaces are not prefixed: the example's names hold.
     let platform = cluster.namespace("platform", &[]);
     cluster.create(&source_secret(&platform, TOKEN));
     let a = cluster.namespace("team-a", &[("pull-secrets", "yes")]);
     cluster.create(&account(&a, "builder"));
-    // The example config, as shipped.
-    let config = repoint_tests::repo_root().join("examples/keep-pull-secret/repoint.yaml");
-    assert_eq!(
-        platform, "platform",
-        "the example names the source's namespace"
-    );
+    let server_ns = cluster.namespace("repoint", &[]);
+    // The example config, as shipped, with the test's source namespace.
+    let example = std::fs::read_to_string(
+        repoint_tests::repo_root().join("examples/keep-pull-secret/repoint.yaml"),
+    )
+    .expect("example");
+    assert!(example.contains("secretFrom: {namespace: platform, name: regcred}"));
+    let config = dir.join("repoint.yaml");
+    std::fs::write(
+        &config,
+        example.replace(
+            "{namespace: platform,",
+            &format!("{{namespace: {platform},"),
+        ),
+    )
+    .expect("config");
     let repoint = Path::new(env!("CARGO_BIN_EXE_repoint"));
     let config_arg = config.to_string_lossy().into_owned();
-    let out = repoint_tests::run_command(repoint, &["webhook", "manifests", "-c", &config_arg], "");
+    let out = repoint_tests::run_command(
+        repoint,
+        &["webhook", "manifests", "-c", &config_arg, "-n", &server_ns],
+        "",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let objects = repoint_tests::documents(&out.stdout);
 
@@ -383,17 +416,9 @@ fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
             .is_some_and(|a| a.contains(&json!("--reconcile"))),
         "{server_args}"
     );
-    let cluster_role = of_kind(&objects, "ClusterRole")[0];
     let role = of_kind(&objects, "Role")[0];
     assert_eq!(role["metadata"]["namespace"], platform.as_str());
     assert_eq!(role["rules"][0]["resourceNames"], json!(["regcred"]));
-    let binding = of_kind(&objects, "ClusterRoleBinding")[0];
-    assert_eq!(binding["roleRef"]["name"], cluster_role["metadata"]["name"]);
-    assert_eq!(binding["subjects"][0]["name"], "repoint");
-    assert_eq!(
-        of_kind(&objects, "RoleBinding")[0]["roleRef"]["name"],
-        role["metadata"]["name"]
-    );
     let tls = of_kind(&objects, "Secret")[0];
     for (field, file) in [("tls.crt", "tls.crt"), ("tls.key", "tls.key")] {
         let pem = repoint_credentials::unbase64(tls["data"][field].as_str().expect("pem"))
@@ -401,10 +426,41 @@ fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
         std::fs::write(dir.join(file), pem).expect("write");
     }
 
-    // From here on the fixture allows only what those roles grant.
-    fixture.grant(cluster_role);
-    fixture.grant(role);
-    let kubeconfig = cluster.kubeconfig().to_string_lossy().into_owned();
+    // Exactly the identity and grants of the manifests, on the real
+    // server: the ServiceAccount, its roles and bindings.
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ] {
+        for object in of_kind(&objects, kind) {
+            cluster.create(object);
+        }
+    }
+    let account_name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("the server's account");
+    let mut token: Option<String> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while token.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no token for the server's account"
+        );
+        token = cluster
+            .get("v1", "ServiceAccount", Some(&server_ns), account_name)
+            .and_then(|sa| sa["secrets"][0]["name"].as_str().map(String::from))
+            .and_then(|secret| cluster.get("v1", "Secret", Some(&server_ns), &secret))
+            .and_then(|secret| secret["data"]["token"].as_str().map(String::from))
+            .and_then(|t| repoint_credentials::unbase64(&t));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kubeconfig = cluster
+        .plane()
+        .kubeconfig_with_token("repoint-server", &token.expect("token"));
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     if let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") {
         let kubectl = |args: &[&str]| {
             let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
@@ -418,14 +474,7 @@ fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
             "{}",
             every.stderr
         );
-        let pinned = kubectl(&[
-            "get",
-            "serviceaccounts",
-            "-n",
-            &a,
-            "--field-selector",
-            "metadata.name=builder",
-        ]);
+        let pinned = kubectl(&["get", "serviceaccount", "-n", &a, "builder"]);
         assert_eq!(pinned.code, 0, "{}", pinned.stderr);
     }
 
@@ -444,20 +493,14 @@ fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
     let server = Controller::spawn(&args, &dir.join("serve.log"));
 
     eventually(&server, "team-a is set up", || {
-        fixture.object("", "secrets", Some(&a), SECRET).is_some()
-            && listed(fixture.object("", "serviceaccounts", Some(&a), "builder"))
-            && listed(fixture.object("", "serviceaccounts", Some(&a), "default"))
+        token_in(&cluster, &a).as_deref() == Some(TOKEN)
+            && lists_secret(&cluster, &a, "builder")
+            && lists_secret(&cluster, &a, "default")
     });
     // A namespace made after start, by someone else.
-    let b = cluster.ns("team-b");
-    fixture.seed(
-        "namespaces",
-        &json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": b, "labels": {"pull-secrets": "yes"}}}),
-    );
+    let b = cluster.namespace("team-b", &[("pull-secrets", "yes")]);
     eventually(&server, "the new namespace is set up", || {
-        fixture.object("", "secrets", Some(&b), SECRET).is_some()
-            && listed(fixture.object("", "serviceaccounts", Some(&b), "default"))
+        token_in(&cluster, &b).as_deref() == Some(TOKEN) && lists_secret(&cluster, &b, "default")
     });
     let log = server.log();
     assert!(!log.contains("forbidden"), "{log}");
@@ -474,7 +517,9 @@ fn listed(account: Option<Value>) -> bool {
 
 #[test]
 fn credentials_are_the_source_when_there_is_no_secret_from() {
-    let cluster = TestCluster::start("controller-credentials");
+    let Some(cluster) = TestCluster::start("controller-credentials") else {
+        return;
+    };
     let dir = temp_dir("controller-credentials");
     let run = format!("creds-{}", std::process::id());
     let a = cluster.namespace("team-a", &[("repoint-test", run.as_str())]);

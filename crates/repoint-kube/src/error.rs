@@ -1,5 +1,8 @@
 //! Errors that say what was refused: the verb, the resource and the
-//! namespace, as RBAC needs them to grant it.
+//! namespace, as RBAC needs them to grant it. They are told apart by the
+//! Status the API server answers with (its `reason`, `code` and the types
+//! of its causes), never by its message text, which servers word as they
+//! like.
 
 /// What went wrong talking to the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,14 @@ pub enum KubeError {
         scope: String,
         message: String,
     },
+    /// A write into a namespace that is being deleted: the server creates
+    /// nothing in it any more.
+    #[error("cannot {verb} {what}: namespace {namespace:?} is being deleted")]
+    NamespaceTerminating {
+        verb: String,
+        what: String,
+        namespace: String,
+    },
     /// The object kept changing under us.
     #[error(
         "{what}: still conflicting after {attempts} attempts; another writer keeps changing it"
@@ -30,6 +41,9 @@ pub enum KubeError {
         verb: String,
         what: String,
         code: u16,
+        /// The Status `reason` (`Conflict`, `AlreadyExists`, `NotFound`,
+        /// `Invalid`, ...); empty when the server gave none.
+        reason: String,
         message: String,
     },
     /// The transport failed.
@@ -65,6 +79,22 @@ pub(crate) fn describe(
         (false, None) => format!("{resource} {name}"),
     };
     match error {
+        // The NamespaceLifecycle admission plugin refuses with 403 and a
+        // cause of this type.
+        kube::Error::Api(status)
+            if status.is_forbidden()
+                && status
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .any(|c| c.reason == NAMESPACE_TERMINATING) =>
+        {
+            KubeError::NamespaceTerminating {
+                verb: verb.into(),
+                what,
+                namespace: namespace.unwrap_or_default().into(),
+            }
+        }
         kube::Error::Api(status) if status.is_forbidden() => KubeError::Forbidden {
             verb: verb.into(),
             resource: resource.into(),
@@ -88,6 +118,7 @@ pub(crate) fn describe(
                 verb: verb.into(),
                 what,
                 code: status.code,
+                reason: status.reason.clone(),
                 message,
             }
         }
@@ -99,26 +130,33 @@ pub(crate) fn describe(
     }
 }
 
+/// The cause type (`StatusCause.reason`, `type` on the wire) of a refusal
+/// by a terminating namespace (`v1.NamespaceTerminatingCause`).
+const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+
 impl KubeError {
-    /// A 409 conflict, or a failed `test` of a JSON Patch (422): the
-    /// object changed since it was read.
+    /// The object changed since it was read: a 409 `Conflict`, as a
+    /// write with a stale `resourceVersion` precondition gets.
     pub fn is_conflict(&self) -> bool {
-        match self {
-            Self::Api { code: 409, .. } => true,
-            Self::Api {
-                code: 422, message, ..
-            } => message.contains("test failed"),
-            _ => false,
-        }
+        matches!(self, Self::Api { code, reason, .. } if reason_or_code(reason, "Conflict", *code, 409))
     }
 
     /// The object does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Api { code: 404, .. })
+        matches!(self, Self::Api { code, reason, .. } if reason_or_code(reason, "NotFound", *code, 404))
     }
 
     /// Someone created it first.
     pub fn is_already_exists(&self) -> bool {
-        matches!(self, Self::Api { code: 409, message, .. } if message.contains("already exists"))
+        matches!(self, Self::Api { reason, .. } if reason == "AlreadyExists")
+    }
+}
+
+/// kube-core's rule: the reason when the server gave one, else the code.
+fn reason_or_code(reason: &str, wanted: &str, code: u16, wanted_code: u16) -> bool {
+    if reason.is_empty() {
+        code == wanted_code
+    } else {
+        reason == wanted
     }
 }

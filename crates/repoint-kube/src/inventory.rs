@@ -28,20 +28,22 @@ impl Kind {
     }
 }
 
-/// The built-in kinds with a pod template or pod spec.
-const WORKLOADS: [(&str, &str, &str); 9] = [
-    ("apps", "Deployment", "deployments"),
-    ("apps", "StatefulSet", "statefulsets"),
-    ("apps", "DaemonSet", "daemonsets"),
-    ("apps", "ReplicaSet", "replicasets"),
-    ("batch", "CronJob", "cronjobs"),
-    ("batch", "Job", "jobs"),
-    ("", "ReplicationController", "replicationcontrollers"),
-    ("", "PodTemplate", "podtemplates"),
-    ("", "Pod", "pods"),
+/// The built-in kinds with a pod template or pod spec, by group and kind.
+/// Their versions come from discovery: a v1.20 server serves CronJob only
+/// as `batch/v1beta1`, a v1.25 one only as `batch/v1`.
+const WORKLOADS: [(&str, &str); 9] = [
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("apps", "ReplicaSet"),
+    ("batch", "CronJob"),
+    ("batch", "Job"),
+    ("", "ReplicationController"),
+    ("", "PodTemplate"),
+    ("", "Pod"),
 ];
 
-/// A built-in kind by its group and kind (always version v1).
+/// A core (v1) kind that every server serves: Secret, ServiceAccount.
 pub fn builtin(group: &str, kind: &str, plural: &str) -> Kind {
     Kind {
         resource: ApiResource::from_gvk_with_plural(
@@ -52,41 +54,67 @@ pub fn builtin(group: &str, kind: &str, plural: &str) -> Kind {
     }
 }
 
-/// The workload kinds, then each custom kind in `custom` (group, kind),
-/// at the version the cluster prefers. A custom kind the cluster does not
-/// serve (its CRD is not installed) is left out with a warning: one config
-/// serves clusters with different operators.
+/// Each custom kind in `custom` (group, kind), then the workload kinds, at
+/// the versions the cluster prefers, as its discovery documents say. A
+/// kind the cluster does not serve (a CRD not installed, a kind newer or
+/// older than the server) is left out with a warning: one config serves
+/// clusters of different versions and operators.
 pub async fn kinds(
     client: &kube::Client,
     custom: &[(String, String)],
 ) -> Result<(Vec<Kind>, Vec<String>), KubeError> {
+    let wanted: Vec<(&str, &str, bool)> = custom
+        .iter()
+        .map(|(g, k)| (g.as_str(), k.as_str(), true))
+        .chain(WORKLOADS.iter().map(|(g, k)| (*g, *k, false)))
+        .collect();
+    let mut groups: Vec<&str> = wanted.iter().map(|(g, _, _)| *g).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let discovery = kube::Discovery::new(client.clone())
+        .filter(&groups)
+        .run()
+        .await
+        .map_err(|e| describe(e, "discover", &groups.join(","), None, ""))?;
     let mut kinds = Vec::new();
     let mut warnings = Vec::new();
-    for (group, kind) in custom {
-        let not_served = || {
-            format!(
+    for (group, kind, from_config) in wanted {
+        let found = discovery
+            .get(group)
+            .and_then(|served| served_kind(served, kind));
+        match found {
+            Some((resource, capabilities)) => kinds.push(Kind {
+                resource,
+                namespaced: capabilities.scope == Scope::Namespaced,
+            }),
+            None if from_config => warnings.push(format!(
                 "imageFields names {kind} in group {group}, which the cluster does not serve; skipped"
-            )
-        };
-        let served = match kube::discovery::group(client, group).await {
-            Ok(served) => served,
-            Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
-                warnings.push(not_served());
-                continue;
+            )),
+            None => {
+                let group = if group.is_empty() { "core" } else { group };
+                warnings.push(format!(
+                    "the cluster does not serve {kind} in group {group}; skipped"
+                ));
             }
-            Err(e) => return Err(describe(e, "discover", group, None, "")),
-        };
-        let Some((resource, capabilities)) = served.recommended_kind(kind) else {
-            warnings.push(not_served());
-            continue;
-        };
-        kinds.push(Kind {
-            resource,
-            namespaced: capabilities.scope == Scope::Namespaced,
-        });
+        }
     }
-    kinds.extend(WORKLOADS.iter().map(|(g, k, p)| builtin(g, k, p)));
     Ok((kinds, warnings))
+}
+
+/// `kind` in a discovered group: at the group's preferred version, or else
+/// at its most stable version that has the kind (batch/v1 has no CronJob
+/// before v1.21, and kube-rs's `recommended_kind` looks only at the
+/// preferred version).
+pub fn served_kind(
+    group: &kube::discovery::ApiGroup,
+    kind: &str,
+) -> Option<(ApiResource, kube::discovery::ApiCapabilities)> {
+    group.recommended_kind(kind).or_else(|| {
+        group
+            .resources_by_stability()
+            .into_iter()
+            .find(|(resource, _)| resource.kind == kind)
+    })
 }
 
 /// Which objects to list.

@@ -3,15 +3,21 @@
 //! consulted about, writing changes safely, and keeping pull secrets in
 //! place as namespaces come and go.
 //!
-//! How a change is written: a JSON Patch whose first operation is a `test`
-//! of the `resourceVersion` the change was computed from. The patch is the
-//! chain's own minimal diff, so nothing else in the object is touched, and
-//! no field ownership is taken: Helm, Argo CD or kubectl applying the
-//! object later never meets a field-manager conflict with repoint, as it
-//! would after a server-side apply under a `repoint` manager (which would
-//! also have to resend whole atomic lists in custom resources). If the
-//! object changed in between, the test fails; repoint reads it again,
-//! evaluates again and retries with backoff.
+//! How a change is written: a JSON Patch that sets the `resourceVersion`
+//! the change was computed from (a precondition: the server answers 409
+//! Conflict when the object moved on) and then makes the chain's own
+//! minimal diff, so nothing else in the object is touched. If the object
+//! changed in between, repoint reads it again, evaluates again and retries
+//! with backoff.
+//!
+//! Field ownership: the API server records every write under its field
+//! manager (`repoint`, or `--field-manager`), operation `Update`, owning
+//! the fields it set. A later client-side `kubectl apply` of the original
+//! manifest leaves those fields as repoint set them (its three-way merge
+//! changes only what the manifest changed); a `kubectl apply
+//! --server-side` of it conflicts with repoint's manager on them; a
+//! replace of the whole object puts the manifest's values back. The
+//! README says so, and `crates/repoint-cli/tests/cluster.rs` shows it.
 
 mod connect;
 mod error;
@@ -23,5 +29,5 @@ pub use connect::{Target, connect};
 pub use error::KubeError;
 pub use kube::Client;
 
-/// Field manager named on every write.
+/// The field manager named on every write unless told otherwise.
 pub const FIELD_MANAGER: &str = "repoint";

@@ -161,6 +161,14 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok(_) => {}
+                // Deleted between the watch event and the write: the
+                // next event says it is terminating, and it is skipped.
+                Err(controller::Error::ReconcilerFailed(
+                    error @ KubeError::NamespaceTerminating { .. },
+                    namespace,
+                )) => {
+                    tracing::debug!(namespace = %namespace.name, "reconciler: {error}");
+                }
                 Err(controller::Error::ReconcilerFailed(error, namespace)) => {
                     tracing::warn!(namespace = %namespace.name, "reconciler: {error}");
                 }

@@ -1,6 +1,12 @@
 //! Writing to the cluster: guarded JSON Patches retried on conflict, and
 //! the pull Secrets and ServiceAccount entries repoint keeps in place. It
 //! creates and changes, and never deletes.
+//!
+//! The guard is the `resourceVersion` the change was computed from, set by
+//! the patch itself: the API server treats a `resourceVersion` in the
+//! patched object as a precondition and answers 409 `Conflict` when the
+//! object has moved on. (A JSON Patch `test` of it fails too, but with a
+//! 422 `Invalid` that cannot be told apart from a real refusal.)
 
 use std::time::Duration;
 
@@ -39,6 +45,8 @@ pub struct Writer {
     pub attempts: u32,
     /// First wait after a conflict; it doubles each time.
     pub backoff: Duration,
+    /// The field manager every write is recorded under in `managedFields`.
+    pub field_manager: String,
 }
 
 impl std::fmt::Debug for Writer {
@@ -46,6 +54,7 @@ impl std::fmt::Debug for Writer {
         f.debug_struct("Writer")
             .field("dry_run", &self.dry_run)
             .field("attempts", &self.attempts)
+            .field("field_manager", &self.field_manager)
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +66,7 @@ impl Writer {
             dry_run,
             attempts: 5,
             backoff: Duration::from_millis(100),
+            field_manager: FIELD_MANAGER.into(),
         }
     }
 
@@ -71,7 +81,7 @@ impl Writer {
 
     fn patch_params(&self) -> PatchParams {
         let mut params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
+            field_manager: Some(self.field_manager.clone()),
             ..PatchParams::default()
         };
         params.dry_run = self.dry_run;
@@ -81,7 +91,7 @@ impl Writer {
     fn post_params(&self) -> PostParams {
         PostParams {
             dry_run: self.dry_run,
-            field_manager: Some(FIELD_MANAGER.into()),
+            field_manager: Some(self.field_manager.clone()),
         }
     }
 
@@ -108,8 +118,8 @@ impl Writer {
             .transpose()
     }
 
-    /// Patch the object with what `plan` makes of it, guarded by a `test`
-    /// of its `resourceVersion`. `current` is the object as last read (it
+    /// Patch the object with what `plan` makes of it, guarded by its
+    /// `resourceVersion`. `current` is the object as last read (it
     /// is read when `None`). When the object changed in between, it is
     /// read again and planned again, with doubling waits, up to
     /// `attempts` times.
@@ -138,6 +148,7 @@ impl Writer {
                         verb: "get".into(),
                         what: what.clone(),
                         code: 404,
+                        reason: "NotFound".into(),
                         message: "it no longer exists".into(),
                     })?,
             };
@@ -149,7 +160,7 @@ impl Writer {
                 .pointer("/metadata/resourceVersion")
                 .cloned()
                 .unwrap_or(Value::Null);
-            let mut guarded = vec![PatchOp::test("/metadata/resourceVersion", version)];
+            let mut guarded = vec![PatchOp::replace("/metadata/resourceVersion", version)];
             guarded.extend(ops.iter().cloned());
             let patch: json_patch::Patch = serde_json::from_value(json!(guarded))
                 .map_err(|e| KubeError::Evaluation(format!("encoding the patch of {what}: {e}")))?;
