@@ -288,6 +288,8 @@ impl ControlPlane {
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 "--service-cluster-ip-range=10.96.0.0/24".into(),
                 "--allow-privileged=true".into(),
+                // kubectl debug adds ephemeral containers: alpha in v1.20.
+                "--feature-gates=EphemeralContainers=true".into(),
                 format!("--cert-dir={}", dir.join("certs").display()),
                 "--profiling=false".into(),
                 format!("--audit-policy-file={audit_policy}"),

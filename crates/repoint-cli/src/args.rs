@@ -101,6 +101,28 @@ pub struct ManifestsArgs {
     /// Days the generated certificate is valid.
     #[arg(long, default_value_t = 825)]
     pub days: u32,
+    /// The Kubernetes version of the target cluster (`1.20`, `v1.20.2`):
+    /// the manifests use only what it serves. The newest behaviour when
+    /// not given; `kubectl version` tells it.
+    #[arg(long, value_name = "VERSION", value_parser = parse_kube_version)]
+    pub kube_version: Option<(u32, u32)>,
+    /// Call the server at this https URL (a server outside the cluster)
+    /// instead of through its Service; the generated certificate names
+    /// the URL's host.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// `1.20`, `v1.20.2` as (major, minor).
+fn parse_kube_version(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not a Kubernetes version such as 1.20 or v1.20.2");
+    let mut parts = text.trim_start_matches('v').split('.');
+    let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let minor = parts
+        .next()
+        .and_then(|p| p.trim_end_matches('+').parse().ok())
+        .ok_or_else(bad)?;
+    Ok((major, minor))
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,7 +26,30 @@ struct Serving {
     key_pem: String,
 }
 
-fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
+/// What the target API server serves, as far as the manifests care.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    /// `kubernetes.io/metadata.name` on every namespace (v1.21 and later).
+    namespace_name_label: bool,
+    /// `policy/v1` PodDisruptionBudget and `batch/v1` CronJob (v1.21).
+    v1_disruption_budgets_and_cronjobs: bool,
+}
+
+impl Target {
+    fn of(version: Option<(u32, u32)>) -> Self {
+        let since_1_21 = version.is_none_or(|v| v >= (1, 21));
+        Self {
+            namespace_name_label: since_1_21,
+            v1_disruption_budgets_and_cronjobs: since_1_21,
+        }
+    }
+}
+
+/// The namespace label the webhooks skip on servers older than v1.21,
+/// which do not label namespaces with their names.
+const SKIP_LABEL: (&str, &str) = ("repoint.dev/admission", "skip");
+
+fn self_signed(namespace: &str, url_host: Option<&str>, days: u32) -> Result<Serving> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let now = std::time::SystemTime::now();
     let until = now + Duration::from_secs(u64::from(days) * 86_400);
@@ -39,11 +62,13 @@ fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
     ca.not_after = until.into();
     let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
     let key = KeyPair::generate().context("generating the serving key")?;
-    let names = vec![
+    let mut names = vec![
         format!("{NAME}.{namespace}.svc"),
         format!("{NAME}.{namespace}.svc.cluster.local"),
         format!("{NAME}.{namespace}"),
     ];
+    // rcgen makes an IP address SAN of a name that parses as one.
+    names.extend(url_host.map(String::from));
     let mut serving = CertificateParams::new(names.clone()).context("certificate parameters")?;
     serving
         .distinguished_name
@@ -60,16 +85,25 @@ fn self_signed(namespace: &str, days: u32) -> Result<Serving> {
     })
 }
 
-/// Admission rules: the workload kinds, and the custom resources the
-/// config names in `imageFields`.
-fn rules(config: &Config) -> Vec<Value> {
+/// Admission rules: the workload kinds (and the containers `kubectl debug`
+/// adds to a running Pod), and the custom resources the config names in
+/// `imageFields`. `matchPolicy: Equivalent` sends other served versions
+/// of a kind too; batch/v1beta1 is named for servers where CronJob has no
+/// v1 to be equivalent to.
+fn rules(config: &Config, target: Target) -> Vec<Value> {
     let ops = json!(["CREATE", "UPDATE"]);
+    let batch = if target.v1_disruption_budgets_and_cronjobs {
+        json!(["v1"])
+    } else {
+        json!(["v1", "v1beta1"])
+    };
     let mut rules = vec![
         json!({"operations": ops, "apiGroups": [""], "apiVersions": ["v1"],
-               "resources": ["pods", "replicationcontrollers", "podtemplates"], "scope": "Namespaced"}),
+               "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers", "podtemplates"],
+               "scope": "Namespaced"}),
         json!({"operations": ops, "apiGroups": ["apps"], "apiVersions": ["v1"],
                "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "scope": "Namespaced"}),
-        json!({"operations": ops, "apiGroups": ["batch"], "apiVersions": ["v1"],
+        json!({"operations": ops, "apiGroups": ["batch"], "apiVersions": batch,
                "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}),
     ];
     for f in &config.file.image_fields {
@@ -140,6 +174,23 @@ fn reconciler_rbac(config: &Config, reconcile: &ReconcileEntry, ns: &str) -> Vec
     docs
 }
 
+/// The host of an `https://HOST[:PORT][/PATH]` URL (an IPv6 address
+/// without its brackets).
+fn url_host(url: &str) -> Result<String> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| {
+        anyhow::anyhow!("--url {url:?}: the API server calls webhooks over https")
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        anyhow::bail!("--url {url:?} names no host");
+    }
+    Ok(host.to_string())
+}
+
 pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let config_text = std::fs::read_to_string(&args.config)
@@ -152,6 +203,11 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     };
     let (_, chain) = engine::build_chain(&config, &eval, false)?;
     let ns = &args.namespace;
+    let target = Target::of(args.kube_version);
+    let url_host = match &args.url {
+        Some(url) => Some(url_host(url)?),
+        None => None,
+    };
     let webhook = config.file.webhook.clone().unwrap_or_default();
     let timeout = webhook.timeout.unwrap_or(Duration::from_secs(2));
     let mut excluded = webhook
@@ -162,8 +218,25 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         excluded.insert(0, ns.clone());
     }
 
+    let mut namespace_labels = labels();
+    if !target.namespace_name_label {
+        namespace_labels[SKIP_LABEL.0] = SKIP_LABEL.1.into();
+        let others: Vec<&String> = excluded.iter().filter(|e| *e != ns).collect();
+        if !others.is_empty() {
+            eprintln!(
+                "repoint: note: servers before v1.21 do not label namespaces with their names; label the other excluded namespaces for the webhooks to skip them: kubectl label namespace {} {}={}",
+                others
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                SKIP_LABEL.0,
+                SKIP_LABEL.1
+            );
+        }
+    }
     let mut docs = vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels()}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": namespace_labels}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": NAME, "namespace": ns, "labels": labels()}}),
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -190,7 +263,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         );
         ca_injection = Some(json!({"cert-manager.io/inject-ca-from": format!("{ns}/{NAME}")}));
     } else {
-        let serving = self_signed(ns, args.days)?;
+        let serving = self_signed(ns, url_host.as_deref(), args.days)?;
         docs.push(json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret_name, "namespace": ns, "labels": labels()},
         "type": "kubernetes.io/tls",
@@ -272,7 +345,8 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         ]},
     }));
     docs.push(json!({
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": if target.v1_disruption_budgets_and_cronjobs { "policy/v1" } else { "policy/v1beta1" },
+        "kind": "PodDisruptionBudget",
         "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {LABELS: NAME}}},
     }));
@@ -286,8 +360,10 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
             .filter(|p| policies.contains(&p.name.to_string()))
             .any(|p| p.loaded.info.mutating);
         let path = format!("/{}/{set}", if mutates { "mutate" } else { "validate" });
-        let mut client =
-            json!({"service": {"name": NAME, "namespace": ns, "path": path, "port": 443}});
+        let mut client = match &args.url {
+            Some(url) => json!({"url": format!("{}{path}", url.trim_end_matches('/'))}),
+            None => json!({"service": {"name": NAME, "namespace": ns, "path": path, "port": 443}}),
+        };
         if let Some(bundle) = &ca_bundle {
             client["caBundle"] = bundle.clone().into();
         }
@@ -301,10 +377,16 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
             // The server answers within its own timeout; a second more for
             // the network (the API server allows 1 to 30).
             "timeoutSeconds": (timeout.as_secs() + 1).clamp(1, 30),
-            "namespaceSelector": {"matchExpressions": [{
-                "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded,
-            }]},
-            "rules": rules(&config),
+            "namespaceSelector": if target.namespace_name_label {
+                json!({"matchExpressions": [{
+                    "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded,
+                }]})
+            } else {
+                json!({"matchExpressions": [{
+                    "key": SKIP_LABEL.0, "operator": "NotIn", "values": [SKIP_LABEL.1],
+                }]})
+            },
+            "rules": rules(&config, target),
         });
         if mutates {
             hook["reinvocationPolicy"] = "IfNeeded".into();

@@ -181,6 +181,15 @@ pub fn find(object: Object<'_>, custom: &[ImageFields]) -> Sites {
     let api_version = str_at(object.value, "apiVersion").unwrap_or("");
     let kind = str_at(object.value, "kind").unwrap_or("");
     let mut sites = Sites::default();
+    if (api_group(api_version), kind) == ("", "EphemeralContainers") {
+        // What `kubectl debug` sends to pods/ephemeralcontainers on servers
+        // before v1.22: the Pod's ephemeral containers alone. A running
+        // Pod's pull secrets cannot change, so there is no place for them.
+        pod_spec(object.prefix, object.value, &mut sites);
+        sites.pull_secrets_pointer = None;
+        sites.service_account = None;
+        return sites;
+    }
     if let Some(path) = pod_spec_path(api_version, kind) {
         if let Some(spec) = object.value.pointer(path) {
             pod_spec(&format!("{}{path}", object.prefix), spec, &mut sites);
