@@ -51,7 +51,14 @@ impl TestCluster {
     /// whole cluster (`repoint audit` with no namespace) and must not meet
     /// the other tests' objects; `None` when there is none here.
     pub fn start_own(tag: &str) -> Option<Self> {
-        crate::kube::available().then(|| Self::on(Plane::Own(Box::new(ControlPlane::start())), tag))
+        Self::start_own_with(tag, &[])
+    }
+
+    /// A control plane of the test's own whose API server has `flags` too
+    /// (`--runtime-config=batch/v1beta1=false`, to serve less).
+    pub fn start_own_with(tag: &str, flags: &[&str]) -> Option<Self> {
+        crate::kube::available()
+            .then(|| Self::on(Plane::Own(Box::new(ControlPlane::start(flags))), tag))
     }
 
     fn on(plane: Plane, tag: &str) -> Self {

@@ -116,7 +116,7 @@ impl std::fmt::Debug for ControlPlane {
 pub fn shared() -> Option<&'static ControlPlane> {
     static SHARED: OnceLock<Option<ControlPlane>> = OnceLock::new();
     SHARED
-        .get_or_init(|| available().then(ControlPlane::start))
+        .get_or_init(|| available().then(|| ControlPlane::start(&[])))
         .as_ref()
 }
 
@@ -200,8 +200,9 @@ fn kubeconfig_text(server: &str, ca_pem: &str, user: &str) -> String {
 }
 
 impl ControlPlane {
-    /// Start one (see [`shared`] for the one of a test binary).
-    pub fn start() -> Self {
+    /// Start one, with `extra` flags for the API server (see [`shared`]
+    /// for the one of a test binary).
+    pub fn start(extra: &[&str]) -> Self {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let started = Instant::now();
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -296,7 +297,10 @@ impl ControlPlane {
                 format!("--audit-log-path={}", dir.join("audit.log").display()),
                 "--audit-log-format=json".into(),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|f| f.to_string()))
+            .collect::<Vec<_>>(),
             &dir.join("kube-apiserver.log"),
         ));
 

@@ -958,3 +958,49 @@ fn apply_leaves_what_is_not_its_own_and_what_cannot_change() {
     assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1.25");
     assert!(pod["spec"].get("imagePullSecrets").is_none());
 }
+
+#[test]
+fn kinds_the_server_does_not_serve_are_skipped_with_a_warning() {
+    // A server with batch/v1beta1 turned off: on v1.20 it has no CronJob.
+    let Some(cluster) =
+        TestCluster::start_own_with("unserved", &["--runtime-config=batch/v1beta1=false"])
+    else {
+        return;
+    };
+    let dir = temp_dir("cluster-unserved");
+    let config = config(&dir);
+    let config = config.to_str().expect("utf-8");
+    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
+    let ns = cluster.namespace("unserved", &[]);
+    cluster.create(&deployment(&ns, "web", "nginx:1.25"));
+    let out = repoint(&[
+        "audit",
+        "-c",
+        config,
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        &ns,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the cluster does not serve CronJob in group batch; skipped"),
+        "{}",
+        out.stderr
+    );
+    // The PostgresCluster CRD is not installed here either.
+    assert!(
+        out.stderr.contains(
+            "imageFields names PostgresCluster in group postgres-operator.crunchydata.com, which the cluster does not serve; skipped"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        changed_locations(&out),
+        [format!("{ns}/deployment.apps/web")]
+    );
+}
