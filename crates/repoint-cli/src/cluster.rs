@@ -13,7 +13,6 @@ use repoint_core::patch::PatchOp;
 use repoint_kube::KubeError;
 use repoint_kube::inventory::{self, LiveObject, Selection};
 use repoint_kube::write::{Writer, Written};
-use repoint_runtime::Runtime;
 use repoint_runtime::chain::{Chain, Origin};
 use serde_json::Value;
 
@@ -25,7 +24,6 @@ use crate::report::{self, Finding, Level, Place};
 /// A connected cluster and a loaded chain.
 struct Session {
     config: Config,
-    runtime: Runtime,
     chain: Chain,
     client: repoint_kube::Client,
     tokio: tokio::runtime::Runtime,
@@ -54,7 +52,7 @@ fn connect(
     eval: &EvalOptions,
 ) -> Result<Session> {
     let config = Config::load(config_path)?;
-    let (runtime, chain) = build_chain(&config, eval, false)?;
+    let chain = build_chain(&config, eval, false)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,7 +61,6 @@ fn connect(
     let client = tokio.block_on(repoint_kube::connect(&cluster.connection.target()))?;
     Ok(Session {
         config,
-        runtime,
         chain,
         client,
         tokio,
@@ -148,7 +145,7 @@ fn inventory_and_evaluate(
         }
         session
             .chain
-            .evaluate(&session.runtime, &object.value, &Origin::Cluster)
+            .evaluate(&object.value, &Origin::Cluster)
             .transpose()
     });
     progress.done();
@@ -490,7 +487,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
                     // The object changed since it was listed: evaluate again.
                     None => session
                         .chain
-                        .evaluate(&session.runtime, current, &Origin::Cluster)
+                        .evaluate(current, &Origin::Cluster)
                         .map(|o| o.map(|o| o.patch).unwrap_or_default())
                         .map_err(|err| KubeError::Evaluation(err.to_string())),
                 }

@@ -100,11 +100,18 @@ impl FileResult {
 /// Load every policy of the config and check its settings. A
 /// `long_running` process (the webhook) keeps probe answers for the
 /// config's `probe.cacheTtl` rather than for its whole life.
-pub fn build_chain(
+pub fn build_chain(config: &Config, eval: &EvalOptions, long_running: bool) -> Result<Chain> {
+    build_chain_with(config, eval, long_running, |_| {})
+}
+
+/// [`build_chain`], with `prepare` run on the runtime before any policy is
+/// loaded (the server installs its slow-evaluation hook there).
+pub fn build_chain_with(
     config: &Config,
     eval: &EvalOptions,
     long_running: bool,
-) -> Result<(Runtime, Chain)> {
+    prepare: impl FnOnce(&mut Runtime),
+) -> Result<Chain> {
     let options = runtime_options(config, eval);
     let prober: Arc<dyn Prober> = if eval.offline || config.file.offline {
         Arc::new(Offline)
@@ -114,9 +121,9 @@ pub fn build_chain(
             config.probe_settings(long_running),
         )?)
     };
-    let runtime = Runtime::new(options, prober)?;
-    let chain = load_chain(config, &runtime)?;
-    Ok((runtime, chain))
+    let mut runtime = Runtime::new(options, prober)?;
+    prepare(&mut runtime);
+    load_chain(config, &Arc::new(runtime))
 }
 
 /// The runtime options a config and the command line ask for.
@@ -136,11 +143,8 @@ pub fn runtime_options(config: &Config, eval: &EvalOptions) -> RuntimeOptions {
 
 /// Load and configure the config's policies, in order, on `runtime`;
 /// errors point at the config's line.
-pub fn load_chain(config: &Config, runtime: &Runtime) -> Result<Chain> {
-    let mut chain = Chain {
-        policies: Vec::new(),
-        image_fields: config.file.image_fields.clone(),
-    };
+pub fn load_chain(config: &Config, runtime: &Arc<Runtime>) -> Result<Chain> {
+    let mut policies = Vec::new();
     for (i, entry) in config.file.policies.iter().enumerate() {
         let source = PolicySource::parse(&entry.module, &config.base_dir);
         let loaded = runtime.load(&source).map_err(|e| {
@@ -166,9 +170,9 @@ pub fn load_chain(config: &Config, runtime: &Runtime) -> Result<Chain> {
                     message,
                 )
             })?;
-        chain.policies.push(configured);
+        policies.push(configured);
     }
-    Ok(chain)
+    Ok(runtime.chain(policies, config.file.image_fields.clone())?)
 }
 
 /// `f` applied to every item with up to `jobs` threads taking the next
@@ -206,7 +210,6 @@ pub fn parallel_map<T: Sync, R: Send>(
 
 /// Evaluate every document of every file with `jobs` threads.
 pub fn evaluate(
-    runtime: &Runtime,
     chain: &Chain,
     files: Vec<(Option<PathBuf>, Stream)>,
     jobs: usize,
@@ -217,7 +220,7 @@ pub fn evaluate(
         .flat_map(|(f, (_, s))| (0..s.documents().len()).map(move |d| (f, d)))
         .collect();
     let done = parallel_map(&work, jobs, |_, &(f, d)| {
-        evaluate_document(runtime, chain, &files[f].1, d)
+        evaluate_document(chain, &files[f].1, d)
     });
     let mut done = done.into_iter();
     files
@@ -235,12 +238,7 @@ pub fn evaluate(
         .collect()
 }
 
-fn evaluate_document(
-    runtime: &Runtime,
-    chain: &Chain,
-    stream: &Stream,
-    index: usize,
-) -> Vec<ObjectResult> {
+fn evaluate_document(chain: &Chain, stream: &Stream, index: usize) -> Vec<ObjectResult> {
     let doc = &stream.documents()[index];
     let mut results = Vec::new();
     for (prefix, object) in sites::objects(&doc.value) {
@@ -251,7 +249,7 @@ fn evaluate_document(
             line,
         };
         // `Ok(None)`: not an object policies are consulted about.
-        let outcome = match chain.evaluate(runtime, object, &origin) {
+        let outcome = match chain.evaluate(object, &origin) {
             Ok(None) => continue,
             Ok(Some(outcome)) => Ok(outcome),
             Err(e) => Err(e),

@@ -63,8 +63,8 @@ pub fn run(args: &FnArgs) -> Result<ExitCode> {
         emit::document(function_config, IndentStyle::default()),
         std::env::current_dir().context("finding the working directory")?,
     )?;
-    let (runtime, chain) = engine::build_chain(&config, &args.eval.options, false)?;
-    let ev = run::evaluate_streams(&config, &runtime, &chain, vec![(None, stream)], &args.eval)?;
+    let chain = engine::build_chain(&config, &args.eval.options, false)?;
+    let ev = run::evaluate_streams(&config, &chain, vec![(None, stream)], &args.eval)?;
     let code = run::report_stderr(&ev.findings);
 
     let mut changes = run::file_changes(&ev, 0);

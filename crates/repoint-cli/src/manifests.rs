@@ -201,7 +201,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         offline: true,
         ..EvalOptions::default()
     };
-    let (_, chain) = engine::build_chain(&config, &eval, false)?;
+    let chain = engine::build_chain(&config, &eval, false)?;
     let ns = &args.namespace;
     let target = Target::of(args.kube_version);
     let url_host = match &args.url {
@@ -355,7 +355,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let mut validating = Vec::new();
     for (set, policies, failure_policy) in config.webhook_sets() {
         let mutates = chain
-            .policies
+            .policies()
             .iter()
             .filter(|p| policies.contains(&p.name.to_string()))
             .any(|p| p.loaded.info.mutating);

@@ -42,7 +42,7 @@ fn evaluate(
 ) -> Result<Evaluated> {
     // Config and policies first: bad settings fail before any input is read.
     let config = Config::load(config_path)?;
-    let (runtime, chain) = engine::build_chain(&config, &eval.options, false)?;
+    let chain = engine::build_chain(&config, &eval.options, false)?;
     let limits = Limits {
         max_document_bytes: eval.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
@@ -61,19 +61,18 @@ fn evaluate(
             })
     };
     let streams = input::parse_all(input::read_all(inputs)?, limits, jobs, &keep)?;
-    evaluate_streams(&config, &runtime, &chain, streams, eval)
+    evaluate_streams(&config, &chain, streams, eval)
 }
 
 /// Run the chain over parsed streams, then make the pull Secrets and
 /// ServiceAccounts the results ask for.
 pub(crate) fn evaluate_streams(
     config: &Config,
-    runtime: &repoint_runtime::Runtime,
     chain: &repoint_runtime::chain::Chain,
     streams: Vec<(Option<std::path::PathBuf>, Stream)>,
     eval: &EvalArgs,
 ) -> Result<Evaluated> {
-    let files = engine::evaluate(runtime, chain, streams, eval.options.jobs());
+    let files = engine::evaluate(chain, streams, eval.options.jobs());
     let mut generated = materialize::service_accounts(&files, &eval.namespace);
     let warnings = materialize::secrets(&files, config, &eval.namespace, &mut generated)?;
     for warning in &warnings {

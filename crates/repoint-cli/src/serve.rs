@@ -3,7 +3,6 @@
 //! compiled and configured; SIGTERM or Ctrl-C stops it gracefully.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -95,10 +94,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         let eval = args.eval.options.clone();
         let installing = webhook.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let (mut runtime, chain) = engine::build_chain(&config, &eval, true)?;
-            runtime.on_slow_evaluation(repoint_webhook::pool::demote_current_thread);
-            let sets = policy_sets(&config, &chain);
-            installing.install(Arc::new(runtime), sets);
+            let chain = engine::build_chain_with(&config, &eval, true, |runtime| {
+                runtime.on_slow_evaluation(repoint_webhook::pool::demote_current_thread)
+            })?;
+            let sets = policy_sets(&config, &chain)?;
+            installing.install(sets);
             tracing::info!("every policy is compiled and configured: ready");
             Ok(())
         })
@@ -113,20 +113,20 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
 }
 
 /// The chain's policies grouped into the config's sets, in set order.
-fn policy_sets(config: &Config, chain: &Chain) -> Vec<PolicySet> {
+fn policy_sets(config: &Config, chain: &Chain) -> Result<Vec<PolicySet>> {
     config
         .webhook_sets()
         .into_iter()
-        .map(|(name, policies, failure_policy)| PolicySet {
-            name,
-            chain: Chain {
-                policies: policies
-                    .iter()
-                    .filter_map(|p| chain.policies.iter().find(|c| &*c.name == p).cloned())
-                    .collect(),
-                image_fields: chain.image_fields.clone(),
-            },
-            failure_policy,
+        .map(|(name, policies, failure_policy)| {
+            // The config's checks make sure every set names known policies.
+            let chain = chain
+                .subset(&policies)
+                .ok_or_else(|| anyhow!("webhook set {name} names a policy the chain lacks"))?;
+            Ok(PolicySet {
+                name,
+                chain,
+                failure_policy,
+            })
         })
         .collect()
 }

@@ -320,7 +320,7 @@ fn load_suite(path: &Path) -> Result<SuiteFile> {
 /// What a suite tests: a runtime answering its pinned probes, and either a
 /// config's chain or one loaded policy to configure per case.
 struct Subject {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     what: What,
 }
 
@@ -352,7 +352,10 @@ impl Subject {
                 no_cache: args.no_cache,
                 ..EvalOptions::default()
             };
-            let runtime = Runtime::new(engine::runtime_options(&config, &eval), prober)?;
+            let runtime = Arc::new(Runtime::new(
+                engine::runtime_options(&config, &eval),
+                prober,
+            )?);
             let chain = engine::load_chain(&config, &runtime)?;
             return Ok(Self {
                 runtime,
@@ -367,7 +370,7 @@ impl Subject {
             cache_dir: defaults.cache_dir.filter(|_| !args.no_cache),
             ..defaults
         };
-        let runtime = Runtime::new(options, prober)?;
+        let runtime = Arc::new(Runtime::new(options, prober)?);
         let module = suite.policy.as_deref().unwrap_or_default();
         let loaded = runtime.load(&PolicySource::parse(module, dir))?;
         Ok(Self {
@@ -392,10 +395,9 @@ impl Subject {
         let json = serde_json::to_string(settings)?;
         let name = loaded.info.name.clone();
         match self.runtime.configure(&name, loaded.clone(), &json) {
-            Ok(configured) => Ok(Ok(Chain {
-                policies: vec![configured],
-                image_fields: image_fields.clone(),
-            })),
+            Ok(configured) => Ok(Ok(self
+                .runtime
+                .chain(vec![configured], image_fields.clone())?)),
             // The policy's own words, as `repoint run` reports them.
             Err(RuntimeError::Configure {
                 failure: FailureKind::Error(message),
@@ -452,7 +454,7 @@ fn run_case(
     )?
     .ok_or("give `input` or `inputFile`")?;
     let stream = Stream::parse(&label, input, Limits::default()).map_err(|e| e.to_string())?;
-    let results = engine::evaluate(&subject.runtime, &chain, vec![(None, stream)], 1);
+    let results = engine::evaluate(&chain, vec![(None, stream)], 1);
     let file = &results[0];
 
     let mut outcomes: Vec<(&Outcome, Option<&str>)> = Vec::new();

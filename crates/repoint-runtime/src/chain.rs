@@ -11,6 +11,8 @@
 //! Only objects that carry images or have a place for pull secrets are shown
 //! to policies; everything else passes through untouched and unevaluated.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use repoint_core::actions::{self, EnsurePullSecret, PatchServiceAccount};
@@ -123,16 +125,64 @@ fn describe(ops: &[PatchOp]) -> String {
 }
 
 /// An ordered list of configured policies and the custom-resource fields
-/// they see.
-#[derive(Debug, Clone, Default)]
+/// they see, on the runtime that configured them (made by
+/// [`Runtime::chain`]).
+#[derive(Debug, Clone)]
 pub struct Chain {
+    runtime: Arc<Runtime>,
     /// Policies in evaluation order.
-    pub policies: Vec<ConfiguredPolicy>,
+    policies: Vec<ConfiguredPolicy>,
     /// Image and pull-secret locations of custom resources.
-    pub image_fields: Vec<ImageFields>,
+    image_fields: Vec<ImageFields>,
 }
 
 impl Chain {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        policies: Vec<ConfiguredPolicy>,
+        image_fields: Vec<ImageFields>,
+    ) -> Self {
+        Self {
+            runtime,
+            policies,
+            image_fields,
+        }
+    }
+
+    /// The policies, in evaluation order.
+    pub fn policies(&self) -> &[ConfiguredPolicy] {
+        &self.policies
+    }
+
+    /// The custom resources' image and pull-secret locations.
+    pub fn image_fields(&self) -> &[ImageFields] {
+        &self.image_fields
+    }
+
+    /// The runtime it evaluates on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The chain of the named policies only, in the order named (a webhook
+    /// set), on the same runtime; `None` naming one it does not have.
+    pub fn subset<S: AsRef<str>>(&self, names: &[S]) -> Option<Self> {
+        let policies = names
+            .iter()
+            .map(|name| {
+                self.policies
+                    .iter()
+                    .find(|p| &*p.name == name.as_ref())
+                    .cloned()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            runtime: self.runtime.clone(),
+            policies,
+            image_fields: self.image_fields.clone(),
+        })
+    }
+
     /// Whether policies are consulted about `object`.
     pub fn is_relevant(&self, object: &Value) -> bool {
         relevant(&self.sites(object))
@@ -156,10 +206,10 @@ impl Chain {
     /// convergence pass and dropped with it.
     pub fn evaluate(
         &self,
-        runtime: &Runtime,
         object: &Value,
         origin: &Origin,
     ) -> Result<Option<Outcome>, ObjectError> {
+        let runtime = &*self.runtime;
         let found = self.sites(object);
         if !relevant(&found) {
             return Ok(None);

@@ -127,6 +127,13 @@ pub enum RuntimeError {
         /// Why.
         failure: FailureKind,
     },
+    /// A chain was asked to hold a policy configured on another runtime,
+    /// whose compiled code belongs to another engine.
+    #[error("policy {policy} was configured on another runtime than its chain's")]
+    ForeignPolicy {
+        /// The policy's configured name.
+        policy: String,
+    },
 }
 
 /// Where a policy comes from.
@@ -256,6 +263,8 @@ impl Drop for Ticker {
 
 /// The engine, the linker with the host's imports, and the deadline clock.
 pub struct Runtime {
+    /// Unique in the process: the policies configured here carry it.
+    id: u64,
     engine: Engine,
     linker: Linker<HostState>,
     options: RuntimeOptions,
@@ -302,6 +311,8 @@ pub(crate) struct PolicyInstance {
 }
 
 /// A loaded policy with its validated settings, under its configured name.
+/// Made only by [`Runtime::configure`], and good only in a chain of that
+/// runtime ([`Runtime::chain`] checks).
 #[derive(Debug, Clone)]
 pub struct ConfiguredPolicy {
     /// Name from the config (unique in a chain; used in reports).
@@ -310,6 +321,8 @@ pub struct ConfiguredPolicy {
     pub loaded: Arc<LoadedPolicy>,
     /// Settings as JSON.
     pub settings_json: Arc<str>,
+    /// The runtime that configured it.
+    runtime: u64,
 }
 
 impl Runtime {
@@ -368,7 +381,9 @@ impl Runtime {
                 }
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the deadline clock: {e}")))?;
+        static RUNTIMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {
+            id: RUNTIMES.fetch_add(1, Ordering::Relaxed),
             engine,
             linker,
             options,
@@ -390,6 +405,23 @@ impl Runtime {
     /// The options in force.
     pub fn options(&self) -> &RuntimeOptions {
         &self.options
+    }
+
+    /// A chain of `policies`, each configured on this runtime (see
+    /// [`Runtime::configure`]), in evaluation order, that sees the custom
+    /// resources of `image_fields`. The chain holds the runtime: it
+    /// evaluates on it and on no other.
+    pub fn chain(
+        self: &Arc<Self>,
+        policies: Vec<ConfiguredPolicy>,
+        image_fields: Vec<repoint_core::sites::ImageFields>,
+    ) -> Result<chain::Chain, RuntimeError> {
+        if let Some(foreign) = policies.iter().find(|p| p.runtime != self.id) {
+            return Err(RuntimeError::ForeignPolicy {
+                policy: foreign.name.to_string(),
+            });
+        }
+        Ok(chain::Chain::new(self.clone(), policies, image_fields))
     }
 
     /// Load and compile a policy, and ask for its info.
@@ -473,6 +505,7 @@ impl Runtime {
             name: name.into(),
             loaded,
             settings_json: settings_json.into(),
+            runtime: self.id,
         };
         let mut store = self.store(name);
         self.instantiate_configured(&policy, &mut store)

@@ -11,7 +11,11 @@ use repoint_runtime::probe::Offline;
 use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions, builtins};
 use serde_json::{Value, json};
 
-fn runtime(timeout: Duration) -> Runtime {
+fn runtime(timeout: Duration) -> Arc<Runtime> {
+    Arc::new(plain_runtime(timeout))
+}
+
+fn plain_runtime(timeout: Duration) -> Runtime {
     let options = RuntimeOptions {
         timeout,
         memory: 64 << 20,
@@ -21,15 +25,16 @@ fn runtime(timeout: Duration) -> Runtime {
     Runtime::new(options, Arc::new(Offline)).expect("runtime")
 }
 
-fn chain(rt: &Runtime, policies: &[(&str, PolicySource, Value)]) -> Result<Chain, RuntimeError> {
-    let mut chain = Chain::default();
+fn chain(
+    rt: &Arc<Runtime>,
+    policies: &[(&str, PolicySource, Value)],
+) -> Result<Chain, RuntimeError> {
+    let mut configured = Vec::new();
     for (name, source, settings) in policies {
         let loaded = Arc::new(rt.load(source)?);
-        chain
-            .policies
-            .push(rt.configure(name, loaded, &settings.to_string())?);
+        configured.push(rt.configure(name, loaded, &settings.to_string())?);
     }
-    Ok(chain)
+    rt.chain(configured, Vec::new())
 }
 
 fn misbehave(mode: &str) -> (&'static str, PolicySource, Value) {
@@ -130,7 +135,7 @@ fn registry_mirror_rewrites_through_the_sandbox() {
     let rt = runtime(Duration::from_secs(1));
     let chain = chain(&rt, &[mirror()]).expect("chain");
     let outcome = chain
-        .evaluate(&rt, &pod("nginx:1"), &origin())
+        .evaluate(&pod("nginx:1"), &origin())
         .expect("ok")
         .expect("relevant");
     assert_eq!(
@@ -140,7 +145,7 @@ fn registry_mirror_rewrites_through_the_sandbox() {
     assert_eq!(outcome.changed_by, ["mirror"]);
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"image": "nginx"}});
     assert!(
-        chain.evaluate(&rt, &cm, &origin()).expect("ok").is_none(),
+        chain.evaluate(&cm, &origin()).expect("ok").is_none(),
         "not consulted"
     );
 }
@@ -149,14 +154,12 @@ fn fault(mode: &str, timeout: Duration) -> (ObjectError, Duration) {
     let rt = runtime(timeout);
     let chain = chain(&rt, &[misbehave(mode)]).expect("chain");
     let started = Instant::now();
-    let err = chain
-        .evaluate(&rt, &pod("nginx"), &origin())
-        .expect_err("fails");
+    let err = chain.evaluate(&pod("nginx"), &origin()).expect_err("fails");
     let took = started.elapsed();
     // The runtime is still healthy: a good policy on the same runtime works.
     let good = self::chain(&rt, &[mirror()]).expect("chain");
     assert!(
-        good.evaluate(&rt, &pod("nginx"), &origin())
+        good.evaluate(&pod("nginx"), &origin())
             .expect("ok")
             .is_some()
     );
@@ -190,10 +193,11 @@ fn a_slow_evaluation_calls_the_hook_once_and_still_times_out_in_full() {
     fn hook() {
         SLOW.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
-    let mut rt = runtime(Duration::from_millis(300));
+    let mut rt = plain_runtime(Duration::from_millis(300));
     rt.on_slow_evaluation(hook);
+    let rt = Arc::new(rt);
     let good = chain(&rt, &[mirror()]).expect("chain");
-    good.evaluate(&rt, &pod("nginx"), &origin()).expect("ok");
+    good.evaluate(&pod("nginx"), &origin()).expect("ok");
     assert_eq!(
         SLOW.load(std::sync::atomic::Ordering::SeqCst),
         0,
@@ -202,7 +206,7 @@ fn a_slow_evaluation_calls_the_hook_once_and_still_times_out_in_full() {
     let bad = chain(&rt, &[misbehave("loop")]).expect("chain");
     let started = Instant::now();
     let err = bad
-        .evaluate(&rt, &pod("nginx"), &origin())
+        .evaluate(&pod("nginx"), &origin())
         .expect_err("times out");
     let took = started.elapsed();
     assert_eq!(
@@ -296,9 +300,7 @@ fn a_chain_that_flips_does_not_converge() {
         json!({"mode": "rewrite", "alternate": true}),
     );
     let chain = chain(&rt, &[flip]).expect("chain");
-    let err = chain
-        .evaluate(&rt, &pod("nginx"), &origin())
-        .expect_err("flips");
+    let err = chain.evaluate(&pod("nginx"), &origin()).expect_err("flips");
     assert!(
         matches!(&err, ObjectError::NotConverging { policies, .. } if policies == &["flip"]),
         "{err}"
@@ -321,7 +323,7 @@ fn each_policy_sees_the_previous_output() {
     );
     let chain = chain(&rt, &[to_busybox, mirror()]).expect("chain");
     let outcome = chain
-        .evaluate(&rt, &pod("quay.io/a/b"), &origin())
+        .evaluate(&pod("quay.io/a/b"), &origin())
         .expect("ok")
         .expect("relevant");
     assert_eq!(outcome.patch.len(), 1, "one net edit: {:?}", outcome.patch);
@@ -337,7 +339,7 @@ fn invalid_images_stop_the_object_before_any_policy() {
     let rt = runtime(Duration::from_secs(1));
     let chain = chain(&rt, &[mirror()]).expect("chain");
     let err = chain
-        .evaluate(&rt, &pod("Bad:Image"), &origin())
+        .evaluate(&pod("Bad:Image"), &origin())
         .expect_err("invalid");
     assert!(matches!(err, ObjectError::InvalidImage { .. }), "{err}");
 }
@@ -349,7 +351,7 @@ fn the_sandbox_grants_no_files_environment_network_or_clock() {
     let rt = runtime(Duration::from_secs(2));
     let chain = chain(&rt, &[misbehave("escape")]).expect("chain");
     let outcome = chain
-        .evaluate(&rt, &pod("nginx"), &origin())
+        .evaluate(&pod("nginx"), &origin())
         .expect("ok")
         .expect("relevant");
     let said: Vec<&str> = outcome
@@ -363,4 +365,34 @@ fn the_sandbox_grants_no_files_environment_network_or_clock() {
     assert_eq!(said[2], "env: []");
     assert!(said[3].starts_with("tcp: Err("), "{}", said[3]);
     assert_eq!(said[4], "clock: Ok(0)");
+}
+
+#[test]
+fn a_chain_holds_only_its_own_runtimes_policies_and_subsets_keep_it() {
+    let (one, two) = (
+        runtime(Duration::from_secs(1)),
+        runtime(Duration::from_secs(1)),
+    );
+    let loaded = Arc::new(one.load(&mirror().1).expect("load"));
+    let configured = one
+        .configure("mirror", loaded, &mirror().2.to_string())
+        .expect("configure");
+    let err = two
+        .chain(vec![configured.clone()], Vec::new())
+        .expect_err("another runtime's policy");
+    assert!(
+        matches!(err, RuntimeError::ForeignPolicy { ref policy } if policy == "mirror"),
+        "{err}"
+    );
+    let chain = one.chain(vec![configured], Vec::new()).expect("its own");
+    let subset = chain.subset(&["mirror"]).expect("named");
+    assert!(Arc::ptr_eq(subset.runtime(), chain.runtime()));
+    assert_eq!(subset.policies().len(), 1);
+    assert!(chain.subset(&["absent"]).is_none());
+    assert!(
+        subset
+            .evaluate(&pod("nginx"), &origin())
+            .expect("ok")
+            .is_some()
+    );
 }

@@ -33,8 +33,8 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use repoint_runtime::FailureKind;
 use repoint_runtime::chain::{Chain, ObjectError, Operation, Origin};
-use repoint_runtime::{FailureKind, Runtime};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -80,10 +80,9 @@ impl Default for Options {
     }
 }
 
-/// The compiled policies: the runtime and the sets built on it.
+/// The compiled policies: the sets, each chain on its runtime.
 #[derive(Debug)]
 struct Installed {
-    runtime: Arc<Runtime>,
     sets: BTreeMap<String, Arc<Served>>,
 }
 
@@ -178,9 +177,8 @@ impl Webhook {
         })
     }
 
-    /// Install the runtime and the policy sets built on it; the webhook is
-    /// ready from now on.
-    pub fn install(&self, runtime: Arc<Runtime>, sets: Vec<PolicySet>) {
+    /// Install the policy sets; the webhook is ready from now on.
+    pub fn install(&self, sets: Vec<PolicySet>) {
         let workers = self.options.workers.max(1);
         let share = if sets.len() > 1 {
             (workers / 2).max(1)
@@ -200,7 +198,7 @@ impl Webhook {
                 (served.set.name.clone(), Arc::new(served))
             })
             .collect();
-        let _ = self.installed.set(Installed { runtime, sets });
+        let _ = self.installed.set(Installed { sets });
     }
 
     /// Whether every policy is compiled and configured.
@@ -294,11 +292,7 @@ impl Webhook {
                 tracing::debug!(uid, set = set_name, reason, "allowed without evaluation");
                 (Verdict::allow(), "skipped")
             }
-            Ok(object) => {
-                let runtime = installed.runtime.clone();
-                self.evaluate_bounded(runtime, set, request, object, endpoint)
-                    .await
-            }
+            Ok(object) => self.evaluate_bounded(set, request, object, endpoint).await,
         };
         let took = started.elapsed();
         self.metrics
@@ -339,7 +333,6 @@ impl Webhook {
     /// failure policy answers otherwise.
     async fn evaluate_bounded(
         self: &Arc<Self>,
-        runtime: Arc<Runtime>,
         served: Arc<Served>,
         request: AdmissionRequest,
         object: Value,
@@ -372,7 +365,7 @@ impl Webhook {
         let task_set = served.clone();
         let task = self.pool.run(move || {
             let _permits = (permits, solo);
-            let answer = webhook.evaluate(&runtime, &task_set, &request, object, endpoint);
+            let answer = webhook.evaluate(&task_set, &request, object, endpoint);
             if !answer.1.starts_with("failed-") {
                 task_set.recovered();
             }
@@ -443,7 +436,6 @@ impl Webhook {
     /// Run the set's chain on the request's object (blocking).
     fn evaluate(
         &self,
-        runtime: &Runtime,
         served: &Served,
         request: &AdmissionRequest,
         object: Value,
@@ -463,13 +455,10 @@ impl Webhook {
             "UPDATE" => Operation::Update,
             _ => Operation::Create,
         };
-        match set
-            .chain
-            .evaluate(runtime, &seen, &Origin::Admission(operation))
-        {
+        match set.chain.evaluate(&seen, &Origin::Admission(operation)) {
             Ok(None) => (Verdict::allow(), "skipped"),
             Ok(Some(outcome)) => {
-                for policy in &set.chain.policies {
+                for policy in set.chain.policies() {
                     let name = &*policy.name;
                     let result = if outcome.denials.iter().any(|d| d.policy == name) {
                         "denied"
@@ -563,10 +552,20 @@ mod tests {
     use super::*;
 
     fn served() -> Served {
+        let options = repoint_runtime::RuntimeOptions {
+            cache_dir: None,
+            concurrency: 1,
+            ..Default::default()
+        };
+        let runtime =
+            repoint_runtime::Runtime::new(options, Arc::new(repoint_runtime::probe::Offline))
+                .expect("runtime");
         Served {
             set: PolicySet {
                 name: "s".into(),
-                chain: Chain::default(),
+                chain: Arc::new(runtime)
+                    .chain(Vec::new(), Vec::new())
+                    .expect("an empty chain"),
                 failure_policy: FailurePolicy::Fail,
             },
             share: Arc::new(Semaphore::new(2)),

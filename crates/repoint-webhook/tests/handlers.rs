@@ -30,16 +30,16 @@ fn runtime() -> Arc<Runtime> {
     )
 }
 
-fn chain(rt: &Runtime, policies: &[(&str, PolicySource, Value)]) -> Chain {
-    let mut chain = Chain::default();
-    for (name, source, settings) in policies {
-        let loaded = Arc::new(rt.load(source).expect("load"));
-        chain.policies.push(
+fn chain(rt: &Arc<Runtime>, policies: &[(&str, PolicySource, Value)]) -> Chain {
+    let configured = policies
+        .iter()
+        .map(|(name, source, settings)| {
+            let loaded = Arc::new(rt.load(source).expect("load"));
             rt.configure(name, loaded, &settings.to_string())
-                .expect("configure"),
-        );
-    }
-    chain
+                .expect("configure")
+        })
+        .collect();
+    rt.chain(configured, Vec::new()).expect("chain")
 }
 
 fn mirror() -> (&'static str, PolicySource, Value) {
@@ -86,34 +86,31 @@ fn webhook(options: Options) -> Arc<Webhook> {
         chain: chain(&rt, &policies),
         failure_policy: fp,
     };
-    w.install(
-        rt.clone(),
-        vec![
-            set("default", vec![mirror(), secrets()], FailurePolicy::Fail),
-            set("lint", vec![allowed()], FailurePolicy::Ignore),
-            set(
-                "loop-fail",
-                vec![misbehave("spin", "loop")],
-                FailurePolicy::Fail,
-            ),
-            set(
-                "loop-ignore",
-                vec![misbehave("spin", "loop")],
-                FailurePolicy::Ignore,
-            ),
-            set(
-                "panic",
-                vec![misbehave("boom", "panic")],
-                FailurePolicy::Fail,
-            ),
-            set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
-            set(
-                "count",
-                vec![misbehave("counter", "count")],
-                FailurePolicy::Fail,
-            ),
-        ],
-    );
+    w.install(vec![
+        set("default", vec![mirror(), secrets()], FailurePolicy::Fail),
+        set("lint", vec![allowed()], FailurePolicy::Ignore),
+        set(
+            "loop-fail",
+            vec![misbehave("spin", "loop")],
+            FailurePolicy::Fail,
+        ),
+        set(
+            "loop-ignore",
+            vec![misbehave("spin", "loop")],
+            FailurePolicy::Ignore,
+        ),
+        set(
+            "panic",
+            vec![misbehave("boom", "panic")],
+            FailurePolicy::Fail,
+        ),
+        set("oom", vec![misbehave("hog", "oom")], FailurePolicy::Fail),
+        set(
+            "count",
+            vec![misbehave("counter", "count")],
+            FailurePolicy::Fail,
+        ),
+    ]);
     w
 }
 
@@ -214,7 +211,6 @@ async fn mutation_is_the_same_as_repoint_run() {
     let rt = runtime();
     let outcome = chain(&rt, &[mirror(), secrets()])
         .evaluate(
-            &rt,
             &object,
             &repoint_runtime::chain::Origin::Admission(repoint_runtime::chain::Operation::Create),
         )
@@ -579,14 +575,11 @@ async fn health_readiness_and_metrics() {
     );
     let (status, _) = post(&w, "/mutate/default", &review("CREATE", "shop", None)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "not ready yet");
-    w.install(
-        rt.clone(),
-        vec![PolicySet {
-            name: "default".into(),
-            chain: chain(&rt, &[mirror()]),
-            failure_policy: FailurePolicy::Fail,
-        }],
-    );
+    w.install(vec![PolicySet {
+        name: "default".into(),
+        chain: chain(&rt, &[mirror()]),
+        failure_policy: FailurePolicy::Fail,
+    }]);
     assert_eq!(get(w.router(), "/readyz").await.0, StatusCode::OK);
     let object = deployment("nginx:1.27", Some("shop"));
     create(&w, "/mutate/default", &object).await;
