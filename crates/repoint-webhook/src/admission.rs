@@ -24,13 +24,23 @@ pub struct AdmissionRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
-    pub operation: String,
+    pub operation: Operation,
     #[serde(default)]
     pub object: Option<Value>,
     #[serde(default)]
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+/// `request.operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
 }
 
 /// `request.kind`.

@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::FailurePolicy;
+use crate::labels::{Endpoint, FailureCause, Outcome, PolicyResult};
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -47,10 +50,9 @@ impl Metrics {
         *family(&mut self.lock()).entry(labels).or_default() += 1;
     }
 
-    /// One admission request answered: `outcome` is `allowed`, `patched`,
-    /// `denied`, `failed-open`, `failed-closed`, `skipped`, `overloaded` or
-    /// `throttled`.
-    pub fn request(&self, set: &str, endpoint: &str, outcome: &str, took: Duration) {
+    /// One admission request answered.
+    pub fn request(&self, set: &str, endpoint: Endpoint, outcome: Outcome, took: Duration) {
+        let (endpoint, outcome) = (endpoint.as_str(), outcome.as_str());
         self.count(
             |m| &mut m.requests,
             vec![
@@ -74,9 +76,9 @@ impl Metrics {
         h.sum += secs;
     }
 
-    /// A policy ran on an object: `outcome` is `changed`, `unchanged`,
-    /// `denied` or `failed`.
-    pub fn evaluation(&self, set: &str, policy: &str, outcome: &str) {
+    /// A policy ran on an object.
+    pub fn evaluation(&self, set: &str, policy: &str, outcome: PolicyResult) {
+        let outcome = outcome.as_str();
         self.count(
             |m| &mut m.policy_evaluations,
             vec![
@@ -95,10 +97,16 @@ impl Metrics {
         );
     }
 
-    /// A policy (or the server) failed: `kind` is `timeout`, `memory`,
-    /// `trap`, `invalid-action`, `invalid-image`, `not-converging`,
-    /// `deadline` or `overloaded`; `failure_policy` says what the answer was.
-    pub fn failure(&self, set: &str, policy: &str, kind: &str, failure_policy: &str) {
+    /// A policy (or the server, as `(server)`) failed; `failure_policy`
+    /// says what the answer was.
+    pub fn failure(
+        &self,
+        set: &str,
+        policy: &str,
+        kind: FailureCause,
+        failure_policy: FailurePolicy,
+    ) {
+        let (kind, failure_policy) = (kind.as_str(), failure_policy.as_str());
         self.count(
             |m| &mut m.failures,
             vec![
@@ -188,9 +196,19 @@ mod tests {
     #[test]
     fn exposition() {
         let m = Metrics::default();
-        m.request("default", "mutate", "patched", Duration::from_micros(700));
-        m.request("default", "mutate", "patched", Duration::from_millis(30));
-        m.failure("lint", "loop", "timeout", "Ignore");
+        m.request(
+            "default",
+            Endpoint::Mutate,
+            Outcome::Patched,
+            Duration::from_micros(700),
+        );
+        m.request(
+            "default",
+            Endpoint::Mutate,
+            Outcome::Patched,
+            Duration::from_millis(30),
+        );
+        m.failure("lint", "loop", FailureCause::Timeout, FailurePolicy::Ignore);
         let text = m.render();
         assert!(text.contains(
             r#"repoint_admission_requests_total{set="default",endpoint="mutate",outcome="patched"} 2"#
