@@ -112,8 +112,9 @@ pub fn response(uid: &str, verdict: &Verdict) -> Value {
         response["patch"] = repoint_credentials::base64(&patch.to_string()).into();
     }
     if !verdict.warnings.is_empty() {
-        // The API server shows at most a few warnings, 120 characters or so
-        // each is readable; the full text is in the server's log.
+        // Sent whole: the API server may shorten a warning past 120
+        // characters (and drops them past 4 KiB in all) as it passes them
+        // on, and the server's log has each in full.
         response["warnings"] = verdict.warnings.clone().into();
     }
     if let Some((code, message)) = &verdict.status {

@@ -46,7 +46,10 @@ impl Webhook {
         };
         let webhook = self.clone();
         let task_set = served.clone();
+        // The pool's thread logs under the request's span.
+        let span = tracing::Span::current();
         let task = self.pool.run(move || {
+            let _entered = span.enter();
             let _permits = (permits, solo);
             let answer = webhook.evaluate(&task_set, &request, object, endpoint);
             if !answer.1.is_failure() {

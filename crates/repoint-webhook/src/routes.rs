@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::Webhook;
 use crate::admission::{self, AdmissionRequest, Operation, Verdict};
@@ -103,7 +104,14 @@ impl Webhook {
                 tracing::debug!(uid, set = set_name, reason, "allowed without evaluation");
                 (Verdict::allow(), Outcome::Skipped)
             }
-            Ok(object) => self.evaluate_bounded(set, request, object, endpoint).await,
+            // Every line logged while it is evaluated (a policy's own, too)
+            // carries the request's uid.
+            Ok(object) => {
+                let span = tracing::info_span!("admission", uid = %uid, set = %set_name);
+                self.evaluate_bounded(set, request, object, endpoint)
+                    .instrument(span)
+                    .await
+            }
         };
         let took = started.elapsed();
         self.metrics.request(&set_name, endpoint, outcome, took);

@@ -593,3 +593,54 @@ async fn health_readiness_and_metrics() {
     ));
     assert!(metrics.contains("repoint_admission_duration_seconds_bucket"));
 }
+
+/// Everything logged in this test binary, as JSON lines.
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+    .clone()
+}
+
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_policys_log_lines_carry_the_request_uid() {
+    let logs = captured_logs();
+    let rt = runtime();
+    let w = Webhook::new(Options::default());
+    w.install(vec![PolicySet {
+        name: "logged".into(),
+        chain: chain(&rt, &[misbehave("chatty", "log-everything")]),
+        failure_policy: FailurePolicy::Fail,
+    }]);
+    let mut body = review("CREATE", "shop", Some(deployment("nginx", None)));
+    body["request"]["uid"] = json!("uid-of-the-logged-request");
+    let (status, _) = post(&w, "/mutate/logged", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(logs.lock().expect("logs").clone()).expect("utf-8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"policy\":\"chatty\""))
+        .unwrap_or_else(|| panic!("the policy logged nothing:\n{text}"));
+    assert!(line.contains("uid-of-the-logged-request"), "{line}");
+}
