@@ -208,15 +208,8 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         Some(url) => Some(url_host(url)?),
         None => None,
     };
-    let webhook = config.file.webhook.clone().unwrap_or_default();
-    let timeout = webhook.timeout.unwrap_or(Duration::from_secs(2));
-    let mut excluded = webhook
-        .exclude_namespaces
-        .clone()
-        .unwrap_or_else(|| vec!["kube-system".into()]);
-    if !excluded.contains(ns) {
-        excluded.insert(0, ns.clone());
-    }
+    let timeout = config.webhook_timeout();
+    let excluded = config.webhook_excluded_namespaces(ns);
 
     let mut namespace_labels = labels();
     if !target.namespace_name_label {

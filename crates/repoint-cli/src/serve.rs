@@ -27,15 +27,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     };
     // Bad certificate files fail now, not at the first connection.
     repoint_webhook::serve::tls_config(&tls).map_err(|e| anyhow!("TLS: {e}"))?;
-    let webhook_config = config.file.webhook.clone().unwrap_or_default();
-    let mut exclude = webhook_config
-        .exclude_namespaces
-        .clone()
-        .unwrap_or_else(|| vec!["kube-system".into()]);
-    if !exclude.contains(&args.own_namespace) {
-        exclude.push(args.own_namespace.clone());
-    }
-    let timeout = webhook_config.timeout.unwrap_or(Duration::from_secs(2));
+    let exclude = config.webhook_excluded_namespaces(&args.own_namespace);
+    let timeout = config.webhook_timeout();
     let workers = args.eval.options.jobs() * 2;
     let webhook = Webhook::new(Options {
         exclude_namespaces: exclude,

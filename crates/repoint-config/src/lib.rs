@@ -29,6 +29,13 @@ use repoint_core::{Limits, Stream};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The webhook's answer deadline when `webhook.timeout` is not set.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The namespaces the webhook skips when `webhook.excludeNamespaces` is
+/// not set (the server's own is always skipped too).
+pub const DEFAULT_WEBHOOK_EXCLUDED: &[&str] = &["kube-system"];
+
 /// The `apiVersion` this build reads.
 pub const API_VERSION: &str = "repoint.dev/v1alpha1";
 
@@ -665,6 +672,37 @@ impl Config {
         self.source.name()
     }
 
+    /// How soon the webhook answers, whatever happens (`webhook.timeout`,
+    /// default [`DEFAULT_WEBHOOK_TIMEOUT`]): the server's deadline, and the
+    /// `timeoutSeconds` `webhook manifests` derives from it.
+    pub fn webhook_timeout(&self) -> Duration {
+        self.file
+            .webhook
+            .as_ref()
+            .and_then(|w| w.timeout)
+            .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
+    }
+
+    /// The namespaces the webhook never evaluates: the server's own
+    /// (`own`) first, then `webhook.excludeNamespaces` (default
+    /// [`DEFAULT_WEBHOOK_EXCLUDED`]).
+    pub fn webhook_excluded_namespaces(&self, own: &str) -> Vec<String> {
+        let configured = self
+            .file
+            .webhook
+            .as_ref()
+            .and_then(|w| w.exclude_namespaces.clone())
+            .unwrap_or_else(|| {
+                DEFAULT_WEBHOOK_EXCLUDED
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            });
+        std::iter::once(own.to_string())
+            .chain(configured.into_iter().filter(|ns| ns != own))
+            .collect()
+    }
+
     /// Evaluation timeout (default 1 s).
     pub fn timeout(&self) -> Duration {
         self.file
@@ -833,6 +871,26 @@ mod tests {
         assert_eq!(c.timeout(), Duration::from_millis(250));
         assert_eq!(c.memory(), 32 << 20);
         assert_eq!(c.locate("/policies/0/settings"), 6);
+    }
+
+    #[test]
+    fn the_webhook_defaults_have_one_home() {
+        let bare = parse(HEAD).expect("valid");
+        assert_eq!(bare.webhook_timeout(), DEFAULT_WEBHOOK_TIMEOUT);
+        assert_eq!(
+            bare.webhook_excluded_namespaces("repoint"),
+            ["repoint", "kube-system"]
+        );
+        let set = parse(&format!(
+            "{HEAD}webhook: {{timeout: 1s, excludeNamespaces: [monitoring, repoint]}}\n"
+        ))
+        .expect("valid");
+        assert_eq!(set.webhook_timeout(), Duration::from_secs(1));
+        assert_eq!(
+            set.webhook_excluded_namespaces("repoint"),
+            ["repoint", "monitoring"],
+            "the server's own first, once"
+        );
     }
 
     #[test]

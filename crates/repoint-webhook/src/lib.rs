@@ -73,8 +73,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            exclude_namespaces: vec!["kube-system".into()],
-            timeout: Duration::from_secs(2),
+            exclude_namespaces: repoint_config::DEFAULT_WEBHOOK_EXCLUDED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timeout: repoint_config::DEFAULT_WEBHOOK_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             queue_wait: Duration::from_millis(500),
             body_limit: 3 << 20,
