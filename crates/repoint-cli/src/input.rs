@@ -34,11 +34,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<Option<PathBuf>>> {
         if arg.as_os_str() == "-" {
             out.push(None);
         } else if arg.is_dir() {
-            let mut found = Vec::new();
-            walk(arg, &mut found)
-                .with_context(|| format!("reading directory {}", arg.display()))?;
-            found.sort();
-            out.extend(found.into_iter().map(Some));
+            out.extend(walk(arg, is_manifest)?.into_iter().map(Some));
         } else if arg.exists() {
             out.push(Some(arg.clone()));
         } else {
@@ -48,16 +44,30 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<Option<PathBuf>>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_manifest(&path) {
-            out.push(path);
+/// Every file under `dir` that `wanted` keeps, in path order: the one
+/// directory walker of every command. It is ripgrep's (the `ignore`
+/// crate): symbolic links are not followed (a `loop -> .` link is not a
+/// way to read a file forty times), and hidden, git-ignored, `target`,
+/// `node_modules` and `__pycache__` paths are skipped.
+pub fn walk(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let walker = ignore::WalkBuilder::new(dir)
+        .follow_links(false)
+        .filter_entry(|entry| {
+            !matches!(
+                entry.file_name().to_str(),
+                Some("target" | "node_modules" | "__pycache__")
+            ) || entry.depth() == 0
+        })
+        .build();
+    for entry in walker {
+        let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+        if entry.file_type().is_some_and(|t| t.is_file()) && wanted(entry.path()) {
+            found.push(entry.into_path());
         }
     }
-    Ok(())
+    found.sort();
+    Ok(found)
 }
 
 /// Read every input fully before anything is written.

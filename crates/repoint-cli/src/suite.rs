@@ -221,36 +221,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
 }
 
 /// `path` itself if it is a suite file, else every suite under it in path
-/// order (build output, hidden, VCS and dependency directories skipped).
+/// order (see [`crate::input::walk`] for what is skipped).
 fn find_suites(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut found = Vec::new();
-    let mut pending = vec![path.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            let p = entry.path();
-            let name = entry.file_name();
-            // Symbolic links to directories are not followed (no loops).
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let skip = name.to_str().is_none_or(|name| {
-                    name.starts_with('.')
-                        || matches!(name, "target" | "node_modules" | "__pycache__")
-                });
-                if !skip {
-                    pending.push(p);
-                }
-            } else if name == SUITE_FILE {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    crate::input::walk(path, |p| p.file_name().is_some_and(|n| n == SUITE_FILE))
 }
 
 fn run_suite(path: &Path, args: &TestArgs) -> SuiteResult {

@@ -330,6 +330,30 @@ fn output_formats() {
 }
 
 #[test]
+fn a_symlink_loop_in_a_directory_is_not_followed() {
+    let dir = temp_dir("symlink-loop");
+    let original = std::fs::read_to_string(example("manifests/shop.yaml")).expect("read");
+    std::fs::write(dir.join("app.yaml"), &original).expect("write");
+    std::os::unix::fs::symlink(".", dir.join("loop")).expect("symlink");
+    let arg = dir.to_str().expect("utf-8");
+    let out = repoint(&["run", "-c", &example("repoint.yaml"), arg], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let once = repoint(
+        &[
+            "run",
+            "-c",
+            &example("repoint.yaml"),
+            dir.join("app.yaml").to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert_eq!(
+        out.stdout, once.stdout,
+        "the file is read once, not through the loop"
+    );
+}
+
+#[test]
 fn in_place_rewrites_atomically() {
     let dir = temp_dir("inplace");
     let file = dir.join("app.yaml");
