@@ -17,7 +17,7 @@ use repoint_runtime::chain::{Chain, Origin};
 use serde_json::Value;
 
 use crate::args::{ApplyArgs, AuditArgs, CheckFormat, ClusterArgs, DryRun, EvalOptions};
-use crate::engine::{ObjectMeta, ObjectResult, build_chain, parallel_map};
+use crate::engine::{ObjectMeta, ObjectResult, build_chain};
 use crate::materialize::{self, PullSecretSource};
 use crate::report::{self, Finding, Level, Place};
 
@@ -139,7 +139,7 @@ fn inventory_and_evaluate(
         inventory::without_owned(objects)
     };
     let total = objects.len();
-    let outcomes = parallel_map(&objects, session.jobs, |i, object| {
+    let outcomes = repoint_core::parallel::map(&objects, session.jobs, |i, object| {
         if i.is_multiple_of(64) {
             progress.update(&format!("evaluating: {i}/{total}"));
         }

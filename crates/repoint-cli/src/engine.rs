@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use repoint_config::Config;
@@ -175,39 +174,6 @@ pub fn load_chain(config: &Config, runtime: &Arc<Runtime>) -> Result<Chain> {
     Ok(runtime.chain(policies, config.file.image_fields.clone())?)
 }
 
-/// `f` applied to every item with up to `jobs` threads taking the next
-/// item as they finish one; results come back in item order.
-pub fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(usize, &T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..jobs.max(1).min(items.len().max(1)))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
-                            break;
-                        };
-                        out.push((i, f(i, item)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Evaluate every document of every file with `jobs` threads.
 pub fn evaluate(
     chain: &Chain,
@@ -219,7 +185,7 @@ pub fn evaluate(
         .enumerate()
         .flat_map(|(f, (_, s))| (0..s.documents().len()).map(move |d| (f, d)))
         .collect();
-    let done = parallel_map(&work, jobs, |_, &(f, d)| {
+    let done = repoint_core::parallel::map(&work, jobs, |_, &(f, d)| {
         evaluate_document(chain, &files[f].1, d)
     });
     let mut done = done.into_iter();

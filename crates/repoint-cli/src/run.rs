@@ -133,7 +133,7 @@ impl<'e> Renderer<'e> {
             let ev = self.ev;
             let batch: Vec<usize> = (self.next..ev.files.len()).take(self.jobs).collect();
             self.next += batch.len();
-            let results = engine::parallel_map(&batch, self.jobs, |_, &j| {
+            let results = repoint_core::parallel::map(&batch, self.jobs, |_, &j| {
                 ev.files[j].stream.render_each(&file_changes(ev, j))
             });
             for (j, rendered) in batch.into_iter().zip(results) {

@@ -21,6 +21,7 @@ pub mod actions;
 pub mod document;
 pub mod glob;
 pub mod matching;
+pub mod parallel;
 pub mod patch;
 pub mod probe;
 pub mod reference;

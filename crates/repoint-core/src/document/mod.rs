@@ -205,7 +205,7 @@ impl Stream {
             }
             Ok((segment.range.clone(), built))
         };
-        let built = parallel_map(&segments, threads, &build_one);
+        let built = crate::parallel::map(&segments, threads, |_, segment| build_one(segment));
         let mut documents: Vec<Document> = Vec::new();
         for result in built {
             let error = |documents: usize, offset: usize, message: String| {
@@ -275,15 +275,7 @@ impl Stream {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line - 1];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
-            + 1;
-        (line, column)
+        position(&self.text, &self.line_starts, offset)
     }
 
     /// 1-based line of the first byte of a document's content.
@@ -518,45 +510,6 @@ pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, S
     }
 }
 
-/// Map `f` over `items` with up to `threads` scoped threads, keeping order.
-/// Threads take the next item as they finish one, so a run of large
-/// documents does not leave the other threads idle.
-fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: &(dyn Fn(&T) -> R + Sync),
-) -> Vec<R> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = threads.min(items.len());
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else { break };
-            done.push((i, f(item)));
-        }
-        done
-    };
-    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
-            .collect();
-        // This thread works too; where threads cannot be spawned
-        // (WebAssembly) it simply does everything.
-        let mut all = work();
-        for h in helpers {
-            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        all
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Whether any two edits overlap (insertions at one point do not).
 fn overlapping(edits: &[Edit]) -> bool {
     let mut edits: Vec<&Edit> = edits.iter().collect();
@@ -700,16 +653,18 @@ fn describe(v: &Value) -> &'static str {
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let starts: Vec<usize> = line_starts(text).collect();
+    position(text, &starts, offset)
+}
+
+/// [`line_column`] with the line starts already known.
+fn position(text: &str, line_starts: &[usize], offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
-    let before = &text.as_bytes()[..offset];
-    let line = line_starts(&text[..offset]).count();
-    let line_start = before
-        .iter()
-        .rposition(|&c| c == b'\n' || c == b'\r')
-        .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
+    let line = line_starts.partition_point(|&start| start <= offset);
+    let start = line_starts[line - 1];
+    let column = text
+        .get(start..offset)
+        .map_or(offset - start, |s| s.chars().count())
         + 1;
     (line, column)
 }
