@@ -1,4 +1,6 @@
-//! The repoint config file.
+//! The repoint config file. Depends on repoint-core (image references, the
+//! probe settings and webhook defaults it fills in) and
+//! repoint-credentials, and on no network stack.
 //!
 //! ```yaml
 //! apiVersion: repoint.dev/v1alpha1
@@ -29,12 +31,7 @@ use repoint_core::{Limits, Stream};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The webhook's answer deadline when `webhook.timeout` is not set.
-pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The namespaces the webhook skips when `webhook.excludeNamespaces` is
-/// not set (the server's own is always skipped too).
-pub const DEFAULT_WEBHOOK_EXCLUDED: &[&str] = &["kube-system"];
+pub use repoint_core::webhook::{DEFAULT_WEBHOOK_EXCLUDED, DEFAULT_WEBHOOK_TIMEOUT};
 
 /// The `apiVersion` this build reads.
 pub const API_VERSION: &str = "repoint.dev/v1alpha1";
@@ -152,26 +149,7 @@ pub struct ProbeEntry {
     pub cache_ttl: Option<Duration>,
 }
 
-/// What the API server should do when a policy of a set fails (traps,
-/// times out, exceeds memory) or the server is overloaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum FailurePolicy {
-    /// Deny the request, naming the policy.
-    #[default]
-    Fail,
-    /// Allow it unchanged, with a warning.
-    Ignore,
-}
-
-impl FailurePolicy {
-    /// As Kubernetes spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fail => "Fail",
-            Self::Ignore => "Ignore",
-        }
-    }
-}
+pub use repoint_core::webhook::FailurePolicy;
 
 /// One policy set served at `/mutate/{name}` and `/validate/{name}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -714,14 +692,14 @@ impl Config {
 
     /// Per-registry probe settings, keyed by normalized registry name,
     /// with CA paths resolved against the config's directory.
-    pub fn registry_settings(&self) -> BTreeMap<String, repoint_probe::RegistrySettings> {
+    pub fn registry_settings(&self) -> BTreeMap<String, repoint_core::probe::RegistrySettings> {
         self.file
             .registries
             .iter()
             .map(|(name, r)| {
                 (
                     repoint_credentials::registry_key(name),
-                    repoint_probe::RegistrySettings {
+                    repoint_core::probe::RegistrySettings {
                         endpoint: r.endpoint.clone(),
                         ca: r.ca.as_deref().map(|p| self.path(p)),
                         insecure: r.insecure,
@@ -733,10 +711,10 @@ impl Config {
 
     /// Probe bounds, defaults filled in; `serve` keeps answers for
     /// `cacheTtl`, a run for its whole life (`long_running: false`).
-    pub fn probe_settings(&self, long_running: bool) -> repoint_probe::ProbeSettings {
+    pub fn probe_settings(&self, long_running: bool) -> repoint_core::probe::ProbeSettings {
         let entry = self.file.probe.clone();
-        let defaults = repoint_probe::ProbeSettings::default();
-        repoint_probe::ProbeSettings {
+        let defaults = repoint_core::probe::ProbeSettings::default();
+        repoint_core::probe::ProbeSettings {
             timeout: entry
                 .as_ref()
                 .and_then(|p| p.timeout)

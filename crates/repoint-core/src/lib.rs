@@ -27,6 +27,7 @@ pub mod probe;
 pub mod reference;
 pub mod resource;
 pub mod sites;
+pub mod webhook;
 
 pub use document::{DocumentError, Limits, Stream};
 

@@ -2,6 +2,9 @@
 //! credentials? `repoint-probe` answers over the network (the OCI
 //! distribution API); [`Offline`] answers `unknown` without touching it.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::ImageRef;
 
 /// What a registry said to an anonymous manifest request.
@@ -30,5 +33,37 @@ pub struct Offline;
 impl Prober for Offline {
     fn probe(&self, _image: &ImageRef) -> ProbeAnswer {
         ProbeAnswer::Unknown
+    }
+}
+
+/// How to reach one registry (the config's `registries.<name>`).
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySettings {
+    /// Where probes for this name go: `host[:port]` or a URL with scheme.
+    pub endpoint: Option<String>,
+    /// An extra trusted CA (PEM), on top of the system roots.
+    pub ca: Option<PathBuf>,
+    /// Plain http, or TLS without verification.
+    pub insecure: bool,
+}
+
+/// Bounds of probing (the config's `probe:`).
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Deadline for one probe, all its requests together.
+    pub timeout: Duration,
+    /// Probes in flight at once.
+    pub concurrency: usize,
+    /// How long an answer is reused; `None`: for the life of the prober.
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            concurrency: 8,
+            cache_ttl: None,
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use repoint_core::ImageRef;
 use repoint_core::probe::{ProbeAnswer, Prober};
@@ -31,37 +31,9 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// How to reach one registry (the config's `registries.<name>`).
-#[derive(Debug, Clone, Default)]
-pub struct RegistrySettings {
-    /// Where probes for this name go: `host[:port]` or a URL with scheme.
-    pub endpoint: Option<String>,
-    /// An extra trusted CA (PEM), on top of the system roots.
-    pub ca: Option<PathBuf>,
-    /// Plain http, or TLS without verification.
-    pub insecure: bool,
-}
-
-/// Bounds of probing (the config's `probe:`).
-#[derive(Debug, Clone)]
-pub struct ProbeSettings {
-    /// Deadline for one probe, all its requests together.
-    pub timeout: Duration,
-    /// Probes in flight at once.
-    pub concurrency: usize,
-    /// How long an answer is reused; `None`: for the life of the prober.
-    pub cache_ttl: Option<Duration>,
-}
-
-impl Default for ProbeSettings {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(3),
-            concurrency: 8,
-            cache_ttl: None,
-        }
-    }
-}
+/// The settings live in repoint-core, so that the config crate can hold
+/// them without this crate's HTTP and TLS stack.
+pub use repoint_core::probe::{ProbeSettings, RegistrySettings};
 
 /// A registry's settings that cannot be used.
 #[derive(Debug, thiserror::Error)]

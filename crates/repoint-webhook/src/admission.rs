@@ -1,6 +1,8 @@
 //! `admission.k8s.io/v1` `AdmissionReview`: the request fields repoint
 //! reads and the response it writes.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -109,7 +111,7 @@ pub fn response(uid: &str, verdict: &Verdict) -> Value {
     let mut response = json!({"uid": uid, "allowed": verdict.allowed});
     if let Some(patch) = &verdict.patch {
         response["patchType"] = "JSONPatch".into();
-        response["patch"] = repoint_credentials::base64(&patch.to_string()).into();
+        response["patch"] = BASE64.encode(patch.to_string()).into();
     }
     if !verdict.warnings.is_empty() {
         // Sent whole: the API server may shorten a warning past 120

@@ -22,6 +22,9 @@
 //! per-set throttle and circuit breaker), `labels` (outcomes and failure
 //! causes as types), `metrics`, `admission` (the review's wire format),
 //! `pool` (the evaluation threads) and `serve` (TLS serving).
+//!
+//! Depends on repoint-core (the failure policy and defaults it shares with
+//! the config) and repoint-runtime (the chains), not on the config crate.
 
 pub mod admission;
 mod evaluation;
@@ -44,7 +47,7 @@ use guard::Served;
 use metrics::Metrics;
 /// What to answer when a policy of a set fails or the server is
 /// overloaded (the config's `failurePolicy`).
-pub use repoint_config::FailurePolicy;
+pub use repoint_core::webhook::FailurePolicy;
 
 /// A named chain served at `/mutate/{name}` and `/validate/{name}`.
 #[derive(Debug)]
@@ -73,11 +76,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            exclude_namespaces: repoint_config::DEFAULT_WEBHOOK_EXCLUDED
+            exclude_namespaces: repoint_core::webhook::DEFAULT_WEBHOOK_EXCLUDED
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            timeout: repoint_config::DEFAULT_WEBHOOK_TIMEOUT,
+            timeout: repoint_core::webhook::DEFAULT_WEBHOOK_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             queue_wait: Duration::from_millis(500),
             body_limit: 3 << 20,
