@@ -187,18 +187,12 @@ fn stale_writes_duplicates_and_terminating_namespaces_are_told_by_reason() {
     // The admission plugin sees the deletion through its informer: wait
     // for it (what a create let in meanwhile made, the namespace
     // controller deletes).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (code, status) = loop {
-        let (code, status) = status_of(&cluster, request());
-        if code != 200 && code != 409 {
-            break (code, status);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "creates still admitted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let (code, status) = repoint_tests::wait_for(
+        "creates in the deleted namespace are refused",
+        std::time::Duration::from_secs(30),
+        || Some(status_of(&cluster, request())).filter(|(code, _)| *code != 200 && *code != 409),
+        String::new,
+    );
     assert_eq!(
         (code, status["reason"].as_str()),
         (403, Some("Forbidden")),

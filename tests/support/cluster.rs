@@ -5,7 +5,7 @@
 //! deleted when the test ends.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
@@ -133,17 +133,14 @@ impl TestCluster {
         // Pods are admitted once the namespace's `default` account and its
         // token exist (the ServiceAccount admission plugin): wait for the
         // controller manager to make them.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self
-            .get("v1", "ServiceAccount", Some(&ns), "default")
-            .is_none_or(|sa| sa["secrets"].as_array().is_none_or(Vec::is_empty))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the controller manager made no default account in {ns}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::eventually(
+            &format!("the controller manager made the default account of {ns}"),
+            Duration::from_secs(60),
+            || {
+                self.get("v1", "ServiceAccount", Some(&ns), "default")
+                    .is_some_and(|sa| sa["secrets"].as_array().is_some_and(|s| !s.is_empty()))
+            },
+        );
         ns
     }
 

@@ -379,15 +379,12 @@ impl ControlPlane {
     /// Poll `ready` (GETs with the admin token) for up to 120 s.
     fn wait_until(&self, what: &str, log: &str, mut ready: impl FnMut(&ureq::Agent) -> bool) {
         let agent = self.agent();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ready(&agent) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting until {what}; {log} log:\n{}",
-                self.log(log)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait_for(
+            what,
+            Duration::from_secs(120),
+            || ready(&agent).then_some(()),
+            || format!("{log} log:\n{}", self.log(log)),
+        )
     }
 
     fn agent(&self) -> ureq::Agent {

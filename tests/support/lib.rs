@@ -240,6 +240,35 @@ pub fn objects_by_identity(text: &str) -> std::collections::BTreeMap<ObjectId, s
     out
 }
 
+/// Poll `attempt` every 50 ms until it gives a value, for up to `limit`;
+/// past that, fail the test saying `what` never happened, with `context()`
+/// (a log, say). The one way tests wait for an event they cannot be told
+/// of: the bound only ends a test that would otherwise hang.
+pub fn wait_for<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut attempt: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}\n{}",
+            context()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// [`wait_for`] a condition, with nothing more to show.
+pub fn eventually(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    wait_for(what, limit, || ready().then_some(()), String::new)
+}
+
 /// A fresh, empty temporary directory named after the test.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("repoint-{tag}-{}", std::process::id()));

@@ -8,10 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use repoint_tests::cluster::TestCluster;
 use repoint_tests::{Output, documents, program_or_skip, run_command, temp_dir};
+
+/// Poll `ready` for up to a minute.
+fn eventually(what: &str, ready: impl FnMut() -> bool) {
+    repoint_tests::eventually(what, Duration::from_secs(60), ready)
+}
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"apiVersion: repoint.dev/v1alpha1
@@ -49,15 +54,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Poll `ready` for up to 60 s.
-fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

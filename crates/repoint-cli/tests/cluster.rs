@@ -162,16 +162,9 @@ fn seed(cluster: &TestCluster) -> Vec<String> {
     needs
 }
 
-/// Wait up to 60 s for `ready`, polling.
-fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+/// Poll `ready` for up to a minute.
+fn eventually(what: &str, ready: impl FnMut() -> bool) {
+    repoint_tests::eventually(what, std::time::Duration::from_secs(60), ready)
 }
 
 /// The writes repoint sent (it runs as the audited administrator) into

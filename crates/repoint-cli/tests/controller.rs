@@ -79,15 +79,12 @@ impl Drop for Controller {
 
 /// Wait up to 20 s for `ready` to hold, showing the log if it never does.
 fn eventually(controller: &Controller, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}; controller log:\n{}",
-            controller.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    repoint_tests::wait_for(
+        what,
+        Duration::from_secs(20),
+        || ready().then_some(()),
+        || format!("controller log:\n{}", controller.log()),
+    )
 }
 
 fn dockerconfigjson(token: &str) -> String {
@@ -442,24 +439,22 @@ fn serve_reconciles_with_exactly_the_rbac_its_manifests_grant() {
     let account_name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         .as_str()
         .expect("the server's account");
-    let mut token: Option<String> = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while token.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "no token for the server's account"
-        );
-        token = cluster
-            .get("v1", "ServiceAccount", Some(&server_ns), account_name)
-            .and_then(|sa| sa["secrets"][0]["name"].as_str().map(String::from))
-            .and_then(|secret| cluster.get("v1", "Secret", Some(&server_ns), &secret))
-            .and_then(|secret| secret["data"]["token"].as_str().map(String::from))
-            .and_then(|t| repoint_credentials::unbase64(&t));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let token = repoint_tests::wait_for(
+        "the server's account has a token",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .get("v1", "ServiceAccount", Some(&server_ns), account_name)
+                .and_then(|sa| sa["secrets"][0]["name"].as_str().map(String::from))
+                .and_then(|secret| cluster.get("v1", "Secret", Some(&server_ns), &secret))
+                .and_then(|secret| secret["data"]["token"].as_str().map(String::from))
+                .and_then(|t| repoint_credentials::unbase64(&t))
+        },
+        String::new,
+    );
     let kubeconfig = cluster
         .plane()
-        .kubeconfig_with_token("repoint-server", &token.expect("token"));
+        .kubeconfig_with_token("repoint-server", &token);
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     if let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") {
         let kubectl = |args: &[&str]| {
