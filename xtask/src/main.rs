@@ -10,10 +10,10 @@
 //! - `cargo xtask bench-languages [--objects N] [--runs N]`: the scaffold's
 //!   rule in Rust, Python and JavaScript: component size, cold load time
 //!   and evaluation time per resource.
-//! - `cargo xtask codegen [--check]`: write the documentation generated
-//!   from the sources it describes (`docs/contract.md`, `docs/cli.md`,
-//!   `docs/man/`, `docs/policies/`), or with `--check` fail naming what is
-//!   stale; `repoint codegen` does the work.
+//! - `cargo xtask codegen [--root DIR] [--check]`: write the documentation
+//!   generated from the sources it describes (`docs/contract.md`,
+//!   `docs/cli.md`, `docs/man/`, `docs/policies/`), or with `--check` fail
+//!   naming what is stale.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets in
 //!   `fuzz/`, seeded from `../shared/`, N seconds each; fails on a finding.
 //! - `cargo xtask loadtest [--seconds N] [--concurrency N] [--rate N]`:
@@ -21,6 +21,7 @@
 //!   with 10% of the requests going to a looping policy.
 
 mod bench;
+mod codegen;
 mod fuzz;
 mod languages;
 mod loadtest;
@@ -37,12 +38,12 @@ fn main() -> ExitCode {
         Some("check-wasm") => check_wasm(),
         Some("bench") => bench::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
-        Some("codegen") => codegen(&args[1..]),
+        Some("codegen") => codegen::run(&args[1..]),
         Some("bench-languages") => languages::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask check-wasm | codegen [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | fuzz [--seconds N] [TARGET] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+                "usage: cargo xtask check-wasm | codegen [--root DIR] [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | fuzz [--seconds N] [TARGET] | loadtest [--seconds N] [--concurrency N] [--rate N]"
             );
             return ExitCode::from(2);
         }
@@ -123,34 +124,5 @@ fn check_wasm() -> Result<()> {
         bail!("repoint-core does not build for {WASM_TARGET}");
     }
     println!("repoint-core builds for {WASM_TARGET}");
-    Ok(())
-}
-
-fn codegen(args: &[String]) -> Result<()> {
-    let check = match args {
-        [] => false,
-        [flag] if flag == "--check" => true,
-        _ => bail!("usage: cargo xtask codegen [--check]"),
-    };
-    let root = bench::root();
-    let mut command = cargo();
-    command.args([
-        "run",
-        "--quiet",
-        "--locked",
-        "-p",
-        "repoint-cli",
-        "--",
-        "codegen",
-        "--root",
-    ]);
-    command.arg(&root);
-    if check {
-        command.arg("--check");
-    }
-    let status = command.status().context("running repoint codegen")?;
-    if !status.success() {
-        bail!("repoint codegen failed");
-    }
     Ok(())
 }

@@ -61,19 +61,6 @@ pub enum Command {
     /// Work with policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Write the generated documentation (`cargo xtask codegen`).
-    #[command(hide = true)]
-    Codegen(CodegenArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct CodegenArgs {
-    /// The repository's root.
-    #[arg(long, default_value = ".")]
-    pub root: PathBuf,
-    /// Write nothing; exit 1 naming each file that is out of date.
-    #[arg(long)]
-    pub check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,11 +179,29 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// Threads to use: `--jobs`, or one per core.
-    pub fn jobs(&self) -> usize {
-        self.jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+    /// The pipeline's settings these options ask for.
+    pub fn settings(&self) -> repoint_pipeline::Settings {
+        repoint_pipeline::Settings {
+            no_cache: self.no_cache,
+            jobs: self.jobs,
+            timeout: self.timeout,
+            memory: self.memory,
+            offline: self.offline,
+        }
+    }
+}
+
+impl EvalArgs {
+    /// The evaluation options these arguments ask for.
+    pub fn options(&self) -> repoint_pipeline::evaluate::Options {
+        repoint_pipeline::evaluate::Options {
+            settings: self.options.settings(),
+            namespace: self.namespace.clone(),
+            limits: repoint_core::Limits {
+                max_document_bytes: self.max_document_size.saturating_mul(1 << 20),
+                ..repoint_core::Limits::default()
+            },
+        }
     }
 }
 

@@ -16,10 +16,11 @@ use repoint_kube::write::{Writer, Written};
 use repoint_runtime::chain::{Chain, Origin};
 use serde_json::Value;
 
+use repoint_pipeline::materialize::{self, PullSecretSource};
+use repoint_pipeline::report::{self, Finding, Level, Place, Status};
+use repoint_pipeline::{ObjectMeta, ObjectResult, chain};
+
 use crate::args::{ApplyArgs, AuditArgs, CheckFormat, ClusterArgs, DryRun, EvalOptions};
-use crate::engine::{ObjectMeta, ObjectResult, build_chain};
-use crate::materialize::{self, PullSecretSource};
-use crate::report::{self, Finding, Level, Place};
 
 /// A connected cluster and a loaded chain.
 struct Session {
@@ -52,7 +53,8 @@ fn connect(
     eval: &EvalOptions,
 ) -> Result<Session> {
     let config = Config::load(config_path)?;
-    let chain = build_chain(&config, eval, false)?;
+    let settings = eval.settings();
+    let chain = chain::build(&config, &settings, false)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,7 +66,7 @@ fn connect(
         chain,
         client,
         tokio,
-        jobs: eval.jobs(),
+        jobs: settings.jobs(),
     })
 }
 
@@ -264,7 +266,7 @@ pub fn audit(args: &AuditArgs) -> Result<ExitCode> {
             skipped,
         )?;
     }
-    Ok(crate::run::exit_code(&findings, true))
+    Ok(crate::run::exit_code(Status::of(&findings, true)))
 }
 
 /// What `apply` did so far: one line per change on stdout, errors and

@@ -11,7 +11,7 @@ use repoint_config::{Config, MissingCredentials};
 use repoint_kube::reconcile::{DEFAULT_EXCLUDED, Source, Spec};
 
 use crate::args::{ConnectionArgs, ControllerArgs};
-use crate::materialize::{self, PullSecretSource};
+use repoint_pipeline::materialize::{self, PullSecretSource};
 
 pub fn run(args: &ControllerArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;

@@ -10,7 +10,7 @@ use repoint_core::sites;
 use serde::Serialize;
 
 use crate::args::{ImagesArgs, ImagesFormat};
-use crate::input;
+use repoint_pipeline::input;
 
 /// One row of the inventory (the JSON output's objects).
 #[derive(Debug, Serialize)]
@@ -42,7 +42,7 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
         max_document_bytes: args.max_document_size.saturating_mul(1 << 20),
         ..Limits::default()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = repoint_core::parallel::cores();
     let has_images = |v: &serde_json::Value| {
         sites::find_all(v, &[])
             .iter()

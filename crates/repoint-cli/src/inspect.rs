@@ -56,7 +56,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(schema) => {
                     writeln!(out, "settings:")?;
-                    let rows = crate::schema::settings(&schema);
+                    let rows = repoint_runtime::schema::settings(&schema);
                     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
                     for row in &rows {
                         writeln!(out, "  {:width$}  {}", row.name, row.summary())?;

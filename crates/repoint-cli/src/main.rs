@@ -6,29 +6,21 @@
 //! chains) and `repoint-config` (the config file).
 //! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
 
-mod args;
 mod cluster;
 mod controller;
-mod docs;
-mod engine;
-mod files;
 mod images;
-mod input;
 mod inspect;
 mod krm;
-mod kustomize;
 mod manifests;
-mod materialize;
-mod report;
 mod run;
 mod scaffold;
-mod schema;
 mod serve;
-mod suite;
+mod test;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use repoint_cli::args;
 
 // Parsing allocates many small nodes; mimalloc is markedly faster than the
 // system allocator at that, and scales across threads.
@@ -84,8 +76,7 @@ fn main() -> ExitCode {
         args::Command::Controller(a) => controller::run(a),
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
-        args::Command::Test(a) => suite::run(a),
-        args::Command::Codegen(a) => docs::run(a),
+        args::Command::Test(a) => test::run(a),
         args::Command::New(args::NewCommand::Policy(a)) => scaffold::run(a),
         args::Command::Completions(a) => {
             use clap::CommandFactory;

@@ -9,8 +9,7 @@ use repoint_config::{Config, ReconcileEntry, SecretFrom};
 use repoint_core::document::emit::IndentStyle;
 use serde_json::{Value, json};
 
-use crate::args::{EvalOptions, ManifestsArgs};
-use crate::engine;
+use crate::args::ManifestsArgs;
 
 const NAME: &str = "repoint";
 const LABELS: &str = "app.kubernetes.io/name";
@@ -196,12 +195,12 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let config_text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     // Load the policies: a set is mutating if any policy in it mutates.
-    let eval = EvalOptions {
+    let settings = repoint_pipeline::Settings {
         jobs: Some(1),
         offline: true,
-        ..EvalOptions::default()
+        ..Default::default()
     };
-    let chain = engine::build_chain(&config, &eval, false)?;
+    let chain = repoint_pipeline::chain::build(&config, &settings, false)?;
     let ns = &args.namespace;
     let target = Target::of(args.kube_version);
     let url_host = match &args.url {

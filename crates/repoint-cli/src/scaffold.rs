@@ -212,7 +212,7 @@ pub fn run(args: &NewPolicyArgs) -> Result<ExitCode> {
             .replace(project.name, name)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk);
-        crate::files::atomic_write_creating_dirs(&dir.join(path), &text, 0o644)?;
+        repoint_pipeline::files::atomic_write_creating_dirs(&dir.join(path), &text, 0o644)?;
     }
     println!(
         "created {} ({} policy {name}); next:",

@@ -12,7 +12,7 @@ use repoint_webhook::serve::{ServeOptions, TlsFiles};
 use repoint_webhook::{Options, PolicySet, Webhook};
 
 use crate::args::ServeArgs;
-use crate::engine;
+use repoint_pipeline::chain;
 
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
@@ -29,7 +29,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     repoint_webhook::serve::tls_config(&tls).map_err(|e| anyhow!("TLS: {e}"))?;
     let exclude = config.webhook_excluded_namespaces(&args.own_namespace);
     let timeout = config.webhook_timeout();
-    let workers = args.eval.options.jobs() * 2;
+    let settings = args.eval.options.settings();
+    let workers = settings.jobs() * 2;
     let webhook = Webhook::new(Options {
         exclude_namespaces: exclude,
         timeout,
@@ -46,7 +47,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         reload_interval: args.reload_interval,
         drain: Duration::from_secs(10),
     };
-    let threads = args.eval.options.jobs();
+    let threads = settings.jobs();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         // Evaluations run on the webhook's own threads; the blocking pool
@@ -84,10 +85,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
                 }
             });
         }
-        let eval = args.eval.options.clone();
         let installing = webhook.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let chain = engine::build_chain_with(&config, &eval, true, |runtime| {
+            let chain = chain::build_with(&config, &settings, true, |runtime| {
                 runtime.on_slow_evaluation(repoint_webhook::pool::demote_current_thread)
             })?;
             let sets = policy_sets(&config, &chain)?;

@@ -687,7 +687,7 @@ impl Config {
             .limits
             .as_ref()
             .and_then(|l| l.timeout)
-            .unwrap_or(Duration::from_secs(1))
+            .unwrap_or(repoint_core::evaluation::DEFAULT_TIMEOUT)
     }
 
     /// Per-registry probe settings, keyed by normalized registry name,
@@ -754,7 +754,7 @@ impl Config {
             .limits
             .as_ref()
             .and_then(|l| l.memory)
-            .unwrap_or(64 << 20)
+            .unwrap_or(repoint_core::evaluation::DEFAULT_MEMORY)
     }
 }
 

@@ -19,6 +19,7 @@
 
 pub mod actions;
 pub mod document;
+pub mod evaluation;
 pub mod glob;
 pub mod matching;
 pub mod parallel;

@@ -3,6 +3,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The threads this machine runs at once (1 where that cannot be told):
+/// every "one per core" default reads it here.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `f(index, item)` for every item with up to `threads` scoped threads
 /// (this one among them), results in item order. Threads take the next
 /// item as they finish one, so a run of large items does not leave the

@@ -53,6 +53,7 @@ pub mod builtins {
 pub mod chain;
 mod convert;
 mod host;
+pub mod schema;
 /// The probe seam, defined in `repoint-core` so network probers need no
 /// runtime.
 pub use repoint_core::probe;
@@ -182,18 +183,17 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(1),
-            memory: 64 << 20,
+            timeout: repoint_core::evaluation::DEFAULT_TIMEOUT,
+            memory: repoint_core::evaluation::DEFAULT_MEMORY,
             cache_dir: default_cache_dir(),
             concurrency: default_concurrency(),
         }
     }
 }
 
-/// Two instance slots per core, plus a few for loading and checks.
+/// Instance slots for one worker per core.
 pub fn default_concurrency() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    u32::try_from(cores * 2 + 4).unwrap_or(64)
+    repoint_core::evaluation::instance_slots(repoint_core::parallel::cores())
 }
 
 /// `$XDG_CACHE_HOME/repoint`, or `~/.cache/repoint`.

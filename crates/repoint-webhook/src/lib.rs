@@ -81,7 +81,7 @@ impl Default for Options {
                 .map(|s| s.to_string())
                 .collect(),
             timeout: repoint_core::webhook::DEFAULT_WEBHOOK_TIMEOUT,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            workers: repoint_core::parallel::cores() * 2,
             queue_wait: Duration::from_millis(500),
             body_limit: 3 << 20,
         }

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use repoint_runtime::chain::Outcome;
 
-use crate::engine::FileResult;
+use crate::evaluate::FileResult;
+use crate::{Error, Result};
 
 /// Changes beyond the evaluated objects.
 #[derive(Debug, Default)]
@@ -179,8 +180,7 @@ pub fn secrets(
     config: &repoint_config::Config,
     default_namespace: &str,
     generated: &mut Generated,
-) -> anyhow::Result<Vec<String>> {
-    use anyhow::bail;
+) -> Result<Vec<String>> {
     use repoint_credentials as creds;
 
     let wanted = gather(file_outcomes(files), default_namespace, secret_requests);
@@ -190,9 +190,11 @@ pub fn secrets(
     let source = match &config.file.secret_from {
         Some(from) => match &from.file {
             Some(file) => PullSecretSource::Copied(secret_from_file(config, file)?),
-            None => bail!(
-                "secretFrom names a Secret in the cluster; reading files needs `secretFrom.file` (the cluster form is for `repoint audit`, `apply` and `controller`)"
-            ),
+            None => {
+                return Err(Error::PullSecret(
+                    "secretFrom names a Secret in the cluster; reading files needs `secretFrom.file` (the cluster form is for `repoint audit`, `apply` and `controller`)".into(),
+                ));
+            }
         },
         None => PullSecretSource::Credentials(config.credential_sources()?),
     };
@@ -207,18 +209,20 @@ pub fn secrets(
             let file = files[found.file].stream.name();
             let present = creds::dockerconfigjson_of(found.value)
                 .map(|c| creds::registries_in(&c))
-                .map_err(|reason| anyhow::anyhow!("Secret {ns}/{name} in {file}: {reason}"))?;
+                .map_err(|reason| {
+                    Error::PullSecret(format!("Secret {ns}/{name} in {file}: {reason}"))
+                })?;
             let missing: Vec<&String> =
                 registries.iter().filter(|r| !present.contains(r)).collect();
             if !missing.is_empty() {
-                bail!(
+                return Err(Error::PullSecret(format!(
                     "Secret {ns}/{name} in {file} has no credentials for {}; repoint reuses a Secret of that name and will not replace it (rename the secret in the policy settings, or add the registry to that Secret)",
                     missing
                         .iter()
                         .map(|s| s.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                );
+                )));
             }
             continue;
         }
@@ -230,9 +234,8 @@ pub fn secrets(
 }
 
 /// The `.dockerconfigjson` of the Secret manifest `secretFrom.file` names.
-pub fn secret_from_file(config: &repoint_config::Config, file: &str) -> anyhow::Result<String> {
-    repoint_credentials::read_pull_secret(&config.path(file))
-        .map_err(|e| anyhow::anyhow!("secretFrom: {e}"))
+pub fn secret_from_file(config: &repoint_config::Config, file: &str) -> Result<String> {
+    repoint_credentials::read_pull_secret(&config.path(file)).map_err(Error::SecretFrom)
 }
 
 /// Where a pull Secret's contents come from.
@@ -255,7 +258,7 @@ pub fn pull_secret(
     name: &str,
     registries: &[String],
     warnings: &mut Vec<String>,
-) -> anyhow::Result<Option<Value>> {
+) -> Result<Option<Value>> {
     let contents = pull_secret_contents(config, source, ns, name, registries, warnings)?;
     Ok(contents.map(|json| repoint_credentials::pull_secret(ns, name, &json)))
 }
@@ -268,8 +271,7 @@ pub fn pull_secret_contents(
     name: &str,
     registries: &[String],
     warnings: &mut Vec<String>,
-) -> anyhow::Result<Option<String>> {
-    use anyhow::bail;
+) -> Result<Option<String>> {
     use repoint_config::MissingCredentials;
     use repoint_credentials as creds;
 
@@ -288,7 +290,7 @@ pub fn pull_secret_contents(
                     "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
                 );
                 match config.file.missing_credentials {
-                    MissingCredentials::Error => bail!("{msg}"),
+                    MissingCredentials::Error => return Err(Error::PullSecret(msg)),
                     MissingCredentials::Warn => warnings.push(msg),
                 }
             }
@@ -302,7 +304,7 @@ pub fn pull_secret_contents(
                         "no credentials are configured for {registry} (needed by Secret {ns}/{name})"
                     );
                     match config.file.missing_credentials {
-                        MissingCredentials::Error => bail!("{msg}"),
+                        MissingCredentials::Error => return Err(Error::PullSecret(msg)),
                         MissingCredentials::Warn => {
                             warnings.push(msg);
                             continue;
@@ -311,7 +313,10 @@ pub fn pull_secret_contents(
                 };
                 let credential = source
                     .resolve(registry)
-                    .map_err(|e| anyhow::anyhow!("credentials for {registry}: {e}"))?;
+                    .map_err(|source| Error::Credentials {
+                        registry: registry.clone(),
+                        source,
+                    })?;
                 found.insert(registry.clone(), credential);
             }
             if found.is_empty() {

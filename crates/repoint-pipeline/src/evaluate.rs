@@ -1,20 +1,39 @@
-//! Build the policy chain from a config and run it over parsed files, in
-//! parallel by document; results come back in input order.
+//! Run the chain over parsed files, in parallel by document (results come
+//! back in input order), then make what the results ask for beyond the
+//! evaluated objects: pull Secrets and ServiceAccounts.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use repoint_config::Config;
 use repoint_core::patch::PatchOp;
-use repoint_core::{Stream, sites};
-use repoint_probe::RegistryProber;
+use repoint_core::{Limits, Stream, sites};
 use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
-use repoint_runtime::probe::{Offline, Prober};
-use repoint_runtime::{PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde_json::Value;
 
-use crate::args::EvalOptions;
+use crate::materialize::{self, Generated};
+use crate::report::{self, Finding};
+use crate::{Result, Settings, input};
+
+/// What an evaluation of files needs besides the config.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How policies run.
+    pub settings: Settings,
+    /// The namespace of objects that have none (generated objects go there).
+    pub namespace: String,
+    /// Bounds on each input document.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            settings: Settings::default(),
+            namespace: "default".into(),
+            limits: Limits::default(),
+        }
+    }
+}
 
 /// Identity of an object, for reports.
 #[derive(Debug, Clone, Default)]
@@ -96,86 +115,9 @@ impl FileResult {
     }
 }
 
-/// Load every policy of the config and check its settings. A
-/// `long_running` process (the webhook) keeps probe answers for the
-/// config's `probe.cacheTtl` rather than for its whole life.
-pub fn build_chain(config: &Config, eval: &EvalOptions, long_running: bool) -> Result<Chain> {
-    build_chain_with(config, eval, long_running, |_| {})
-}
-
-/// [`build_chain`], with `prepare` run on the runtime before any policy is
-/// loaded (the server installs its slow-evaluation hook there).
-pub fn build_chain_with(
-    config: &Config,
-    eval: &EvalOptions,
-    long_running: bool,
-    prepare: impl FnOnce(&mut Runtime),
-) -> Result<Chain> {
-    let options = runtime_options(config, eval);
-    let prober: Arc<dyn Prober> = if eval.offline || config.file.offline {
-        Arc::new(Offline)
-    } else {
-        Arc::new(RegistryProber::new(
-            &config.registry_settings(),
-            config.probe_settings(long_running),
-        )?)
-    };
-    let mut runtime = Runtime::new(options, prober)?;
-    prepare(&mut runtime);
-    load_chain(config, &Arc::new(runtime))
-}
-
-/// The runtime options a config and the command line ask for.
-pub fn runtime_options(config: &Config, eval: &EvalOptions) -> RuntimeOptions {
-    RuntimeOptions {
-        timeout: eval.timeout.unwrap_or_else(|| config.timeout()),
-        memory: eval.memory.unwrap_or_else(|| config.memory()),
-        cache_dir: if eval.no_cache {
-            None
-        } else {
-            repoint_runtime::default_cache_dir()
-        },
-        // Each worker holds one instance at a time; leave room for checks.
-        concurrency: u32::try_from(eval.jobs() * 2 + 4).unwrap_or(u32::MAX),
-    }
-}
-
-/// Load and configure the config's policies, in order, on `runtime`;
-/// errors point at the config's line.
-pub fn load_chain(config: &Config, runtime: &Arc<Runtime>) -> Result<Chain> {
-    let mut policies = Vec::new();
-    for (i, entry) in config.file.policies.iter().enumerate() {
-        let source = PolicySource::parse(&entry.module, &config.base_dir);
-        let loaded = runtime.load(&source).map_err(|e| {
-            config.invalid(
-                &format!("/policies/{i}/module"),
-                &format!("policies[{i}].module"),
-                e.to_string(),
-            )
-        })?;
-        let settings = serde_json::to_string(&entry.settings).context("encoding settings")?;
-        let configured = runtime
-            .configure(&entry.name, Arc::new(loaded), &settings)
-            .map_err(|e| {
-                let message = match e {
-                    RuntimeError::Configure { failure, .. } => {
-                        format!("policy {} rejected its settings: {failure}", entry.name)
-                    }
-                    other => other.to_string(),
-                };
-                config.invalid(
-                    &format!("/policies/{i}/settings"),
-                    &format!("policies[{i}].settings"),
-                    message,
-                )
-            })?;
-        policies.push(configured);
-    }
-    Ok(runtime.chain(policies, config.file.image_fields.clone())?)
-}
-
-/// Evaluate every document of every file with `jobs` threads.
-pub fn evaluate(
+/// Evaluate every document of every file with `jobs` threads (nothing
+/// beyond the objects: see [`streams`] for that).
+pub fn documents(
     chain: &Chain,
     files: Vec<(Option<PathBuf>, Stream)>,
     jobs: usize,
@@ -228,4 +170,83 @@ fn evaluate_document(chain: &Chain, stream: &Stream, index: usize) -> Vec<Object
         });
     }
     results
+}
+
+/// Everything an evaluation of files produced, in input order.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub files: Vec<FileResult>,
+    /// ServiceAccount patches and new objects beyond the evaluated ones.
+    pub generated: Generated,
+    /// The evaluation's findings (rendering may add errors: see
+    /// [`crate::render::Renderer::findings`]).
+    pub findings: Vec<Finding>,
+    /// Problems that are not about one object (credentials left out under
+    /// `missingCredentials: warn`).
+    pub warnings: Vec<String>,
+}
+
+impl Evaluated {
+    /// Every change to file `i`'s documents: the chain's and the generated
+    /// ones (ServiceAccounts in the input that gain a pull secret).
+    pub fn file_changes(&self, i: usize) -> Vec<(usize, Vec<PatchOp>)> {
+        let mut changes = self.files[i].changes();
+        for (d, ops) in self.generated.patches_for(i) {
+            match changes.iter_mut().find(|(c, _)| *c == d) {
+                Some((_, existing)) => existing.extend(ops.iter().cloned()),
+                None => changes.push((d, ops.clone())),
+            }
+        }
+        changes
+    }
+}
+
+/// Load the config and its chain, read and parse `inputs` (files,
+/// directories, `-`; none: standard input) and evaluate them. The config
+/// and its policies come first, so bad settings fail before any input is
+/// read. `keep_all` keeps the full tree of every document, not only of
+/// those a change can touch (the kustomize overlay simulates over all).
+pub fn files(
+    config_path: &Path,
+    inputs: &[PathBuf],
+    options: &Options,
+    keep_all: bool,
+) -> Result<Evaluated> {
+    let config = Config::load(config_path)?;
+    let chain = crate::chain::build(&config, &options.settings, false)?;
+    // Keep the trees of what policies see, and of the ServiceAccounts and
+    // Secrets that generated objects may merge into.
+    let keep = |v: &Value| {
+        keep_all
+            || sites::objects(v).into_iter().any(|(_, o)| {
+                chain.is_relevant(o)
+                    || matches!(
+                        o.get("kind").and_then(Value::as_str),
+                        Some("ServiceAccount" | "Secret")
+                    )
+            })
+    };
+    let jobs = options.settings.jobs();
+    let parsed = input::parse_all(input::read_all(inputs)?, options.limits, jobs, &keep)?;
+    streams(&config, &chain, parsed, options)
+}
+
+/// Run `chain` over parsed streams, then make the pull Secrets and
+/// ServiceAccounts the results ask for.
+pub fn streams(
+    config: &Config,
+    chain: &Chain,
+    streams: Vec<(Option<PathBuf>, Stream)>,
+    options: &Options,
+) -> Result<Evaluated> {
+    let files = documents(chain, streams, options.settings.jobs());
+    let mut generated = materialize::service_accounts(&files, &options.namespace);
+    let warnings = materialize::secrets(&files, config, &options.namespace, &mut generated)?;
+    let findings = report::findings(&files);
+    Ok(Evaluated {
+        files,
+        generated,
+        findings,
+        warnings,
+    })
 }

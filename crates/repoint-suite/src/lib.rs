@@ -24,11 +24,19 @@
 //!     settings: {rules: []}
 //!     expect: {settingsError: "rules"}
 //! ```
+//!
+//! This crate finds suites ([`discover`]), runs them ([`run_suite`]) and
+//! reports on them ([`text_report`], [`junit_report`], [`status`]); the
+//! `repoint test` command is its glue. It runs each case through the same
+//! pipeline as `repoint run` (`repoint_pipeline::evaluate`), on a runtime
+//! whose registry probes answer what the suite pins.
+//!
+//! Depends on repoint-pipeline (and through it repoint-core, -config and
+//! -runtime) and `serde_path_to_error` to locate a bad key in a suite.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,9 +49,6 @@ use repoint_runtime::chain::{Chain, Outcome};
 use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::args::{EvalOptions, TestArgs, TestFormat};
-use crate::engine;
 
 /// The file name suites are found by.
 pub const SUITE_FILE: &str = "repoint-test.yaml";
@@ -185,51 +190,69 @@ pub struct CaseResult {
 pub struct SuiteResult {
     pub path: PathBuf,
     pub name: String,
-    pub outcome: Result<Vec<CaseResult>, String>,
+    /// The cases' results, or why the suite could not run.
+    pub outcome: Result<Vec<CaseResult>, Unrunnable>,
 }
 
-pub fn run(args: &TestArgs) -> Result<ExitCode> {
-    let roots = match args.paths.as_slice() {
+/// Why a suite could not run at all (unreadable, invalid, a policy that
+/// does not load), as one readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unrunnable(pub String);
+
+/// Why suites could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// A path holds no suite file.
+    #[error("no {SUITE_FILE} under {}", .0.display())]
+    NoSuites(PathBuf),
+    /// A directory could not be walked, or a path does not exist.
+    #[error(transparent)]
+    Walk(#[from] repoint_pipeline::Error),
+}
+
+/// Every suite the paths name: a suite file itself, or every suite under a
+/// directory in path order (see `repoint_pipeline::input::walk` for what
+/// is skipped); no paths means the current directory.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
+    let roots = match paths {
         [] => vec![PathBuf::from(".")],
         given => given.to_vec(),
     };
     let mut suites = Vec::new();
     for root in &roots {
-        let found = find_suites(root)?;
+        let found = if root.is_file() {
+            vec![root.clone()]
+        } else {
+            repoint_pipeline::input::walk(root, |p| p.file_name().is_some_and(|n| n == SUITE_FILE))?
+        };
         if found.is_empty() {
-            bail!("no {SUITE_FILE} under {}", root.display());
+            return Err(DiscoverError::NoSuites(root.clone()));
         }
         suites.extend(found);
     }
-    let results: Vec<SuiteResult> = suites.iter().map(|path| run_suite(path, args)).collect();
-    let text = match args.format {
-        TestFormat::Text => text_report(&results),
-        TestFormat::Junit => junit_report(&results),
-    };
-    print!("{text}");
+    Ok(suites)
+}
+
+/// What a run's results call for: 2 when a suite could not run, 1 when a
+/// case failed, else 0.
+pub fn status(results: &[SuiteResult]) -> u8 {
     let broken = results.iter().any(|s| s.outcome.is_err());
     let failed = results
         .iter()
         .filter_map(|s| s.outcome.as_ref().ok())
         .flatten()
         .any(|c| c.failure.is_some());
-    Ok(ExitCode::from(match (broken, failed) {
+    match (broken, failed) {
         (true, _) => 2,
         (false, true) => 1,
         (false, false) => 0,
-    }))
-}
-
-/// `path` itself if it is a suite file, else every suite under it in path
-/// order (see [`crate::input::walk`] for what is skipped).
-fn find_suites(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
     }
-    crate::input::walk(path, |p| p.file_name().is_some_and(|n| n == SUITE_FILE))
 }
 
-fn run_suite(path: &Path, args: &TestArgs) -> SuiteResult {
+/// Run one suite file; `no_cache` skips the on-disk cache of compiled
+/// policies.
+pub fn run_suite(path: &Path, no_cache: bool) -> SuiteResult {
     let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
     // `.` has no name; the directory it stands for has.
     let default_name = dir.canonicalize().unwrap_or_else(|_| dir.clone());
@@ -243,7 +266,7 @@ fn run_suite(path: &Path, args: &TestArgs) -> SuiteResult {
         Err(_) => default_name,
     };
     let outcome = loaded
-        .and_then(|suite| Subject::new(&suite, &dir, args).map(|subject| (suite, subject)))
+        .and_then(|suite| Subject::new(&suite, &dir, no_cache).map(|subject| (suite, subject)))
         .map(|(suite, subject)| {
             suite
                 .cases
@@ -260,7 +283,7 @@ fn run_suite(path: &Path, args: &TestArgs) -> SuiteResult {
                 })
                 .collect()
         })
-        .map_err(|e| format!("{e:#}"));
+        .map_err(|e| Unrunnable(format!("{e:#}")));
     SuiteResult {
         path: path.to_path_buf(),
         name,
@@ -309,7 +332,7 @@ enum What {
 }
 
 impl Subject {
-    fn new(suite: &SuiteFile, dir: &Path, args: &TestArgs) -> Result<Self> {
+    fn new(suite: &SuiteFile, dir: &Path, no_cache: bool) -> Result<Self> {
         let mut pins = Vec::new();
         for (image, answer) in &suite.probes {
             let parsed = ImageRef::parse(image)
@@ -324,15 +347,12 @@ impl Subject {
         let prober = Arc::new(PinnedProbes(pins));
         if let Some(config) = &suite.config {
             let config = repoint_config::Config::load(&dir.join(config))?;
-            let eval = EvalOptions {
-                no_cache: args.no_cache,
-                ..EvalOptions::default()
+            let settings = repoint_pipeline::Settings {
+                no_cache,
+                ..Default::default()
             };
-            let runtime = Arc::new(Runtime::new(
-                engine::runtime_options(&config, &eval),
-                prober,
-            )?);
-            let chain = engine::load_chain(&config, &runtime)?;
+            let runtime = Arc::new(Runtime::new(settings.runtime_options(&config), prober)?);
+            let chain = repoint_pipeline::chain::load(&config, &runtime)?;
             return Ok(Self {
                 runtime,
                 what: What::Chain(chain),
@@ -343,7 +363,7 @@ impl Subject {
         let options = RuntimeOptions {
             timeout: limits.and_then(|l| l.timeout).unwrap_or(defaults.timeout),
             memory: limits.and_then(|l| l.memory).unwrap_or(defaults.memory),
-            cache_dir: defaults.cache_dir.filter(|_| !args.no_cache),
+            cache_dir: defaults.cache_dir.filter(|_| !no_cache),
             ..defaults
         };
         let runtime = Arc::new(Runtime::new(options, prober)?);
@@ -430,7 +450,7 @@ fn run_case(
     )?
     .ok_or("give `input` or `inputFile`")?;
     let stream = Stream::parse(&label, input, Limits::default()).map_err(|e| e.to_string())?;
-    let results = engine::evaluate(&chain, vec![(None, stream)], 1);
+    let results = repoint_pipeline::evaluate::documents(&chain, vec![(None, stream)], 1);
     let file = &results[0];
 
     let mut outcomes: Vec<(&Outcome, Option<&str>)> = Vec::new();
@@ -658,7 +678,8 @@ fn output_differences(expected: &[Value], actual: &[Value], problems: &mut Vec<S
     }
 }
 
-fn text_report(results: &[SuiteResult]) -> String {
+/// The results as people read them: a line per case, then the totals.
+pub fn text_report(results: &[SuiteResult]) -> String {
     let mut out = String::new();
     let (mut passed, mut failed, mut broken) = (0, 0, 0);
     for suite in results {
@@ -704,7 +725,7 @@ fn text_report(results: &[SuiteResult]) -> String {
 /// JUnit XML, as CI systems read it: a `testsuite` per suite file, a
 /// `testcase` per case, `failure` with the reasons, `error` for a suite
 /// that could not run.
-fn junit_report(results: &[SuiteResult]) -> String {
+pub fn junit_report(results: &[SuiteResult]) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -723,7 +744,7 @@ fn junit_report(results: &[SuiteResult]) -> String {
                 let _ = writeln!(
                     body,
                     "  <testsuite name=\"{name}\" file=\"{file}\" tests=\"1\" failures=\"0\" errors=\"1\">\n    <testcase classname=\"{name}\" name=\"(suite)\"><error message=\"{}\"/></testcase>\n  </testsuite>",
-                    esc(e)
+                    esc(&e.0)
                 );
             }
             Ok(cases) => {

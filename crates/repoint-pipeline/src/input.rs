@@ -1,10 +1,12 @@
-//! Reading the manifests named on the command line.
+//! Reading the manifests a command names: files, directories (one walker
+//! for every command), standard input; all read before anything is written.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use repoint_core::{Limits, Stream};
+
+use crate::{Error, Result};
 
 /// An input file's display name and text.
 #[derive(Debug)]
@@ -38,7 +40,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<Option<PathBuf>>> {
         } else if arg.exists() {
             out.push(Some(arg.clone()));
         } else {
-            bail!("{}: no such file or directory", arg.display());
+            return Err(Error::NoSuchInput(arg.clone()));
         }
     }
     Ok(out)
@@ -61,7 +63,10 @@ pub fn walk(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> 
         })
         .build();
     for entry in walker {
-        let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+        let entry = entry.map_err(|source| Error::Walk {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         if entry.file_type().is_some_and(|t| t.is_file()) && wanted(entry.path()) {
             found.push(entry.into_path());
         }
@@ -79,8 +84,14 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
                 let mut bytes = Vec::new();
                 std::io::stdin()
                     .read_to_end(&mut bytes)
-                    .context("reading standard input")?;
-                let text = String::from_utf8(bytes).context("standard input is not UTF-8")?;
+                    .map_err(|source| Error::Read {
+                        what: "standard input".into(),
+                        source,
+                    })?;
+                let text = String::from_utf8(bytes).map_err(|source| Error::NotUtf8 {
+                    what: "standard input".into(),
+                    source,
+                })?;
                 Input {
                     name: "-".into(),
                     path: None,
@@ -88,12 +99,17 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
                 }
             }
             Some(path) => {
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let text = String::from_utf8(bytes)
-                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
+                let name = path.display().to_string();
+                let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+                    what: name.clone(),
+                    source,
+                })?;
+                let text = String::from_utf8(bytes).map_err(|source| Error::NotUtf8 {
+                    what: name.clone(),
+                    source,
+                })?;
                 Input {
-                    name: path.display().to_string(),
+                    name,
                     path: Some(path),
                     text,
                 }

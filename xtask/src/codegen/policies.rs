@@ -79,7 +79,7 @@ fn page(dir: &Path, name: &str, description: &str, version: &str) -> Result<Stri
         w,
         "| setting | type | required | default | meaning |\n|---|---|---|---|---|"
     )?;
-    for setting in crate::schema::settings(&schema) {
+    for setting in repoint_runtime::schema::settings(&schema) {
         writeln!(
             w,
             "| `{}` | {} | {} | {} | {} |",

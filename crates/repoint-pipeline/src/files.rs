@@ -35,11 +35,10 @@ pub fn atomic_write(path: &Path, text: &str, mode: Option<u32>) -> std::io::Resu
 
 /// [`atomic_write`], creating the directories above `path` first; errors
 /// name the path.
-pub fn atomic_write_creating_dirs(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use anyhow::Context;
+pub fn atomic_write_creating_dirs(path: &Path, text: &str, mode: u32) -> crate::Result<()> {
+    use crate::Error;
     if let Some(parent) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::write("creating", parent, e))?;
     }
-    atomic_write(path, text, Some(mode)).with_context(|| format!("writing {}", path.display()))
+    atomic_write(path, text, Some(mode)).map_err(|e| Error::write("writing", path, e))
 }

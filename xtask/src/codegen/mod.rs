@@ -1,6 +1,5 @@
-//! `repoint codegen` (hidden; `cargo xtask codegen` runs it): the
-//! documentation written from the sources it describes, so it cannot drift
-//! from them:
+//! `cargo xtask codegen [--root DIR] [--check]`: the documentation
+//! written from the sources it describes, so it cannot drift from them:
 //! - `docs/contract.md` from the WIT package and its doc comments;
 //! - `docs/cli.md` and `docs/man/*.1` from the command-line definition;
 //! - `docs/policies/*.md` from each built-in policy's doc comment, settings
@@ -8,19 +7,17 @@
 //!
 //! `--check` writes nothing and fails naming each stale file; a test runs
 //! it, so a change to any of those sources fails `cargo test` until the
-//! docs are regenerated.
+//! docs are regenerated. It lives here, not in the `repoint` binary, so
+//! that the shipped binary does not link the WIT parser and the man-page
+//! writer for its own documentation.
 
 mod cli;
 mod contract;
 mod policies;
 
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-use anyhow::{Context, Result};
-
-use crate::args::CodegenArgs;
 
 /// The first line of a generated Markdown page.
 pub const GENERATED: &str =
@@ -47,8 +44,25 @@ fn generate(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     Ok(files)
 }
 
-pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
-    let root = &args.root;
+/// `args`: `[--root DIR] [--check]`; the root defaults to the repository
+/// this xtask belongs to.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut root = crate::bench::root();
+    let mut check = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--check" => check = true,
+            "--root" => match rest.next() {
+                Some(dir) => root = PathBuf::from(dir),
+                None => bail!("--root needs a directory"),
+            },
+            other => bail!(
+                "codegen: unknown argument {other:?} (usage: cargo xtask codegen [--root DIR] [--check])"
+            ),
+        }
+    }
+    let root = &root;
     let files = generate(root)?;
     let mut stale = Vec::new();
     for (path, content) in &files {
@@ -72,10 +86,10 @@ pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
         }
     }
     extra.sort();
-    if args.check {
+    if check {
         if stale.is_empty() && extra.is_empty() {
             println!("{} generated files are up to date", files.len());
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         }
         for (path, why) in &stale {
             eprintln!("{}: {why}", path.display());
@@ -83,11 +97,10 @@ pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
         for path in &extra {
             eprintln!("{}: no longer generated", path.display());
         }
-        eprintln!("run `cargo xtask codegen` and commit the result");
-        return Ok(ExitCode::from(1));
+        bail!("run `cargo xtask codegen` and commit the result");
     }
     for (path, _) in &stale {
-        crate::files::atomic_write_creating_dirs(&root.join(path), &files[path], 0o644)?;
+        repoint_pipeline::files::atomic_write_creating_dirs(&root.join(path), &files[path], 0o644)?;
         println!("wrote {}", path.display());
     }
     for path in &extra {
@@ -95,5 +108,5 @@ pub fn run(args: &CodegenArgs) -> Result<ExitCode> {
             .with_context(|| format!("removing {}", path.display()))?;
         println!("removed {}", path.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,11 +1,12 @@
-//! Findings: what `check` (and `run` on stderr) reports, and its formats.
+//! Findings: what `check` (and `run` on stderr) reports, the exit status
+//! they call for, and their formats (text, GitHub annotations, SARIF).
 
 use std::io::Write;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::{FileResult, ObjectMeta, ObjectResult};
+use crate::evaluate::{FileResult, ObjectMeta, ObjectResult};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -28,6 +29,42 @@ impl Level {
             Self::Denied => "denied",
             Self::Change => "change",
             Self::Warning => "warning",
+        }
+    }
+}
+
+/// What a command's findings call for, most serious last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Nothing to report (or only changes, where they are the point).
+    Clean,
+    /// Denials, or changes where changes fail (`check`, `audit`).
+    Findings,
+    /// An object could not be evaluated or written.
+    Error,
+}
+
+impl Status {
+    /// `changes_fail`: a change is a finding (`check`), not the output.
+    pub fn of(findings: &[Finding], changes_fail: bool) -> Self {
+        if findings.iter().any(|f| f.level == Level::Error) {
+            Self::Error
+        } else if findings
+            .iter()
+            .any(|f| f.level == Level::Denied || (changes_fail && f.level == Level::Change))
+        {
+            Self::Findings
+        } else {
+            Self::Clean
+        }
+    }
+
+    /// The process exit code: 0, 1 for findings, 2 for errors.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Clean => 0,
+            Self::Findings => 1,
+            Self::Error => 2,
         }
     }
 }
@@ -103,6 +140,15 @@ pub struct Place<'a> {
     pub value: &'a Value,
     /// The 1-based line of a pointer from the document root; 0 if unknown.
     pub line_of: &'a dyn Fn(&str) -> usize,
+}
+
+impl std::fmt::Debug for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Place")
+            .field("file", &self.file)
+            .field("document", &self.document)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The findings about one evaluated object.

@@ -18,7 +18,7 @@ fn command() -> clap::Command {
             .mut_args(|arg| arg.hide_env_values(true))
             .mut_subcommands(without_env_values)
     }
-    let mut command = without_env_values(crate::args::Cli::command())
+    let mut command = without_env_values(repoint_cli::args::Cli::command())
         .term_width(WIDTH)
         .disable_help_subcommand(true);
     command.build();

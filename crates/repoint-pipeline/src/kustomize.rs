@@ -11,15 +11,14 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use repoint_core::document::emit::IndentStyle;
 use repoint_core::document::tree::escape_token;
 use repoint_core::reference::ImageRef;
 use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Map, Value, json};
 
-use crate::engine::ObjectMeta;
-use crate::files;
+use crate::evaluate::{Evaluated, ObjectMeta};
+use crate::{Error, Result, files};
 
 /// First line of every kustomization.yaml repoint writes; one without it
 /// is the user's and is never overwritten.
@@ -55,19 +54,26 @@ pub struct Overlay<'a> {
 /// atomically, and files a previous run wrote but this one does not need
 /// removed.
 pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::write("creating", dir, e))?;
     let dir = dir
         .canonicalize()
-        .with_context(|| format!("resolving {}", dir.display()))?;
+        .map_err(|e| Error::write("resolving", dir, e))?;
     let kustomization_path = dir.join("kustomization.yaml");
     let previous = match std::fs::read_to_string(&kustomization_path) {
         Ok(text) if text.starts_with(HEADER) => previous_files(&text),
-        Ok(_) => bail!(
-            "{} exists and was not written by repoint; choose another directory",
-            kustomization_path.display()
-        ),
+        Ok(_) => {
+            return Err(Error::Overlay(format!(
+                "{} exists and was not written by repoint; choose another directory",
+                kustomization_path.display()
+            )));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).context(format!("reading {}", kustomization_path.display())),
+        Err(source) => {
+            return Err(Error::Read {
+                what: kustomization_path.display().to_string(),
+                source,
+            });
+        }
     };
 
     let mut outside = Vec::new();
@@ -78,7 +84,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
             Resource::File(path) => {
                 let path = path
                     .canonicalize()
-                    .with_context(|| format!("resolving {}", path.display()))?;
+                    .map_err(|e| Error::write("resolving", path, e))?;
                 let relative = relative_path(&dir, &path);
                 if relative.starts_with("..") {
                     outside.push(relative.clone());
@@ -140,7 +146,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
         files::atomic_write_creating_dirs(&dir.join(name), text, mode)?;
     }
     files::atomic_write(&kustomization_path, &text, Some(0o644))
-        .with_context(|| format!("writing {}", kustomization_path.display()))?;
+        .map_err(|e| Error::write("writing", &kustomization_path, e))?;
     for old in previous {
         if !files.iter().any(|(name, _, _)| *name == old) {
             let _ = std::fs::remove_file(dir.join(&old));
@@ -164,8 +170,12 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
 /// A file of the overlay as YAML, read back and checked before it is
 /// written.
 fn checked_yaml(value: &Value) -> Result<String> {
-    repoint_core::document::new_document(value, IndentStyle::default())
-        .map_err(|e| anyhow::anyhow!("writing the overlay: {e}"))
+    repoint_core::document::new_document(value, IndentStyle::default()).map_err(|reason| {
+        Error::Emit {
+            what: "the overlay",
+            reason,
+        }
+    })
 }
 
 fn previous_files(text: &str) -> Vec<String> {
@@ -510,6 +520,26 @@ fn relative_path(base: &Path, target: &Path) -> String {
     out.to_string_lossy().into_owned()
 }
 
+/// The overlay of an evaluation: every input file as a resource, every
+/// object before and after the chain's change, the generated objects.
+pub fn overlay(ev: &Evaluated) -> Result<Overlay<'_>> {
+    let mut objects = Vec::new();
+    let mut resources = Vec::new();
+    for (i, file) in ev.files.iter().enumerate() {
+        let documents = file.stream.documents().iter().map(|d| &d.value);
+        objects.extend(object_changes(documents, &ev.file_changes(i))?);
+        resources.push(match &file.path {
+            Some(path) => Resource::File(path),
+            None => Resource::Stdin(file.stream.text()),
+        });
+    }
+    Ok(Overlay {
+        resources,
+        objects,
+        generated: ev.generated.documents.iter().map(|(_, d)| d).collect(),
+    })
+}
+
 /// The objects of every document, before and after `changes`, paired.
 pub fn object_changes<'a>(
     documents: impl Iterator<Item = &'a Value>,
@@ -519,7 +549,7 @@ pub fn object_changes<'a>(
     for (i, doc) in documents.enumerate() {
         let mut after = doc.clone();
         if let Some((_, ops)) = changes.iter().find(|(d, _)| *d == i) {
-            patch::apply(&mut after, ops).context("applying the change to a document")?;
+            patch::apply(&mut after, ops).map_err(Error::Patch)?;
         }
         let before_objects = sites::objects(doc);
         let after_objects = sites::objects(&after);

@@ -1,0 +1,41 @@
+//! repoint's evaluation pipeline, the path every file-based command takes
+//! and the pieces the cluster commands share:
+//!
+//! 1. [`chain`]: load the config's policies onto one runtime (settings
+//!    checked, errors located in the config).
+//! 2. [`input`]: expand directories (one walker for every command), read
+//!    every input fully, parse them in parallel.
+//! 3. [`evaluate`]: run the chain over every object of every document, in
+//!    parallel, results in input order; then [`materialize`] the pull
+//!    Secrets and ServiceAccounts the results ask for.
+//! 4. [`report`]: the findings (changes, denials, warnings, errors) and the
+//!    exit status they call for, in text, JSON, SARIF or GitHub form.
+//! 5. [`render`]: the patched manifests (YAML, JSON, a diff, JSON Patch),
+//!    [`kustomize`]'s overlay, or [`krm`]'s ResourceList; a document whose
+//!    change would not read back as the chain's value is never written and
+//!    becomes an error finding.
+//!
+//! It writes to any `io::Write`; terminals, pipes and exit codes are the
+//! binary's. The split from the crates below it: `repoint-core` knows
+//! images, documents and patches; `repoint-runtime` runs policies;
+//! `repoint-config` reads the config; this crate puts them in order.
+//!
+//! Depends on repoint-core, -config, -credentials, -runtime and -probe
+//! (the registry prober a run uses), `ignore` for walking directories,
+//! `similar` for diffs and `tempfile` for atomic writes.
+
+pub mod chain;
+mod error;
+pub mod evaluate;
+pub mod files;
+pub mod input;
+pub mod krm;
+pub mod kustomize;
+pub mod materialize;
+pub mod render;
+pub mod report;
+
+pub use chain::Settings;
+pub use error::{Error, Result};
+pub use evaluate::{Evaluated, FileResult, ObjectMeta, ObjectResult};
+pub use report::{Finding, Level, Status};
