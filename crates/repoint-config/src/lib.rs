@@ -322,7 +322,7 @@ pub fn key_path(path: &serde_path_to_error::Path) -> (String, String) {
                 }
                 dotted.push_str(key);
                 pointer.push('/');
-                pointer.push_str(&repoint_core::document::tree::escape_token(key));
+                pointer.push_str(&repoint_core::pointer::escape(key));
             }
             Segment::Unknown => {}
         }

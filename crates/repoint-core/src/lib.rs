@@ -24,6 +24,7 @@ pub mod glob;
 pub mod matching;
 pub mod parallel;
 pub mod patch;
+pub mod pointer;
 pub mod probe;
 pub mod reference;
 pub mod resource;

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::document::tree::{escape_token, pointer_tokens};
+use crate::pointer;
 
 /// The operation of a patch step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,19 +104,6 @@ pub enum PatchError {
     Root(OpKind),
 }
 
-/// Build a pointer from tokens.
-pub fn pointer<I, S>(tokens: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    tokens.into_iter().fold(String::new(), |mut acc, t| {
-        acc.push('/');
-        acc.push_str(&escape_token(t.as_ref()));
-        acc
-    })
-}
-
 /// Resolve a pointer to a value.
 pub fn get<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     value.pointer(path)
@@ -184,7 +171,7 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), PatchError> {
 
 fn split_parent(path: &str) -> Result<(Vec<String>, String), PatchError> {
     let mut tokens =
-        pointer_tokens(path).ok_or_else(|| PatchError::BadPointer(path.to_string()))?;
+        pointer::tokens(path).ok_or_else(|| PatchError::BadPointer(path.to_string()))?;
     let last = tokens.pop().ok_or(PatchError::Root(OpKind::Remove))?;
     Ok((tokens, last))
 }
@@ -272,7 +259,7 @@ fn diff_into(path: &mut String, from: &Value, to: &Value, ops: &mut Vec<PatchOp>
         (Value::Object(a), Value::Object(b)) => {
             for (k, va) in a {
                 path.push('/');
-                path.push_str(&escape_token(k));
+                path.push_str(&pointer::escape(k));
                 match b.get(k) {
                     Some(vb) => diff_into(path, va, vb, ops),
                     None => ops.push(PatchOp {
@@ -287,7 +274,7 @@ fn diff_into(path: &mut String, from: &Value, to: &Value, ops: &mut Vec<PatchOp>
             for (k, vb) in b {
                 if !a.contains_key(k) {
                     ops.push(PatchOp::add(
-                        format!("{path}/{}", escape_token(k)),
+                        format!("{path}/{}", pointer::escape(k)),
                         vb.clone(),
                     ));
                 }
@@ -329,7 +316,6 @@ mod tests {
         .expect("applies");
         assert_eq!(v, json!({"a": [0, 1, 2, 3], "b": {"c": 2, "d": "x"}}));
         assert!(apply(&mut v, &[PatchOp::replace("/nope", json!(1))]).is_err());
-        assert_eq!(pointer(["a/b", "c~d"]), "/a~1b/c~0d");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::patch::pointer;
+use crate::pointer;
 use crate::reference::{ImageRef, ReferenceError};
 
 /// What kind of place holds an image.
@@ -276,7 +276,7 @@ fn pod_spec(base: &str, spec: &Value, sites: &mut Sites) {
 
 /// Expand a pointer pattern whose `*` tokens match every element.
 pub fn expand<'v>(value: &'v Value, pattern: &str) -> Vec<(String, &'v Value)> {
-    let Some(tokens) = crate::document::tree::pointer_tokens(pattern) else {
+    let Some(tokens) = pointer::tokens(pattern) else {
         return Vec::new();
     };
     let mut current: Vec<(Vec<String>, &Value)> = vec![(Vec::new(), value)];
@@ -317,7 +317,10 @@ pub fn expand<'v>(value: &'v Value, pattern: &str) -> Vec<(String, &'v Value)> {
         }
         current = next;
     }
-    current.into_iter().map(|(p, v)| (pointer(&p), v)).collect()
+    current
+        .into_iter()
+        .map(|(p, v)| (pointer::join(&p), v))
+        .collect()
 }
 
 #[cfg(test)]

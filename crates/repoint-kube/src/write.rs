@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use repoint_core::patch::PatchOp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::describe;
 use crate::inventory::{Kind, builtin};
@@ -162,7 +162,7 @@ impl Writer {
                 .unwrap_or(Value::Null);
             let mut guarded = vec![PatchOp::replace("/metadata/resourceVersion", version)];
             guarded.extend(ops.iter().cloned());
-            let patch: json_patch::Patch = serde_json::from_value(json!(guarded))
+            let patch = json_patch_of(&guarded)
                 .map_err(|e| KubeError::Evaluation(format!("encoding the patch of {what}: {e}")))?;
             let sent = self
                 .api(kind, namespace)
@@ -243,7 +243,10 @@ impl Writer {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let label = format!("/metadata/labels/{}", MANAGED_BY.0.replace('/', "~1"));
+        let label = format!(
+            "/metadata/labels/{}",
+            repoint_core::pointer::escape(MANAGED_BY.0)
+        );
         let written = self
             .create_or_patch(&kind, namespace, name, || desired.clone(), |existing| {
                 if existing.get("type") == desired.get("type")
@@ -326,5 +329,90 @@ fn listing(secrets: &[String]) -> impl FnMut(&Value) -> Result<Vec<PatchOp>, Kub
             "/imagePullSecrets",
             secrets,
         ))
+    }
+}
+
+/// The JSON Patch kube sends, operation by operation from core's model
+/// (the one repoint computes, applies and renders), each pointer parsed:
+/// one that is not a pointer is refused here, not by the server.
+fn json_patch_of(ops: &[PatchOp]) -> Result<json_patch::Patch, String> {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{
+        AddOperation, CopyOperation, MoveOperation, PatchOperation, RemoveOperation,
+        ReplaceOperation, TestOperation,
+    };
+    use repoint_core::patch::OpKind;
+    let pointer = |p: &str| PointerBuf::parse(p).map_err(|e| format!("{p:?}: {e}"));
+    let value = |op: &PatchOp| {
+        op.value
+            .clone()
+            .ok_or_else(|| format!("{:?} at {} has no value", op.op, op.path))
+    };
+    let from = |op: &PatchOp| {
+        op.from
+            .as_deref()
+            .ok_or_else(|| format!("{:?} to {} has no from", op.op, op.path))
+            .and_then(pointer)
+    };
+    let operations = ops
+        .iter()
+        .map(|op| {
+            let path = pointer(&op.path)?;
+            Ok(match op.op {
+                OpKind::Add => PatchOperation::Add(AddOperation {
+                    path,
+                    value: value(op)?,
+                }),
+                OpKind::Remove => PatchOperation::Remove(RemoveOperation { path }),
+                OpKind::Replace => PatchOperation::Replace(ReplaceOperation {
+                    path,
+                    value: value(op)?,
+                }),
+                OpKind::Move => PatchOperation::Move(MoveOperation {
+                    from: from(op)?,
+                    path,
+                }),
+                OpKind::Copy => PatchOperation::Copy(CopyOperation {
+                    from: from(op)?,
+                    path,
+                }),
+                OpKind::Test => PatchOperation::Test(TestOperation {
+                    path,
+                    value: value(op)?,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(json_patch::Patch(operations))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_sent_patch_is_core_s_patch_op_for_op() {
+        let ops = vec![
+            PatchOp::replace("/metadata/resourceVersion", json!("7")),
+            PatchOp::add(
+                "/metadata/labels/app.kubernetes.io~1managed-by",
+                json!("repoint"),
+            ),
+            PatchOp {
+                op: repoint_core::patch::OpKind::Move,
+                path: "/b".into(),
+                from: Some("/a".into()),
+                value: None,
+            },
+        ];
+        let sent = json_patch_of(&ops).expect("converts");
+        // What kube puts on the wire reads back as the same operations.
+        let wire = serde_json::to_value(&sent).expect("serializes");
+        let back: Vec<PatchOp> = serde_json::from_value(wire).expect("core reads it");
+        assert_eq!(back, ops);
+        let mut bad = ops[0].clone();
+        bad.path = "metadata".into();
+        assert!(json_patch_of(&[bad]).is_err());
     }
 }

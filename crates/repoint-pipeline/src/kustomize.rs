@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use repoint_core::document::emit::IndentStyle;
-use repoint_core::document::tree::escape_token;
 use repoint_core::reference::ImageRef;
 use repoint_core::{Limits, Stream, patch, sites};
 use serde_json::{Map, Value, json};
@@ -358,7 +357,7 @@ fn reachable_images(value: &Value) -> Vec<String> {
                 for (k, v) in map {
                     let len = path.len();
                     path.push('/');
-                    path.push_str(&escape_token(k));
+                    path.push_str(&repoint_core::pointer::escape(k));
                     if let ("containers" | "initContainers", Value::Array(items)) = (k.as_str(), v)
                     {
                         for (i, item) in items.iter().enumerate() {

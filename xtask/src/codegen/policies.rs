@@ -47,6 +47,29 @@ pub fn pages(dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(pages)
 }
 
+/// The crate's `//!` comment in full, less the "`name`: " its first line
+/// opens with (the page's title says it).
+fn about(lib: &str, name: &str) -> String {
+    let text: Vec<&str> = lib
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| {
+            let l = l.trim_start_matches("//!");
+            l.strip_prefix(' ').unwrap_or(l)
+        })
+        .collect();
+    let text = text.join("\n");
+    let text = text.trim();
+    let rest = text
+        .strip_prefix(&format!("`{name}`:"))
+        .map_or(text, str::trim_start);
+    let mut chars = rest.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 fn page(dir: &Path, name: &str, description: &str, version: &str) -> Result<String> {
     let read = |file: &str| {
         let path = dir.join(file);
@@ -61,18 +84,7 @@ fn page(dir: &Path, name: &str, description: &str, version: &str) -> Result<Stri
     let mut w = String::new();
     writeln!(w, "# `builtin:{name}`\n\n{}\n", super::GENERATED)?;
     writeln!(w, "{description} (version {version}).\n")?;
-    // The crate's `//!` comment, less its first line (the name again).
-    let about: Vec<&str> = lib
-        .lines()
-        .take_while(|l| l.starts_with("//!"))
-        .map(|l| {
-            l.trim_start_matches("//!")
-                .strip_prefix(' ')
-                .unwrap_or(l.trim_start_matches("//!"))
-        })
-        .skip(1)
-        .collect();
-    writeln!(w, "{}\n", about.join("\n").trim())?;
+    writeln!(w, "{}\n", about(&lib, name))?;
 
     writeln!(w, "## Settings\n")?;
     writeln!(
@@ -107,4 +119,20 @@ fn page(dir: &Path, name: &str, description: &str, version: &str) -> Result<Stri
         suite.trim_end()
     )?;
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::about;
+
+    #[test]
+    fn the_module_doc_is_kept_whole() {
+        let lib =
+            "//! `mirror`: a policy. Images move\n//! to the mirror.\n//!\n//! More.\nuse x;\n";
+        assert_eq!(
+            about(lib, "mirror"),
+            "A policy. Images move\nto the mirror.\n\nMore."
+        );
+        assert_eq!(about("//! No name first.\n", "mirror"), "No name first.");
+    }
 }

@@ -24,8 +24,8 @@ use std::ops::Range;
 use serde_json::Value;
 
 use super::emit::{self, After, IndentStyle};
-use super::tree::{Node, NodeKind, ScalarStyle, pointer_tokens};
-use crate::patch::{self, OpKind, PatchOp};
+use super::tree::{Node, NodeKind, ScalarStyle};
+use crate::patch::{OpKind, PatchOp};
 
 /// A splice of the stream text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +187,7 @@ impl<'a> Editor<'a> {
             };
         };
         let value = op.value.as_ref().ok_or(Unsupported)?;
-        let tokens = pointer_tokens(&op.path).ok_or(Unsupported)?;
+        let tokens = crate::pointer::tokens(&op.path).ok_or(Unsupported)?;
         match self.resolve(&tokens) {
             Target::Node(node, slot) => {
                 if op.op == OpKind::Add && matches!(slot, Slot::Item { .. }) {
@@ -243,7 +243,7 @@ impl<'a> Editor<'a> {
                             node = &e.value;
                         }
                         None if entries.iter().any(|e| e.merge) => {
-                            let pointer = patch::pointer(&tokens[..=i]);
+                            let pointer = crate::pointer::join(&tokens[..=i]);
                             if self.patched.pointer(&pointer).is_none() {
                                 return Target::Missing;
                             }
@@ -280,7 +280,7 @@ impl<'a> Editor<'a> {
             slot => Target::Indirect(Indirect::Alias {
                 node,
                 slot,
-                pointer: patch::pointer(tokens),
+                pointer: crate::pointer::join(tokens),
             }),
         }
     }

@@ -560,7 +560,7 @@ fn difference(a: &Value, b: &Value, at: &mut String) -> Option<String> {
             x.iter().find_map(|(k, v)| {
                 at.truncate(len);
                 at.push('/');
-                at.push_str(&tree::escape_token(k));
+                at.push_str(&crate::pointer::escape(k));
                 match y.get(k) {
                     Some(w) => difference(v, w, at),
                     None => Some(at.clone()),

@@ -96,7 +96,7 @@ impl Node {
     /// exist as written (it goes through an alias, a merge or a scalar).
     pub fn get(&self, pointer: &str) -> Option<&Node> {
         let mut node = self;
-        for token in pointer_tokens(pointer)? {
+        for token in crate::pointer::tokens(pointer)? {
             node = node.child(&token)?;
         }
         Some(node)
@@ -121,22 +121,4 @@ impl Node {
             NodeKind::Mapping { flow: true, .. } | NodeKind::Sequence { flow: true, .. }
         )
     }
-}
-
-/// Split a JSON Pointer into unescaped tokens; `None` if it is not a pointer.
-pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
-    if pointer.is_empty() {
-        return Some(Vec::new());
-    }
-    let rest = pointer.strip_prefix('/')?;
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
-}
-
-/// Escape one token for use in a JSON Pointer.
-pub fn escape_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
