@@ -409,7 +409,7 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
         out.push_str("---\n");
         out.push_str(
             &repoint_core::document::new_document(doc, IndentStyle::default())
-                .map_err(|e| anyhow::anyhow!("writing the manifests: {e}"))?,
+                .context("writing the manifests")?,
         );
     }
     print!("{out}");

@@ -26,7 +26,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         client_ca: args.client_ca.clone(),
     };
     // Bad certificate files fail now, not at the first connection.
-    repoint_webhook::serve::tls_config(&tls).map_err(|e| anyhow!("TLS: {e}"))?;
+    repoint_webhook::serve::tls_config(&tls).context("TLS")?;
     let exclude = config.webhook_excluded_namespaces(&args.own_namespace);
     let timeout = config.webhook_timeout();
     let settings = args.eval.options.settings();
@@ -97,10 +97,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         })
         .await
         .map_err(|e| anyhow!("loading policies: {e}"))??;
-        server
-            .await
-            .map_err(|e| anyhow!("server task: {e}"))?
-            .map_err(|e| anyhow!("{e}"))?;
+        server.await.map_err(|e| anyhow!("server task: {e}"))??;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -353,16 +353,29 @@ pub fn read_pull_secret(path: &Path) -> Result<String, CredentialError> {
         .map(|d| &d.value)
         .find(|v| v.get("kind").and_then(Value::as_str) == Some("Secret"))
         .ok_or_else(|| malformed("holds no Secret"))?;
-    dockerconfigjson_of(secret).map_err(|reason| malformed(&reason))
+    dockerconfigjson_of(secret).map_err(|reason| malformed(&reason.to_string()))
+}
+
+/// Why a Secret's `.dockerconfigjson` could not be read. The messages
+/// never quote the Secret's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedSecret {
+    #[error("is not a Secret of type kubernetes.io/dockerconfigjson")]
+    WrongType,
+    #[error("data..dockerconfigjson is not base64")]
+    NotBase64,
+    #[error("data..dockerconfigjson is not UTF-8")]
+    NotUtf8,
+    #[error("has no .dockerconfigjson")]
+    Missing,
+    #[error(".dockerconfigjson is not JSON")]
+    NotJson,
 }
 
 /// The `.dockerconfigjson` of a Secret object (from `data` or `stringData`).
-pub fn dockerconfigjson_of(secret: &Value) -> Result<String, String> {
-    let malformed = |s: &str| s.to_string();
+pub fn dockerconfigjson_of(secret: &Value) -> Result<String, MalformedSecret> {
     if secret.get("type").and_then(Value::as_str) != Some("kubernetes.io/dockerconfigjson") {
-        return Err(malformed(
-            "is not a Secret of type kubernetes.io/dockerconfigjson",
-        ));
+        return Err(MalformedSecret::WrongType);
     }
     let config = if let Some(data) = secret
         .pointer("/data/.dockerconfigjson")
@@ -370,18 +383,17 @@ pub fn dockerconfigjson_of(secret: &Value) -> Result<String, String> {
     {
         let bytes = BASE64
             .decode(data.trim())
-            .map_err(|_| malformed("data..dockerconfigjson is not base64"))?;
-        String::from_utf8(bytes).map_err(|_| malformed("data..dockerconfigjson is not UTF-8"))?
+            .map_err(|_| MalformedSecret::NotBase64)?;
+        String::from_utf8(bytes).map_err(|_| MalformedSecret::NotUtf8)?
     } else if let Some(s) = secret
         .pointer("/stringData/.dockerconfigjson")
         .and_then(Value::as_str)
     {
         s.to_string()
     } else {
-        return Err(malformed("has no .dockerconfigjson"));
+        return Err(MalformedSecret::Missing);
     };
-    serde_json::from_str::<Value>(&config)
-        .map_err(|_| malformed(".dockerconfigjson is not JSON"))?;
+    serde_json::from_str::<Value>(&config).map_err(|_| MalformedSecret::NotJson)?;
     Ok(config)
 }
 

@@ -233,8 +233,9 @@ async fn follow_source(
             )),
             Some(secret) => match serde_json::to_value(&secret)
                 .map_err(|e| e.to_string())
-                .and_then(|v| repoint_credentials::dockerconfigjson_of(&v))
-            {
+                .and_then(|v| {
+                    repoint_credentials::dockerconfigjson_of(&v).map_err(|e| e.to_string())
+                }) {
                 Ok(json) => check_registries(&spec, json, &what),
                 Err(reason) => Contents::Unusable(format!(
                     "{what}: {reason}; pull Secrets are left as they are"

@@ -60,8 +60,12 @@ pub enum Error {
     },
     /// A generated object (a pull Secret, a ServiceAccount, an overlay
     /// file) could not be written as YAML that reads back as itself.
-    #[error("writing {what}: {reason}")]
-    Emit { what: &'static str, reason: String },
+    #[error("writing {what}")]
+    Emit {
+        what: &'static str,
+        #[source]
+        source: repoint_core::document::EmitError,
+    },
     /// A pull Secret could not be made as asked (the message names the
     /// Secret and registries, never a credential).
     #[error("{0}")]

@@ -163,20 +163,20 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Files a previous overlay of ours wrote (generated objects, patches and
-/// the copy of standard input): its kustomization.yaml's `resources:` and
-/// `patches[].path` that lie inside the overlay.
 /// A file of the overlay as YAML, read back and checked before it is
 /// written.
 fn checked_yaml(value: &Value) -> Result<String> {
-    repoint_core::document::new_document(value, IndentStyle::default()).map_err(|reason| {
+    repoint_core::document::new_document(value, IndentStyle::default()).map_err(|source| {
         Error::Emit {
             what: "the overlay",
-            reason,
+            source,
         }
     })
 }
 
+/// Files a previous overlay of ours wrote (generated objects, patches and
+/// the copy of standard input): its kustomization.yaml's `resources:` and
+/// `patches[].path` that lie inside the overlay.
 fn previous_files(text: &str) -> Vec<String> {
     let Ok(stream) = Stream::parse("kustomization.yaml", text.to_string(), Limits::default())
     else {

@@ -86,9 +86,9 @@ pub fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
     let mut out = String::new();
     for doc in docs {
         let text =
-            document::new_document(doc, IndentStyle::default()).map_err(|reason| Error::Emit {
+            document::new_document(doc, IndentStyle::default()).map_err(|source| Error::Emit {
                 what: "a generated object",
-                reason,
+                source,
             })?;
         out.push_str("---\n");
         out.push_str(&text);

@@ -44,43 +44,101 @@ pub struct ServeOptions {
     pub drain: Duration,
 }
 
+/// Why the server could not start (or a certificate could not be loaded).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A PEM file could not be read or parsed.
+    #[error("{}", path.display())]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{}: no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    /// The client CA bundle cannot verify clients.
+    #[error("{}", path.display())]
+    ClientCa {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// rustls refused the certificate and key (a key that does not match).
+    #[error("{} and {}", cert.display(), key.display())]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// An address could not be bound.
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Build the rustls config from the files (TLS 1.2 and 1.3 only).
-pub fn tls_config(files: &TlsFiles) -> Result<ServerConfig, String> {
+pub fn tls_config(files: &TlsFiles) -> Result<ServerConfig, ServeError> {
+    let pem = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServeError::Pem { path, source }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?
+        .map_err(pem(&files.cert))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        .map_err(pem(&files.cert))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate", files.cert.display()));
+        return Err(ServeError::NoCertificate(files.cert.clone()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(pem(&files.key))?;
+    let tls = |source| ServeError::Tls {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        source,
+    };
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?;
+        .map_err(tls)?;
     let builder = match &files.client_ca {
         Some(ca) => {
+            let client_ca =
+                |source: Box<dyn std::error::Error + Send + Sync>| ServeError::ClientCa {
+                    path: ca.clone(),
+                    source,
+                };
             let mut roots = RootCertStore::empty();
-            for cert in
-                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
-            {
+            for cert in CertificateDer::pem_file_iter(ca).map_err(pem(ca))? {
                 roots
-                    .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                    .add(cert.map_err(pem(ca))?)
+                    .map_err(|e| client_ca(Box::new(e)))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| format!("{}: {e}", ca.display()))?;
+                .map_err(|e| client_ca(Box::new(e)))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{} and {}: {e}", files.cert.display(), files.key.display()))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(tls)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// An error and its causes, as "what: why: why".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
@@ -98,11 +156,14 @@ pub async fn serve(
     webhook: Arc<Webhook>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let config = Arc::new(RwLock::new(Arc::new(tls_config(&options.tls)?)));
     let listener = TcpListener::bind(options.addr)
         .await
-        .map_err(|e| format!("listening on {}: {e}", options.addr))?;
+        .map_err(|source| ServeError::Listen {
+            addr: options.addr,
+            source,
+        })?;
     tracing::info!(addr = %options.addr, "serving admission reviews over TLS");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -136,7 +197,10 @@ pub async fn serve(
                         tracing::info!("reloaded the serving certificate");
                     }
                     Err(e) => {
-                        tracing::warn!("certificate files changed but cannot be used yet: {e}")
+                        tracing::warn!(
+                            "certificate files changed but cannot be used yet: {}",
+                            with_causes(&e)
+                        )
                     }
                 }
             }
@@ -146,7 +210,7 @@ pub async fn serve(
     if let Some(addr) = options.metrics_addr {
         let metrics = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("listening on {addr}: {e}"))?;
+            .map_err(|source| ServeError::Listen { addr, source })?;
         let router = webhook.metrics_router();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -174,12 +238,12 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(
-            config
-                .read()
-                .map(|c| c.clone())
-                .map_err(|e| e.to_string())?,
-        );
+        // A poisoned lock still holds the last good config.
+        let current = match config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let acceptor = TlsAcceptor::from(current);
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -491,22 +491,32 @@ impl Stream {
     }
 }
 
+/// Why a new document could not be written faithfully.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The written text does not parse back.
+    #[error("the YAML written for it does not read back: {0}")]
+    Unreadable(String),
+    /// It parses back as something else, first at this pointer.
+    #[error("the YAML written for it would read differently at {0}")]
+    Differs(String),
+}
+
 /// A new document (a generated Secret, a patch file) as block YAML ending
 /// in `\n`, read back and checked like every changed document: the text
 /// must mean `value` to kubectl.
-pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, String> {
+pub fn new_document(value: &Value, style: emit::IndentStyle) -> Result<String, EmitError> {
     let text = emit::document(value, style);
     let limits = build::BuildLimits {
         max_nodes: usize::MAX,
         max_depth: usize::MAX,
     };
-    let values = build::segment_values(&text, 0, limits).map_err(|e| e.message)?;
+    let values =
+        build::segment_values(&text, 0, limits).map_err(|e| EmitError::Unreadable(e.message))?;
     let reread = values.first().unwrap_or(&Value::Null);
     match first_difference(reread, value) {
         None => Ok(text),
-        Some(at) => Err(format!(
-            "the YAML written for it would read differently at {at}"
-        )),
+        Some(at) => Err(EmitError::Differs(at)),
     }
 }
 
