@@ -1,10 +1,19 @@
 //! `repoint`: point container images at the registries you choose.
 //!
-//! This binary is glue: argument parsing, reading inputs, rendering output.
-//! The logic lives in the library crates: `repoint-core` (images, sites,
-//! minimal-diff documents), `repoint-runtime` (the wasmtime host and policy
-//! chains) and `repoint-config` (the config file).
+//! This binary is glue: argument parsing (`args`, also the crate's
+//! library), dispatch, and what belongs to a terminal: standard output and
+//! error, exit codes, progress, signals. The work is the library crates':
+//! the file commands (`run`, `check`, `fn`, `images`) are
+//! `repoint-pipeline`'s, `test` is `repoint-suite`'s, `serve` is
+//! `repoint-webhook`'s, `webhook manifests` is `repoint-manifests`', and
+//! `audit`, `apply` and `controller` put `repoint-kube` and the pipeline's
+//! pieces in order.
 //! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
+//!
+//! Depends on repoint-pipeline, repoint-suite, repoint-manifests,
+//! repoint-webhook, repoint-kube, repoint-runtime, repoint-config,
+//! repoint-credentials and repoint-core; on clap, tokio, tracing and
+//! mimalloc.
 
 mod cluster;
 mod controller;

@@ -16,6 +16,12 @@
 //! - [`patch`]: RFC 6902 JSON Patch.
 //! - [`document`]: YAML/JSON files parsed with their source positions and
 //!   written back with a minimal diff.
+//! - [`pointer`]: RFC 6901 JSON Pointers.
+//! - [`evaluation`], [`webhook`], [`probe`]: the defaults and settings that
+//!   more than one crate reads, in one home.
+//!
+//! Depends on no other repoint crate: `saphyr-parser` (YAML events),
+//! serde and `serde_json`, `base64`, `thiserror`.
 
 pub mod actions;
 pub mod document;

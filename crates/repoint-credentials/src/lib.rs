@@ -8,6 +8,9 @@
 //! this crate only inside a generated Secret's data
 //! ([`dockerconfigjson`]). Error messages name the source and the
 //! registry, never a value read from it.
+//!
+//! Depends on repoint-core (registry names, reading Secret manifests) and
+//! `base64`; no network stack.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -18,6 +18,10 @@
 //! --server-side` of it conflicts with repoint's manager on them; a
 //! replace of the whole object puts the manifest's values back. The
 //! README says so, and `crates/repoint-cli/tests/cluster.rs` shows it.
+//!
+//! Depends on repoint-core (patches, pointers, sites) and
+//! repoint-credentials (pull Secret contents), and on kube-rs,
+//! k8s-openapi, `json-patch` and tokio.
 
 mod connect;
 mod error;

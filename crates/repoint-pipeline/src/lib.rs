@@ -20,9 +20,10 @@
 //! images, documents and patches; `repoint-runtime` runs policies;
 //! `repoint-config` reads the config; this crate puts them in order.
 //!
-//! Depends on repoint-core, -config, -credentials, -runtime and -probe
-//! (the registry prober a run uses), `ignore` for walking directories,
-//! `similar` for diffs and `tempfile` for atomic writes.
+//! Depends on repoint-core, repoint-config, repoint-credentials,
+//! repoint-runtime and repoint-probe (the registry prober a run uses), on
+//! `ignore` for walking directories, `similar` for diffs and `tempfile`
+//! for atomic writes; not on kube, tokio or an HTTP server.
 
 pub mod chain;
 mod error;

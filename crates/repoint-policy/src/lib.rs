@@ -38,6 +38,9 @@
 //!   so policies use the host's own image parser ([`parse_image`]) and its
 //!   matching ([`ImagePattern`], [`LabelSelector`], [`Glob`]);
 //! - [`log`] and [`probe_image`], which also work in native unit tests.
+//!
+//! Depends on repoint-core (the image parser and patterns, built for
+//! `wasm32-wasip2`) and on wit-bindgen; nothing of the host.
 
 pub mod bindings {
     //! Raw bindings generated from `wit/` by wit-bindgen.

@@ -13,6 +13,10 @@
 //! limit on probes in flight, and one cache keyed by the normalized image,
 //! so each unique image is asked about once per run (or once per TTL in a
 //! long-running server), however many threads ask at the same time.
+//!
+//! Depends on repoint-core (image references, the probe settings) and on
+//! `ureq` with rustls for HTTP; the only crate of repoint with an HTTP
+//! client.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

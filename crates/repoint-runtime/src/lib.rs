@@ -13,6 +13,10 @@
 //!   that object alone ([`PolicyFailure`]);
 //! - runs policy chains over objects ([`chain`]), each policy seeing the
 //!   previous one's output, and checks that the chain converges.
+//!
+//! Depends on repoint-core (objects, sites, actions, the evaluation
+//! defaults) and wasmtime with WASI; the WIT parser it uses is the
+//! bindings macro's, at build time only.
 
 mod bindings {
     #![allow(

@@ -31,8 +31,9 @@
 //! pipeline as `repoint run` (`repoint_pipeline::evaluate`), on a runtime
 //! whose registry probes answer what the suite pins.
 //!
-//! Depends on repoint-pipeline (and through it repoint-core, -config and
-//! -runtime) and `serde_path_to_error` to locate a bad key in a suite.
+//! Depends on repoint-pipeline, repoint-config, repoint-core and
+//! repoint-runtime, and on `serde_path_to_error` to locate a bad key in a
+//! suite.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
