@@ -35,7 +35,12 @@ fn documented_dependencies(source: &str) -> Option<BTreeSet<String>> {
     let start = doc.iter().position(|l| l.contains("Depends on"))?;
     let first = &doc[start][doc[start].find("Depends on")?..];
     let paragraph = std::iter::once(first)
-        .chain(doc[start + 1..].iter().take_while(|l| !l.is_empty()).copied())
+        .chain(
+            doc[start + 1..]
+                .iter()
+                .take_while(|l| !l.is_empty())
+                .copied(),
+        )
         .collect::<Vec<_>>()
         .join(" ");
     Some(

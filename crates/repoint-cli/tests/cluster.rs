@@ -30,6 +30,57 @@ fn apply_in(kubeconfig: &str, config: &str, namespace: &str, extra: &[&str]) -> 
     repoint(&args)
 }
 
+/// One namespace of the shared control plane, the test config, and the
+/// real kubectl pointed at that namespace.
+struct Namespace {
+    cluster: TestCluster,
+    kubectl: PathBuf,
+    config: String,
+    kubeconfig: String,
+    ns: String,
+}
+
+impl Namespace {
+    /// `None` (the test skips) without a control plane or kubectl.
+    fn start(tag: &str) -> Option<Self> {
+        let cluster = TestCluster::start(tag)?;
+        let kubectl = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL")?;
+        let config = config(&temp_dir(&format!("cluster-{tag}")));
+        let ns = cluster.namespace(tag, &[]);
+        Some(Self {
+            kubectl,
+            config: config.to_str().expect("utf-8").to_string(),
+            kubeconfig: cluster.kubeconfig().to_str().expect("utf-8").to_string(),
+            ns,
+            cluster,
+        })
+    }
+
+    /// `kubectl ARGS` in the namespace.
+    fn kubectl(&self, args: &[&str], stdin: &str) -> Output {
+        let mut all = vec!["--kubeconfig", &self.kubeconfig, "-n", &self.ns];
+        all.extend_from_slice(args);
+        run_command(&self.kubectl, &all, stdin)
+    }
+
+    /// `repoint apply --cluster EXTRA` on the namespace.
+    fn apply(&self, extra: &[&str]) -> Output {
+        apply_in(&self.kubeconfig, &self.config, &self.ns, extra)
+    }
+
+    /// A Deployment of the namespace as the server has it.
+    fn deployment(&self, name: &str) -> Value {
+        self.cluster
+            .get("apps/v1", "Deployment", Some(&self.ns), name)
+            .expect("deployment")
+    }
+
+    /// Its first container's image.
+    fn image(&self, name: &str) -> Value {
+        self.deployment(name)["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    }
+}
+
 /// A config that mirrors Docker Hub and Crunchy's registry onto
 /// mirror.corp.example and gives everything pulling from there the
 /// `corp-registry` pull secret, on the pod spec and on the account.
@@ -548,46 +599,22 @@ fn created_then_applied_at_once_succeeds_every_time() {
     // The repro: `kubectl create deployment`, then `repoint apply`
     // at once, while the Deployment controller writes the new object's
     // status. 20 runs, 20 successes.
-    let Some(cluster) = TestCluster::start("at-once") else {
+    let Some(at) = Namespace::start("at-once") else {
         return;
     };
-    let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") else {
-        return;
-    };
-    let dir = temp_dir("cluster-at-once");
-    let config = config(&dir);
-    let config = config.to_str().expect("utf-8");
-    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
-    let ns = cluster.namespace("at-once", &[]);
     let mut conflicts = 0;
     for run in 0..20 {
         let name = format!("web-{run}");
-        let created = run_command(
-            &kubectl,
-            &[
-                "--kubeconfig",
-                kubeconfig,
-                "-n",
-                &ns,
-                "create",
-                "deployment",
-                &name,
-                "--image=nginx:1.25",
-            ],
-            "",
-        );
+        let created = at.kubectl(&["create", "deployment", &name, "--image=nginx:1.25"], "");
         assert_eq!(created.code, 0, "{}", created.stderr);
-        let out = apply_in(kubeconfig, config, &ns, &["-l", &format!("app={name}")]);
+        let out = at.apply(&["-l", &format!("app={name}")]);
         assert_eq!(out.code, 0, "run {run}: {}{}", out.stdout, out.stderr);
-        let web = cluster
-            .get("apps/v1", "Deployment", Some(&ns), &name)
-            .expect("deployment");
         assert_eq!(
-            web["spec"]["template"]["spec"]["containers"][0]["image"],
+            at.image(&name),
             "mirror.corp.example/hub/library/nginx:1.25",
             "run {run}"
         );
-        conflicts += repoint_requests_on(&cluster, &ns, &name)
+        conflicts += repoint_requests_on(&at.cluster, &at.ns, &name)
             .iter()
             .filter(|(verb, code)| verb == "patch" && *code == 409)
             .count();
@@ -761,31 +788,14 @@ fn owns_image(object: &Value, manager: &str) -> bool {
 
 #[test]
 fn field_ownership_is_what_the_readme_says() {
-    let Some(cluster) = TestCluster::start("owners") else {
+    let Some(at) = Namespace::start("owners") else {
         return;
     };
-    let Some(kubectl) = repoint_tests::program_or_skip("kubectl", "REPOINT_REQUIRE_KUBECTL") else {
-        return;
-    };
-    let dir = temp_dir("cluster-owners");
-    let config = config(&dir);
-    let config = config.to_str().expect("utf-8");
-    let kubeconfig = cluster.kubeconfig().to_str().expect("utf-8");
-    let ns = cluster.namespace("owners", &[]);
-    let kubectl = |args: &[&str], stdin: &str| {
-        let mut all = vec!["--kubeconfig", kubeconfig, "-n", ns.as_str()];
-        all.extend_from_slice(args);
-        run_command(&kubectl, &all, stdin)
-    };
-    let image = |name: &str| {
-        cluster
-            .get("apps/v1", "Deployment", Some(&ns), name)
-            .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-            .clone()
-    };
+    let kubectl = |args: &[&str], stdin: &str| at.kubectl(args, stdin);
+    let image = |name: &str| at.image(name);
     let mirrored = json!("mirror.corp.example/hub/library/nginx:1.25");
     let manifest =
-        |name: &str| serde_json::to_string(&deployment(&ns, name, "nginx:1.25")).expect("json");
+        |name: &str| serde_json::to_string(&deployment(&at.ns, name, "nginx:1.25")).expect("json");
 
     // kubectl apply (client-side), repoint apply, and kubectl apply of the
     // same manifest again: kubectl's three-way merge sends every field of
@@ -794,11 +804,9 @@ fn field_ownership_is_what_the_readme_says() {
     // added) stays.
     let out = kubectl(&["apply", "-f", "-"], &manifest("client"));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=client"]);
+    let out = at.apply(&["-l", "app=client"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let object = cluster
-        .get("apps/v1", "Deployment", Some(&ns), "client")
-        .expect("client");
+    let object = at.deployment("client");
     assert!(
         managers(&object).contains(&("repoint".into(), "Update".into())),
         "repoint's patch is recorded under its field manager: {:?}",
@@ -812,9 +820,7 @@ fn field_ownership_is_what_the_readme_says() {
         json!("nginx:1.25"),
         "client-side apply puts the image back"
     );
-    let object = cluster
-        .get("apps/v1", "Deployment", Some(&ns), "client")
-        .expect("client");
+    let object = at.deployment("client");
     assert_eq!(
         object["spec"]["template"]["spec"]["imagePullSecrets"],
         json!([{"name": "corp-registry"}]),
@@ -825,16 +831,9 @@ fn field_ownership_is_what_the_readme_says() {
     // repoint on the image; with --force-conflicts it takes the field back.
     let out = kubectl(&["apply", "--server-side", "-f", "-"], &manifest("server"));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = apply_in(
-        kubeconfig,
-        config,
-        &ns,
-        &["-l", "app=server", "--field-manager", "platform-mirror"],
-    );
+    let out = at.apply(&["-l", "app=server", "--field-manager", "platform-mirror"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let object = cluster
-        .get("apps/v1", "Deployment", Some(&ns), "server")
-        .expect("server");
+    let object = at.deployment("server");
     assert!(
         owns_image(&object, "platform-mirror"),
         "--field-manager names the manager: {:?}",
@@ -864,14 +863,12 @@ fn field_ownership_is_what_the_readme_says() {
     // the pull secret repoint added.
     let out = kubectl(&["create", "-f", "-"], &manifest("replaced"));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = apply_in(kubeconfig, config, &ns, &["-l", "app=replaced"]);
+    let out = at.apply(&["-l", "app=replaced"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let out = kubectl(&["replace", "-f", "-"], &manifest("replaced"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(image("replaced"), json!("nginx:1.25"));
-    let object = cluster
-        .get("apps/v1", "Deployment", Some(&ns), "replaced")
-        .expect("replaced");
+    let object = at.deployment("replaced");
     assert!(
         object["spec"]["template"]["spec"]
             .get("imagePullSecrets")
