@@ -6,14 +6,12 @@
 //! the file commands (`run`, `check`, `fn`, `images`) are
 //! `repoint-pipeline`'s, `test` is `repoint-suite`'s, `serve` is
 //! `repoint-webhook`'s, `webhook manifests` is `repoint-manifests`', and
-//! `audit`, `apply` and `controller` put `repoint-kube` and the pipeline's
-//! pieces in order.
+//! `audit`, `apply` and the reconciler's spec are `repoint-cluster`'s.
 //! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
 //!
-//! Depends on repoint-pipeline, repoint-suite, repoint-manifests,
-//! repoint-webhook, repoint-kube, repoint-runtime, repoint-config,
-//! repoint-credentials and repoint-core; on clap, tokio, tracing and
-//! mimalloc.
+//! Depends on repoint-pipeline, repoint-suite, repoint-cluster,
+//! repoint-manifests, repoint-webhook, repoint-kube, repoint-runtime,
+//! repoint-config and repoint-core; on clap, tokio, tracing and mimalloc.
 
 mod cluster;
 mod controller;

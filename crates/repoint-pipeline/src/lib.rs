@@ -29,6 +29,7 @@ pub mod chain;
 mod error;
 pub mod evaluate;
 pub mod files;
+pub mod images;
 pub mod input;
 pub mod krm;
 pub mod kustomize;
