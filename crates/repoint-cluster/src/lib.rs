@@ -425,7 +425,7 @@ pub fn apply(
             let made = match built {
                 Ok(None) => true,
                 Err(e) => {
-                    tally.error(&error_chain(&e));
+                    tally.error(&repoint_core::error_chain(&e));
                     false
                 }
                 Ok(Some(_)) if client_only => {
@@ -554,18 +554,6 @@ pub fn apply(
         }
     }
     Ok(tally.tally)
-}
-
-/// An error and its causes, as "what: why: why".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Whether every operation changes a container image: all a running Pod

@@ -42,3 +42,28 @@ pub use document::{DocumentError, Limits, Stream};
 /// Label put on every object repoint generates or creates.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "repoint");
 pub use reference::{ImageRef, ReferenceError, RegistryPath};
+
+/// An error and its causes as one line, "what: why: why": for logs and
+/// reports that take a string (anyhow's `{:#}` does the same for its own).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_reads_outside_in() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading x.yaml")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("denied"));
+        assert_eq!(super::error_chain(&e), "reading x.yaml: denied");
+    }
+}

@@ -129,18 +129,6 @@ pub fn tls_config(files: &TlsFiles) -> Result<ServerConfig, ServeError> {
     Ok(config)
 }
 
-/// An error and its causes, as "what: why: why".
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
     let time = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut out = vec![time(&files.cert), time(&files.key)];
@@ -199,7 +187,7 @@ pub async fn serve(
                     Err(e) => {
                         tracing::warn!(
                             "certificate files changed but cannot be used yet: {}",
-                            with_causes(&e)
+                            repoint_core::error_chain(&e)
                         )
                     }
                 }
