@@ -246,6 +246,58 @@ fn docker_config_credential_helpers_and_secret_copy() {
 }
 
 #[test]
+fn a_failing_helper_that_printed_its_answer_leaks_nothing() {
+    let dir = temp_dir("helper-fails");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    // Prints a whole answer, secret included, on both streams, then fails.
+    let answer = format!(r#"{{"Username":"helper-user","Secret":"{TOKEN}"}}"#);
+    let helper = bin.join("docker-credential-leaky");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh
+read server
+echo '{answer}'
+echo '{answer}' >&2
+exit 1
+"),
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join("config.json"), r#"{"credHelpers": {"quay.io": "leaky"}}"#)
+        .expect("write");
+    let cfg = dir.join("repoint.yaml");
+    std::fs::write(&cfg, "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: s, registries: [quay.io]}\ncredentials:\n- {registry: quay.io, dockerConfig: config.json}\n").expect("write");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let auth = repoint_credentials::base64(&format!("helper-user:{TOKEN}"));
+    for command in ["run", "check"] {
+        let out = repoint_env(
+            &[command, "-c", &cfg.display().to_string(), "-"],
+            WORKLOADS,
+            &[("PATH", &path), ("REPOINT_LOG", "trace")],
+        );
+        assert_eq!(out.code, 2, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("credential helper docker-credential-leaky failed for quay.io: exit status: 1"),
+            "{command}: {}",
+            out.stderr
+        );
+        for shown in [&out.stdout, &out.stderr] {
+            for secret in [TOKEN, auth.as_str(), &repoint_credentials::base64(TOKEN)] {
+                assert!(!shown.contains(secret), "{command} shows the secret:\n{shown}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn credentials_never_leak() {
     let dir = temp_dir("leak");
     let config = setup(&dir, "");

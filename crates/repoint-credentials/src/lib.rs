@@ -120,8 +120,8 @@ pub enum CredentialError {
         helper: String,
         /// The registry.
         registry: String,
-        /// Why (exit status and the helper's own message, which helpers
-        /// write without secrets).
+        /// Why: the exit status, never the helper's output (which may
+        /// hold the secret).
         reason: String,
     },
 }
@@ -232,6 +232,10 @@ fn from_auths(
     }
 }
 
+/// The most a credential helper may answer: a JSON object of a user name
+/// and a token.
+const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
+
 /// Run `docker-credential-<helper> get` with the registry on stdin.
 fn run_helper(helper: &str, registry: &str) -> Result<Credential, CredentialError> {
     let fail = |reason: String| CredentialError::Helper {
@@ -244,11 +248,13 @@ fn run_helper(helper: &str, registry: &str) -> Result<Credential, CredentialErro
     } else {
         registry.to_string()
     };
+    // The helper's stderr is never read: a helper may print anything there,
+    // its secret included. Its stdout is read to a bound, and only parsed.
     let mut child = Command::new(format!("docker-credential-{helper}"))
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| fail(format!("cannot run it: {}", e.kind())))?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -256,25 +262,38 @@ fn run_helper(helper: &str, registry: &str) -> Result<Credential, CredentialErro
             .write_all(server.as_bytes())
             .map_err(|e| fail(format!("cannot write to it: {}", e.kind())))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(e.kind().to_string()))?;
-    if !out.status.success() {
-        // Helpers print "credentials not found in native keychain" and the
-        // like on stdout or stderr; keep the first line, bounded.
-        let said = String::from_utf8_lossy(if out.stderr.is_empty() {
-            &out.stdout
-        } else {
-            &out.stderr
-        })
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect::<String>();
-        return Err(fail(format!("{}: {said}", out.status)));
+    let mut stdout = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        use std::io::Read as _;
+        out.take(HELPER_OUTPUT_LIMIT + 1)
+            .read_to_end(&mut stdout)
+            .map_err(|e| fail(format!("cannot read its answer: {}", e.kind())))?;
     }
+    if stdout.len() as u64 > HELPER_OUTPUT_LIMIT {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(fail(format!(
+            "its answer is larger than {HELPER_OUTPUT_LIMIT} bytes"
+        )));
+    }
+    let status = child.wait().map_err(|e| fail(e.kind().to_string()))?;
+    if !status.success() {
+        // What a failing helper printed is not repeated: a helper that
+        // printed its answer and then failed would put the secret in the
+        // message. Docker's helpers say "credentials not found" when they
+        // have none; that much is told.
+        let why = if String::from_utf8_lossy(&stdout).contains("credentials not found") {
+            "it has no credentials for this registry"
+        } else {
+            "its output is not shown, as it may hold a secret"
+        };
+        return Err(fail(format!("{status}; {why}")));
+    }
+    let out = std::process::Output {
+        status,
+        stdout,
+        stderr: Vec::new(),
+    };
     let v: Value =
         serde_json::from_slice(&out.stdout).map_err(|_| fail("its answer is not JSON".into()))?;
     let user = v
