@@ -141,6 +141,9 @@ pub struct ImagesArgs {
     /// Largest document to read, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub max_document_size: usize,
+    /// Largest input (a file, standard input) to read, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub max_input_size: u64,
 }
 
 /// Options of every command that evaluates policies on files.
@@ -152,6 +155,9 @@ pub struct EvalArgs {
     /// Largest document to read, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub max_document_size: usize,
+    /// Largest input (a file, standard input) to read, in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub max_input_size: u64,
     #[command(flatten)]
     pub options: EvalOptions,
 }
@@ -191,16 +197,22 @@ impl EvalOptions {
     }
 }
 
+/// Input limits from `--max-document-size` and `--max-input-size` (MiB).
+pub fn limits(max_document_mib: usize, max_input_mib: u64) -> repoint_core::Limits {
+    repoint_core::Limits {
+        max_document_bytes: max_document_mib.saturating_mul(1 << 20),
+        max_input_bytes: max_input_mib.saturating_mul(1 << 20),
+        ..repoint_core::Limits::default()
+    }
+}
+
 impl EvalArgs {
     /// The evaluation options these arguments ask for.
     pub fn options(&self) -> repoint_pipeline::evaluate::Options {
         repoint_pipeline::evaluate::Options {
             settings: self.options.settings(),
             namespace: self.namespace.clone(),
-            limits: repoint_core::Limits {
-                max_document_bytes: self.max_document_size.saturating_mul(1 << 20),
-                ..repoint_core::Limits::default()
-            },
+            limits: limits(self.max_document_size, self.max_input_size),
         }
     }
 }

@@ -6,15 +6,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use repoint_core::Limits;
 
 use crate::args::{ImagesArgs, ImagesFormat};
 
 pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
-    let limits = Limits {
-        max_document_bytes: args.max_document_size.saturating_mul(1 << 20),
-        ..Limits::default()
-    };
+    let limits = crate::args::limits(args.max_document_size, args.max_input_size);
     let inventory =
         repoint_pipeline::images::inventory(&args.inputs, limits, repoint_core::parallel::cores())?;
     if !inventory.invalid.is_empty() {

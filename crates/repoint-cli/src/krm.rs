@@ -2,7 +2,7 @@
 //! work is `repoint_pipeline::krm`'s). One ResourceList on stdin, the list
 //! back on stdout, problems on stderr too.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -13,11 +13,11 @@ use crate::args::FnArgs;
 use crate::run;
 
 pub fn run(args: &FnArgs) -> Result<ExitCode> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("reading the ResourceList from standard input")?;
     let options = args.eval.options();
+    let bytes =
+        repoint_core::bounded::read_to_limit(std::io::stdin(), options.limits.max_input_bytes)
+            .context("reading the ResourceList from standard input")?;
+    let text = String::from_utf8(bytes).context("the ResourceList is not UTF-8")?;
     let list = ResourceList::parse(
         text,
         options.limits,

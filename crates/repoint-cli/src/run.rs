@@ -126,7 +126,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             return Ok(code);
         }
         let written = render::write_in_place(&ev, &texts)?;
-        eprintln!("repoint: rewrote {written} file(s)");
+        eprintln!("repoint: rewrote {} file(s)", written.len());
         return Ok(code);
     }
     let mut stdout = std::io::stdout().lock();

@@ -255,18 +255,23 @@ fn a_failing_helper_that_printed_its_answer_leaks_nothing() {
     let helper = bin.join("docker-credential-leaky");
     std::fs::write(
         &helper,
-        format!("#!/bin/sh
+        format!(
+            "#!/bin/sh
 read server
 echo '{answer}'
 echo '{answer}' >&2
 exit 1
-"),
+"
+        ),
     )
     .expect("write helper");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::write(dir.join("config.json"), r#"{"credHelpers": {"quay.io": "leaky"}}"#)
-        .expect("write");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"credHelpers": {"quay.io": "leaky"}}"#,
+    )
+    .expect("write");
     let cfg = dir.join("repoint.yaml");
     std::fs::write(&cfg, "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: s, registries: [quay.io]}\ncredentials:\n- {registry: quay.io, dockerConfig: config.json}\n").expect("write");
     let path = format!(
@@ -283,14 +288,18 @@ exit 1
         );
         assert_eq!(out.code, 2, "{command}: {}", out.stderr);
         assert!(
-            out.stderr
-                .contains("credential helper docker-credential-leaky failed for quay.io: exit status: 1"),
+            out.stderr.contains(
+                "credential helper docker-credential-leaky failed for quay.io: exit status: 1"
+            ),
             "{command}: {}",
             out.stderr
         );
         for shown in [&out.stdout, &out.stderr] {
             for secret in [TOKEN, auth.as_str(), &repoint_credentials::base64(TOKEN)] {
-                assert!(!shown.contains(secret), "{command} shows the secret:\n{shown}");
+                assert!(
+                    !shown.contains(secret),
+                    "{command} shows the secret:\n{shown}"
+                );
             }
         }
     }

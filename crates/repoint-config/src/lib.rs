@@ -84,7 +84,7 @@ fn empty_object() -> Value {
 
 /// Evaluation limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsEntry {
     /// Deadline of one evaluation (`1s`, `500ms`).
     #[serde(default, deserialize_with = "duration")]
@@ -92,6 +92,9 @@ pub struct LimitsEntry {
     /// Memory cap of one evaluation (`64Mi`, `128M`, bytes).
     #[serde(default, deserialize_with = "size")]
     pub memory: Option<usize>,
+    /// Largest policy module file to read (`128Mi`).
+    #[serde(default, deserialize_with = "size")]
+    pub module_size: Option<usize>,
 }
 
 /// One `credentials:` entry: a registry and exactly one source.
@@ -746,6 +749,15 @@ impl Config {
                 FailurePolicy::Fail,
             )],
         }
+    }
+
+    /// The largest policy module read (default 128 MiB).
+    pub fn module_size(&self) -> u64 {
+        self.file
+            .limits
+            .as_ref()
+            .and_then(|l| l.module_size)
+            .map_or(repoint_core::evaluation::DEFAULT_MODULE_BYTES, |s| s as u64)
     }
 
     /// Evaluation memory cap (default 64 MiB).

@@ -9,6 +9,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The memory cap of one evaluation when `limits.memory` is not set.
 pub const DEFAULT_MEMORY: usize = 64 << 20;
 
+/// The largest policy module read when `limits.moduleSize` is not set
+/// (componentize-py's components are about 40 MB).
+pub const DEFAULT_MODULE_BYTES: u64 = 128 << 20;
+
 /// Instance slots for `workers` threads evaluating at once: each holds one
 /// instance at a time, two per worker leave room for a chain's checks,
 /// and a few more for loading policies.

@@ -24,6 +24,7 @@
 //! serde and `serde_json`, `base64`, `thiserror`.
 
 pub mod actions;
+pub mod bounded;
 pub mod document;
 pub mod evaluation;
 pub mod glob;

@@ -48,6 +48,7 @@ impl Settings {
                 repoint_runtime::default_cache_dir()
             },
             concurrency: repoint_core::evaluation::instance_slots(self.jobs()),
+            max_module_bytes: config.module_size(),
         }
     }
 }

@@ -26,13 +26,13 @@ pub enum Error {
     /// A path given on the command line does not exist.
     #[error("{}: no such file or directory", .0.display())]
     NoSuchInput(PathBuf),
-    /// An input could not be read.
+    /// An input could not be read (or is over its size limit).
     #[error("reading {what}")]
     Read {
         /// The file, or "standard input".
         what: String,
         #[source]
-        source: std::io::Error,
+        source: repoint_core::bounded::ReadError,
     },
     /// A directory could not be walked.
     #[error("reading directory {}", dir.display())]
@@ -90,6 +90,10 @@ pub enum Error {
     /// `BrokenPipe` here).
     #[error("writing the output")]
     Output(#[source] std::io::Error),
+    /// `--in-place` could not rewrite the files (it says which, if any,
+    /// were written).
+    #[error(transparent)]
+    Rewrite(#[from] crate::files::RewriteError),
     /// The chain's change could not be applied to a document's value.
     #[error("applying the change to a document")]
     Patch(#[source] repoint_core::patch::PatchError),

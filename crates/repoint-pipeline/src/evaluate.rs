@@ -227,7 +227,12 @@ pub fn files(
             })
     };
     let jobs = options.settings.jobs();
-    let parsed = input::parse_all(input::read_all(inputs)?, options.limits, jobs, &keep)?;
+    let parsed = input::parse_all(
+        input::read_all(inputs, options.limits.max_input_bytes)?,
+        options.limits,
+        jobs,
+        &keep,
+    )?;
     streams(&config, &chain, parsed, options)
 }
 

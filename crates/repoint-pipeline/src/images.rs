@@ -54,7 +54,12 @@ pub fn inventory(inputs: &[PathBuf], limits: Limits, threads: usize) -> Result<I
             .iter()
             .any(|o| !o.sites.images.is_empty())
     };
-    let streams = input::parse_all(input::read_all(inputs)?, limits, threads, &has_images)?;
+    let streams = input::parse_all(
+        input::read_all(inputs, limits.max_input_bytes)?,
+        limits,
+        threads,
+        &has_images,
+    )?;
     let mut inventory = Inventory::default();
     for (_, stream) in &streams {
         add_stream(&mut inventory, stream);

@@ -1,7 +1,6 @@
 //! Reading the manifests a command names: files, directories (one walker
 //! for every command), standard input; all read before anything is written.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use repoint_core::{Limits, Stream};
@@ -75,15 +74,22 @@ pub fn walk(dir: &Path, wanted: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> 
     Ok(found)
 }
 
-/// Read every input fully before anything is written.
-pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
+/// Read every input fully before anything is written, each to
+/// `max_input_bytes`. A file named twice (or through another path to it)
+/// is read once, where it is first named.
+pub fn read_all(args: &[PathBuf], max_input_bytes: u64) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for source in expand(args)? {
+        let identity = source
+            .as_ref()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()));
+        if !seen.insert(identity) {
+            continue;
+        }
         let input = match source {
             None => {
-                let mut bytes = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut bytes)
+                let bytes = repoint_core::bounded::read_to_limit(std::io::stdin(), max_input_bytes)
                     .map_err(|source| Error::Read {
                         what: "standard input".into(),
                         source,
@@ -100,10 +106,13 @@ pub fn read_all(args: &[PathBuf]) -> Result<Vec<Input>> {
             }
             Some(path) => {
                 let name = path.display().to_string();
-                let bytes = std::fs::read(&path).map_err(|source| Error::Read {
-                    what: name.clone(),
-                    source,
-                })?;
+                let bytes =
+                    repoint_core::bounded::read_file(&path, max_input_bytes).map_err(|source| {
+                        Error::Read {
+                            what: name.clone(),
+                            source,
+                        }
+                    })?;
                 let text = String::from_utf8(bytes).map_err(|source| Error::NotUtf8 {
                     what: name.clone(),
                     source,

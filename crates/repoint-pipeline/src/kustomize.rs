@@ -70,7 +70,7 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
         Err(source) => {
             return Err(Error::Read {
                 what: kustomization_path.display().to_string(),
-                source,
+                source: source.into(),
             });
         }
     };

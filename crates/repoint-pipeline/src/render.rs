@@ -276,18 +276,18 @@ pub fn in_place_texts(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<Vec<(usi
     Ok(changed)
 }
 
-/// Rewrite the files that change, each atomically (a temporary file beside
-/// it, then a rename); returns how many were written. The caller decides
-/// whether to write at all (never when an object failed).
-pub fn write_in_place(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<usize> {
-    let changed = in_place_texts(ev, texts)?;
-    let mut written = 0;
-    for (i, text) in &changed {
-        let Some(path) = &ev.files[*i].path else {
-            continue;
-        };
-        files::atomic_write(path, text, None).map_err(|e| Error::write("writing", path, e))?;
-        written += 1;
+/// Rewrite the files that change, all or nothing: every new text is first
+/// written and synced beside its file (through a symbolic link, beside
+/// its target; mode, owner and group kept), and only when all are staged
+/// are they renamed into place. Returns the files written. The caller
+/// decides whether to write at all (never when an object failed).
+pub fn write_in_place(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<Vec<std::path::PathBuf>> {
+    let mut staged = Vec::new();
+    for (i, text) in in_place_texts(ev, texts)? {
+        let file = &ev.files[i];
+        if let Some(path) = &file.path {
+            staged.push(files::stage(path, &text, file.stream.text())?);
+        }
     }
-    Ok(written)
+    Ok(files::commit(staged)?)
 }

@@ -173,7 +173,10 @@ fn in_place_rewrites_only_the_changed_file_with_its_generated_objects() {
     let (ev, manifests) = evaluated("pipeline-in-place");
     let mut renderer = Renderer::new(&ev, 2);
     let texts: Vec<Cow<'_, str>> = std::iter::from_fn(|| renderer.next_file()).collect();
-    assert_eq!(render::write_in_place(&ev, &texts).expect("write"), 1);
+    assert_eq!(
+        render::write_in_place(&ev, &texts).expect("write"),
+        vec![manifests.join("pod.yaml")]
+    );
     assert_eq!(
         std::fs::read_to_string(manifests.join("cm.yaml")).expect("cm"),
         UNTOUCHED
@@ -259,13 +262,13 @@ fn a_resource_list_that_is_not_one_says_what_it_found() {
 #[test]
 fn input_errors_name_the_path_and_keep_their_cause() {
     let missing = Path::new("/nonexistent/repoint/input.yaml");
-    match input::read_all(&[missing.to_path_buf()]) {
+    match input::read_all(&[missing.to_path_buf()], 1 << 20) {
         Err(Error::NoSuchInput(p)) => assert_eq!(p, missing),
         other => panic!("{other:?}"),
     }
     let dir = temp_dir("pipeline-utf8");
     std::fs::write(dir.join("bad.yaml"), [0xff, 0xfe, b'\n']).expect("write");
-    let e = input::read_all(&[dir.join("bad.yaml")]).expect_err("not UTF-8");
+    let e = input::read_all(&[dir.join("bad.yaml")], 1 << 20).expect_err("not UTF-8");
     assert!(e.to_string().ends_with("bad.yaml is not UTF-8"), "{e}");
     assert!(std::error::Error::source(&e).is_some());
 }

@@ -105,8 +105,8 @@ pub enum RuntimeError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: std::io::Error,
+        /// Why (too large, not a regular file, or the read's error).
+        reason: repoint_core::bounded::ReadError,
     },
     /// No built-in policy has this name.
     #[error("no built-in policy {name:?} (built-ins: {known})")]
@@ -182,6 +182,8 @@ pub struct RuntimeOptions {
     /// How many evaluations may run at once (instance slots of the pooling
     /// allocator); an evaluation beyond that fails at once as overloaded.
     pub concurrency: u32,
+    /// The largest policy module file read.
+    pub max_module_bytes: u64,
 }
 
 impl Default for RuntimeOptions {
@@ -191,6 +193,7 @@ impl Default for RuntimeOptions {
             memory: repoint_core::evaluation::DEFAULT_MEMORY,
             cache_dir: default_cache_dir(),
             concurrency: default_concurrency(),
+            max_module_bytes: repoint_core::evaluation::DEFAULT_MODULE_BYTES,
         }
     }
 }
@@ -440,7 +443,7 @@ impl Runtime {
                     })?
             }
             PolicySource::File(path) => {
-                std::fs::read(path)
+                repoint_core::bounded::read_regular_file(path, self.options.max_module_bytes)
                     .map(Into::into)
                     .map_err(|reason| RuntimeError::Read {
                         path: path.clone(),

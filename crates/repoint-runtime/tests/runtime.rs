@@ -21,6 +21,7 @@ fn plain_runtime(timeout: Duration) -> Runtime {
         memory: 64 << 20,
         cache_dir: None,
         concurrency: 8,
+        ..RuntimeOptions::default()
     };
     Runtime::new(options, Arc::new(Offline)).expect("runtime")
 }

@@ -23,6 +23,7 @@ fn runtime() -> Arc<Runtime> {
                 memory: 64 << 20,
                 cache_dir: None,
                 concurrency: 16,
+                ..RuntimeOptions::default()
             },
             Arc::new(Offline),
         )

@@ -34,6 +34,8 @@ use tree::{Node, NodeKind, ScalarStyle};
 /// Bounds on what a document may cost to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest input (a file, standard input), in bytes (default 256 MiB).
+    pub max_input_bytes: u64,
     /// Largest document, in bytes (default 16 MiB; the API server accepts
     /// at most 3 MiB per request).
     pub max_document_bytes: usize,
@@ -46,6 +48,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_input_bytes: 256 << 20,
             max_document_bytes: 16 << 20,
             max_nodes: 4_000_000,
             max_depth: 256,
