@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use repoint_tests::{Output, corpus_files, repo_root, run_command, temp_dir};
+use repoint_tests::{Output, corpus_files, repo_root, run_command, run_command_env, temp_dir};
 use serde_json::{Value, json};
 
 fn repoint(args: &[&str], stdin: &str) -> Output {
@@ -500,4 +500,56 @@ fn policy_inspect() {
         out.stderr
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_policy_warning_is_one_line_without_colour_codes_off_a_terminal() {
+    let dir = temp_dir("one-warning");
+    let config = write_config(
+        &dir,
+        "policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {rules: [{match: 'localhost:5000', prefix: proxy.corp/p}]}\n",
+    );
+    let pod = "kind: Pod\napiVersion: v1\nmetadata: {name: a}\nspec: {containers: [{name: c, image: 'localhost:5000/app:v1'}]}\n";
+    let out = repoint(&["run", "-c", &config, "-"], pod);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("cannot rewrite").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+}
+
+#[test]
+fn the_convergence_pass_does_not_repeat_a_policys_log_lines() {
+    let misbehave = repoint_runtime::builtins::test_policy("misbehave").expect("built");
+    let dir = temp_dir("log-once");
+    // The spy runs first, so the convergence pass runs it again.
+    let config = write_config(
+        &dir,
+        &format!(
+            "policies:\n- name: spy\n  module: {}\n  settings: {{mode: log-everything}}\n- name: mirror\n  module: builtin:registry-mirror\n  settings: {{rules: [{{match: docker.io, replace: m.corp/hub}}]}}\n",
+            misbehave
+        ),
+    );
+    let pod = "kind: Pod\napiVersion: v1\nmetadata: {name: a}\nspec: {containers: [{name: c, image: nginx}]}\n";
+    let out = run_command_env(
+        Path::new(env!("CARGO_BIN_EXE_repoint")),
+        &["run", "-c", &config, "-"],
+        pod,
+        &[("REPOINT_LOG", "info")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("m.corp/hub/library/nginx"),
+        "{}",
+        out.stdout
+    );
+    let logged = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("policy=\"spy\"") || l.contains("policy=spy"))
+        .count();
+    assert_eq!(logged, 1, "{}", out.stderr);
 }

@@ -266,10 +266,11 @@ impl Chain {
         index: usize,
         object: &Value,
         snapshot: &Snapshot,
+        pass: Pass,
     ) -> Result<actions::Plan, ObjectError> {
         let policy = &self.policies[index];
         let returned = instances.with(index, |slot| {
-            runtime.evaluate(policy, slot, &snapshot.resource)
+            runtime.evaluate(policy, slot, &snapshot.resource, pass == Pass::Check)
         })?;
         let invalid = |message: String| PolicyFailure {
             policy: policy.name.to_string(),
@@ -313,7 +314,7 @@ impl Chain {
         let mut last_changer = None;
         for (index, policy) in self.policies.iter().enumerate() {
             let current = changed.as_ref().unwrap_or(object);
-            let plan = self.plan(runtime, instances, index, current, &snapshot)?;
+            let plan = self.plan(runtime, instances, index, current, &snapshot, Pass::First)?;
             let name = policy.name.to_string();
             if plan.changes_object() {
                 snapshot = self.apply(policy, &plan, object, &mut changed, origin)?;
@@ -374,7 +375,7 @@ impl Chain {
                 break;
             }
             let current = changed.as_ref().unwrap_or(settled);
-            let plan = self.plan(runtime, instances, index, current, &snapshot)?;
+            let plan = self.plan(runtime, instances, index, current, &snapshot, Pass::Check)?;
             if plan.changes_object() {
                 snapshot = self.apply(policy, &plan, settled, &mut changed, origin)?;
                 changed_by.push(policy.name.to_string());
@@ -414,6 +415,15 @@ struct FirstPass {
     outcome: Outcome,
     /// The last policy that changed the object.
     last_changer: Option<usize>,
+}
+
+/// Which pass over the chain a policy runs in: the one that decides, or
+/// the convergence check, whose log lines are dropped (they were said in
+/// the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    First,
+    Check,
 }
 
 /// The chain's policy instances for one object.

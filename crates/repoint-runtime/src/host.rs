@@ -104,6 +104,9 @@ pub struct HostState {
     pub ticks_after_slow: u64,
     /// Whether this evaluation has turned slow.
     pub slow: bool,
+    /// Log lines are dropped: the chain's convergence pass runs policies
+    /// again on their own output, and what they logged was said once.
+    pub quiet: bool,
 }
 
 impl std::fmt::Debug for HostState {
@@ -139,6 +142,7 @@ impl HostState {
             probe_wait: Duration::ZERO,
             ticks_after_slow: 0,
             slow: false,
+            quiet: false,
         }
     }
 
@@ -163,6 +167,9 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) {
+        if self.quiet {
+            return;
+        }
         let policy = &*self.policy;
         match level {
             host::LogLevel::Trace => tracing::trace!(policy, "{message}"),

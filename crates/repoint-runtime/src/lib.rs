@@ -594,11 +594,13 @@ impl Runtime {
     /// Evaluate one resource with `policy`'s instance in `slot`, which is
     /// instantiated and configured on first use. A failed call drops the
     /// instance, since a trapped instance cannot be entered again.
+    /// `quiet`: the policy's log lines are dropped (the convergence pass).
     pub(crate) fn evaluate(
         &self,
         policy: &ConfiguredPolicy,
         slot: &mut Option<PolicyInstance>,
         resource: &bindings::repoint::policy::types::Resource,
+        quiet: bool,
     ) -> Result<Vec<bindings::repoint::policy::types::Action>, PolicyFailure> {
         let fail = |kind| PolicyFailure {
             policy: policy.name.to_string(),
@@ -618,6 +620,7 @@ impl Runtime {
                 PolicyInstance { store, bindings }
             }
         };
+        live.store.data_mut().quiet = quiet;
         match live.bindings.call_evaluate(&mut live.store, resource) {
             Ok(Ok(actions)) => {
                 *slot = Some(live);

@@ -12,8 +12,8 @@
 //! is never rewritten again, so the policy converges. Objects can be left
 //! alone by namespace, image glob or label selector.
 
+use repoint_policy::RegistryPath;
 use repoint_policy::prelude::*;
-use repoint_policy::{LogLevel, RegistryPath};
 use serde::Deserialize;
 
 /// The policy's settings.
@@ -167,7 +167,8 @@ impl Policy for RegistryMirror {
                         "registry-mirror: cannot rewrite {} to {candidate}: not a valid image name",
                         site.written
                     );
-                    log(LogLevel::Warn, &msg);
+                    // The warning is the report; a log line as well would
+                    // say it twice.
                     actions.push(Action::Warn(msg));
                 }
             }
