@@ -230,14 +230,20 @@ impl RegistryProber {
                         endpoint: target,
                     });
                 }
-                None => (format!("https://{target}"), r.insecure),
+                // Without a scheme, a loopback endpoint is insecure as
+                // docker has it: TLS unverified, then plain HTTP.
+                None => (
+                    format!("https://{target}"),
+                    r.insecure || is_loopback(&target),
+                ),
             };
+            let unverified = r.insecure || (!target.contains("://") && is_loopback(&target));
             configured.insert(
                 name.clone(),
                 Endpoint {
                     base,
                     http_fallback,
-                    agent: LazyAgent::new(extra, r.insecure),
+                    agent: LazyAgent::new(extra, unverified),
                 },
             );
         }

@@ -88,6 +88,23 @@ fn answers_from_a_real_registry() {
 }
 
 #[test]
+fn a_loopback_endpoint_without_a_scheme_is_plain_http_as_in_docker() {
+    let Some(open) = Registry::start("probe-noscheme", None) else {
+        return;
+    };
+    open.push("public/app", "1.0");
+    // `registries: {quay.io: {endpoint: "127.0.0.1:PORT"}}`, as users
+    // write it: the mirror on this machine serves plain HTTP.
+    let p = prober(&[("quay.io", &open.addr.to_string())], Duration::from_secs(3));
+    assert_eq!(
+        p.probe(&image("quay.io/public/app:1.0")),
+        ProbeAnswer::Anonymous,
+        "{}",
+        open.log()
+    );
+}
+
+#[test]
 fn each_unique_image_is_probed_once() {
     let Some(open) = Registry::start("probe-once", None) else {
         return;
