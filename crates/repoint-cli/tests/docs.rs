@@ -33,3 +33,28 @@ fn the_config_examples_in_the_docs_load() {
     }
     assert!(checked >= 5, "only {checked} config examples found");
 }
+
+/// The error the config reference quotes is the one repoint prints.
+#[test]
+fn the_config_reference_quotes_a_real_error() {
+    let page = std::fs::read_to_string(repo_root().join("docs/config.md")).expect("config.md");
+    let quoted = page
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a text block");
+    let dir = temp_dir("doc-error");
+    std::fs::write(
+        dir.join("repoint.yaml"),
+        "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: mirror\n  module: builtin:registry-mirror\n  settings: {rules: []}\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_repoint"))
+        .args(["check", "-c", "repoint.yaml", "-"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end(), format!("repoint: error: {quoted}"));
+}

@@ -267,7 +267,7 @@ fn config_errors_name_the_key_and_line_and_print_nothing() {
         ),
         (
             "policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {rules: []}\n",
-            "repoint.yaml:6: policies[0].settings: policy m rejected its settings: returned an error: rules: at least one rule is needed",
+            "repoint.yaml:6: policies[0].settings: policy m rejected its settings: rules: at least one rule is needed",
         ),
         (
             "policies:\n- name: m\n  module: builtin:nope\n",

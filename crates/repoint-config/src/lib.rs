@@ -640,10 +640,11 @@ impl Config {
         }
     }
 
-    /// The line of the value at `pointer`, or of its nearest parent.
+    /// The line of the key at `pointer` (of its value when it has no key,
+    /// or of its nearest parent when it is not there).
     pub fn locate(&self, pointer: &str) -> usize {
         match self.source.documents().first() {
-            Some(doc) => self.source.line_of(doc, pointer),
+            Some(doc) => self.source.key_line_of(doc, pointer),
             None => 1,
         }
     }
@@ -861,6 +862,20 @@ mod tests {
         assert_eq!(c.timeout(), Duration::from_millis(250));
         assert_eq!(c.memory(), 32 << 20);
         assert_eq!(c.locate("/policies/0/settings"), 6);
+        // An unknown key is shown where it is written, not where its
+        // nested value starts.
+        let unknown = Config::parse(
+            "c.yaml",
+            format!("# a comment\n{HEAD}bogus:\n  nested: 1\npolicies: []\n"),
+            PathBuf::from("."),
+        )
+        .expect_err("unknown key");
+        assert!(
+            unknown
+                .to_string()
+                .starts_with("c.yaml:4: bogus: unknown field"),
+            "{unknown}"
+        );
     }
 
     #[test]

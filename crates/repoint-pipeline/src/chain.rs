@@ -8,7 +8,7 @@ use repoint_config::Config;
 use repoint_probe::RegistryProber;
 use repoint_runtime::chain::Chain;
 use repoint_runtime::probe::{Offline, Prober};
-use repoint_runtime::{PolicySource, Runtime, RuntimeError, RuntimeOptions};
+use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions};
 
 use crate::Result;
 
@@ -101,6 +101,11 @@ pub fn load(config: &Config, runtime: &Arc<Runtime>) -> Result<Chain> {
             .configure(&entry.name, Arc::new(loaded), &settings)
             .map_err(|e| {
                 let message = match e {
+                    // The policy's own words, as it returned them.
+                    RuntimeError::Configure {
+                        failure: FailureKind::Error(words),
+                        ..
+                    } => format!("policy {} rejected its settings: {words}", entry.name),
                     RuntimeError::Configure { failure, .. } => {
                         format!("policy {} rejected its settings: {failure}", entry.name)
                     }

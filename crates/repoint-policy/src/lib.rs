@@ -153,13 +153,30 @@ thread_local! {
     static SETTINGS: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-/// Parse and validate settings JSON for `P`.
+/// Parse and validate settings JSON for `P`. A parse error names the
+/// setting (`rules[0]`), not a position in the JSON the host encoded
+/// (which the user never wrote: the host locates the config's line).
 pub fn parse_settings<P: Policy>(json: &str) -> Result<P::Settings, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    let settings: P::Settings =
-        serde_json::from_str(json).map_err(|e| format!("invalid settings: {e}"))?;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let settings: P::Settings = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| settings_error(e.path(), e.inner()))?;
     P::validate(&settings)?;
     Ok(settings)
+}
+
+/// "invalid settings: rules[0]: unknown field ..." without serde_json's
+/// " at line 1 column 57".
+fn settings_error(path: &serde_path_to_error::Path, e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = text.strip_suffix(&position).unwrap_or(&text);
+    let path = path.to_string();
+    if path.is_empty() || path == "." {
+        format!("invalid settings: {message}")
+    } else {
+        format!("invalid settings: {path}: {message}")
+    }
 }
 
 /// Connects a [`Policy`] to the generated bindings; used by
@@ -409,5 +426,53 @@ pub mod testing {
     /// [`resource_with`] without custom-resource fields.
     pub fn resource(object: &serde_json::Value) -> Resource {
         resource_with(object, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Rule {
+        r#match: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Settings {
+        rules: Vec<Rule>,
+    }
+
+    struct Example;
+
+    impl Policy for Example {
+        type Settings = Settings;
+        fn info() -> Info {
+            Info::validating("example", "an example")
+        }
+        fn evaluate(_: &Settings, _: &Resource) -> Result<Vec<Action>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn error(json: &str) -> String {
+        parse_settings::<Example>(json).err().expect("rejected")
+    }
+
+    #[test]
+    fn settings_errors_name_the_setting_not_a_json_position() {
+        assert_eq!(
+            error(r#"{"rules": [{"match": "a", "extra": 1}]}"#),
+            "invalid settings: rules[0].extra: unknown field `extra`, expected `match`"
+        );
+        assert_eq!(
+            error(r#"{"rules": 3}"#),
+            "invalid settings: rules: invalid type: integer `3`, expected a sequence"
+        );
+        assert!(!error(r#"{"other": 1}"#).contains("column"));
     }
 }

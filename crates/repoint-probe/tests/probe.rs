@@ -95,7 +95,10 @@ fn a_loopback_endpoint_without_a_scheme_is_plain_http_as_in_docker() {
     open.push("public/app", "1.0");
     // `registries: {quay.io: {endpoint: "127.0.0.1:PORT"}}`, as users
     // write it: the mirror on this machine serves plain HTTP.
-    let p = prober(&[("quay.io", &open.addr.to_string())], Duration::from_secs(3));
+    let p = prober(
+        &[("quay.io", &open.addr.to_string())],
+        Duration::from_secs(3),
+    );
     assert_eq!(
         p.probe(&image("quay.io/public/app:1.0")),
         ProbeAnswer::Anonymous,

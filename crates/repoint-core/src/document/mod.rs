@@ -303,6 +303,24 @@ impl Stream {
         }
     }
 
+    /// The line of the key that holds the member at `pointer` (where a
+    /// person looks for `bogus:`, not the line of its nested value); the
+    /// value's line when the member is not in a mapping or not there.
+    pub fn key_line_of(&self, doc: &Document, pointer: &str) -> usize {
+        let key = pointer.rsplit_once('/').and_then(|(parent, token)| {
+            let parent = doc.root.as_ref()?.get(parent)?;
+            let NodeKind::Mapping { entries, .. } = &parent.kind else {
+                return None;
+            };
+            let token = crate::pointer::tokens(&format!("/{token}"))?.pop()?;
+            entries.iter().find(|e| e.key == token).map(|e| e.start)
+        });
+        match key {
+            Some(start) => self.line_column(start).0,
+            None => self.line_of(doc, pointer),
+        }
+    }
+
     /// Line and column of the value at `pointer` in a document.
     pub fn locate(&self, doc: &Document, pointer: &str) -> Option<(usize, usize)> {
         let node = doc.root.as_ref()?.get(pointer)?;
