@@ -330,6 +330,23 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub reload_interval: Duration,
+    /// Connections held at once; one more is closed as soon as it is
+    /// accepted (default 1024).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers (and the
+    /// TLS handshake), and how long an idle connection is kept (default
+    /// 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// How long a request's body may take to arrive; later, it is answered
+    /// 408 (default 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub body_timeout: Option<Duration>,
+    /// Bytes of request bodies held at once across all connections; a
+    /// request over it is answered 503 at once (default 32Mi).
+    #[arg(long, value_parser = parse_size)]
+    pub body_budget: Option<usize>,
     /// Also run the reconciler of the config's `reconcile:` section, as
     /// `repoint controller` does.
     #[arg(long)]

@@ -12,6 +12,7 @@ use repoint_webhook::serve::{ServeOptions, TlsFiles};
 use repoint_webhook::{Options, PolicySet, Webhook};
 
 use crate::args::ServeArgs;
+use repoint_core::webhook;
 use repoint_pipeline::chain;
 
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
@@ -38,6 +39,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         // Waiting for a worker may use a quarter of the deadline; past
         // that, answering by the failure policy beats queueing.
         queue_wait: timeout / 4,
+        body_budget: args.body_budget.unwrap_or(webhook::DEFAULT_BODY_BUDGET),
+        body_timeout: args.body_timeout.unwrap_or(webhook::DEFAULT_BODY_TIMEOUT),
         ..Options::default()
     });
     let options = ServeOptions {
@@ -46,6 +49,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         metrics_addr: args.metrics_addr,
         reload_interval: args.reload_interval,
         drain: Duration::from_secs(10),
+        max_connections: args
+            .max_connections
+            .unwrap_or(webhook::DEFAULT_MAX_CONNECTIONS),
+        header_timeout: args
+            .header_timeout
+            .unwrap_or(webhook::DEFAULT_HEADER_TIMEOUT),
     };
     let threads = settings.jobs();
     let tokio = tokio::runtime::Builder::new_multi_thread()

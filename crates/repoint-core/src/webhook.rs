@@ -30,6 +30,24 @@ impl FailurePolicy {
 /// The webhook's answer deadline when `webhook.timeout` is not set.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Connections the server holds at once; one more is closed at once
+/// (and counted).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long a client may take to send a request's headers, and how long
+/// an HTTP/1 connection may sit idle between requests.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request body (the API server sends at most 3 MiB objects).
+pub const DEFAULT_BODY_LIMIT: usize = 3 << 20;
+
+/// Bytes of request bodies held at once across every connection; a
+/// request that would go over it is answered 503 at once.
+pub const DEFAULT_BODY_BUDGET: usize = 32 << 20;
+
 /// The namespaces the webhook skips when `webhook.excludeNamespaces` is
 /// not set (the server's own is always skipped too).
 pub const DEFAULT_WEBHOOK_EXCLUDED: &[&str] = &["kube-system"];

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use repoint_config::{Config, ReconcileEntry, SecretFrom};
 use repoint_core::document::emit::IndentStyle;
+use repoint_core::webhook;
 use repoint_runtime::chain::Chain;
 use serde_json::{Value, json};
 
@@ -366,6 +367,30 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
         "/etc/repoint/tls/tls.key",
         "--no-cache",
     ];
+    // The server's bounds, written out so they can be read and changed in
+    // the Deployment (the defaults of `repoint serve`).
+    let bounds = [
+        (
+            "--max-connections",
+            webhook::DEFAULT_MAX_CONNECTIONS.to_string(),
+        ),
+        (
+            "--header-timeout",
+            format!("{}s", webhook::DEFAULT_HEADER_TIMEOUT.as_secs()),
+        ),
+        (
+            "--body-timeout",
+            format!("{}s", webhook::DEFAULT_BODY_TIMEOUT.as_secs()),
+        ),
+        (
+            "--body-budget",
+            format!("{}Mi", webhook::DEFAULT_BODY_BUDGET >> 20),
+        ),
+    ];
+    for (flag, value) in &bounds {
+        server_args.push(flag);
+        server_args.push(value);
+    }
     if let Some(reconcile) = &config.file.reconcile {
         server_args.push("--reconcile");
         docs.extend(reconciler_rbac(config, reconcile, ns));

@@ -286,7 +286,8 @@ fn rejected_settings_fail_at_configure() {
     )
     .expect_err("rejected");
     assert!(
-        err.to_string().contains("invalid settings: rules: invalid type"),
+        err.to_string()
+            .contains("invalid settings: rules: invalid type"),
         "{err}"
     );
 }

@@ -20,6 +20,64 @@ impl Endpoint {
     }
 }
 
+/// Which route a response came from (the `route` label of
+/// `repoint_http_responses_total`), known before the request is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Mutate,
+    Validate,
+    Healthz,
+    Readyz,
+    /// Any other path (answered 404).
+    Other,
+}
+
+impl Route {
+    /// The route of a request path.
+    pub fn of(path: &str) -> Self {
+        match path.split('/').nth(1) {
+            Some("mutate") => Self::Mutate,
+            Some("validate") => Self::Validate,
+            _ if path == "/healthz" => Self::Healthz,
+            _ if path == "/readyz" => Self::Readyz,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+            Self::Healthz => "healthz",
+            Self::Readyz => "readyz",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Why the server closed a connection without an answer (the `reason`
+/// label of `repoint_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Over `--max-connections`: closed as soon as accepted.
+    OverLimit,
+    /// The TLS handshake failed or took too long.
+    Handshake,
+    /// The headers did not arrive within the header timeout (or an
+    /// HTTP/1 connection sat idle that long).
+    HeaderTimeout,
+}
+
+impl Closed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OverLimit => "over-limit",
+            Self::Handshake => "handshake",
+            Self::HeaderTimeout => "header-timeout",
+        }
+    }
+}
+
 /// What became of one admission request (the `outcome` label of
 /// `repoint_admission_requests_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

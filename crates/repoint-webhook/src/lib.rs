@@ -71,6 +71,10 @@ pub struct Options {
     pub queue_wait: Duration,
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Bytes of request bodies held at once across all connections.
+    pub body_budget: usize,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl Default for Options {
@@ -83,7 +87,9 @@ impl Default for Options {
             timeout: repoint_core::webhook::DEFAULT_WEBHOOK_TIMEOUT,
             workers: repoint_core::parallel::cores() * 2,
             queue_wait: Duration::from_millis(500),
-            body_limit: 3 << 20,
+            body_limit: repoint_core::webhook::DEFAULT_BODY_LIMIT,
+            body_budget: repoint_core::webhook::DEFAULT_BODY_BUDGET,
+            body_timeout: repoint_core::webhook::DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -101,6 +107,8 @@ pub struct Webhook {
     installed: OnceLock<Installed>,
     options: Options,
     permits: Arc<Semaphore>,
+    /// Bytes of request bodies that may be held at once.
+    body_budget: Arc<Semaphore>,
     /// The threads evaluations run on.
     pool: pool::Pool,
     /// The server's metrics.
@@ -113,6 +121,9 @@ impl Webhook {
         Arc::new(Self {
             installed: OnceLock::new(),
             permits: Arc::new(Semaphore::new(options.workers.max(1))),
+            body_budget: Arc::new(Semaphore::new(
+                options.body_budget.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             pool: pool::Pool::new(options.workers.max(1)),
             options,
             metrics: Metrics::default(),

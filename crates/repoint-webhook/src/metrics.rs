@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::FailurePolicy;
-use crate::labels::{Endpoint, FailureCause, Outcome, PolicyResult};
+use crate::labels::{Closed, Endpoint, FailureCause, Outcome, PolicyResult, Route};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -31,6 +31,8 @@ struct Inner {
     policy_evaluations: BTreeMap<Labels, u64>,
     denials: BTreeMap<Labels, u64>,
     failures: BTreeMap<Labels, u64>,
+    responses: BTreeMap<Labels, u64>,
+    closed: BTreeMap<Labels, u64>,
     latency: BTreeMap<Labels, Histogram>,
 }
 
@@ -74,6 +76,22 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    /// Any HTTP response, rejected requests included.
+    pub fn response(&self, route: Route, status: u16) {
+        self.count(
+            |m| &mut m.responses,
+            vec![
+                ("route", route.as_str().into()),
+                ("status", status.to_string()),
+            ],
+        );
+    }
+
+    /// A connection closed without an answer.
+    pub fn closed(&self, reason: Closed) {
+        self.count(|m| &mut m.closed, vec![("reason", reason.as_str().into())]);
     }
 
     /// A policy ran on an object.
@@ -145,6 +163,18 @@ impl Metrics {
             "repoint_policy_failures_total",
             "Policy failures, by set, policy, kind and the failure policy applied.",
             &m.failures,
+        );
+        counter(
+            &mut out,
+            "repoint_http_responses_total",
+            "Every HTTP response, by route and status (rejected requests and body timeouts too).",
+            &m.responses,
+        );
+        counter(
+            &mut out,
+            "repoint_connections_closed_total",
+            "Connections closed without an answer, by reason.",
+            &m.closed,
         );
         let name = "repoint_admission_duration_seconds";
         let _ = writeln!(

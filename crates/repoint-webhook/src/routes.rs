@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
 use crate::Webhook;
 use crate::admission::{self, AdmissionRequest, Operation, Verdict};
-use crate::labels::{Endpoint, Outcome};
+use crate::labels::{Endpoint, Outcome, Route};
 
 impl Webhook {
     /// The admission endpoints and the probes.
@@ -24,16 +26,22 @@ impl Webhook {
             .route(
                 "/mutate/{set}",
                 post(
-                    |State(w): State<Arc<Self>>, Path(set): Path<String>, body: Bytes| async move {
-                        w.handle(set, body, Endpoint::Mutate).await
+                    |State(w): State<Arc<Self>>,
+                     Path(set): Path<String>,
+                     headers: HeaderMap,
+                     body: Body| async move {
+                        w.receive(set, &headers, body, Endpoint::Mutate).await
                     },
                 ),
             )
             .route(
                 "/validate/{set}",
                 post(
-                    |State(w): State<Arc<Self>>, Path(set): Path<String>, body: Bytes| async move {
-                        w.handle(set, body, Endpoint::Validate).await
+                    |State(w): State<Arc<Self>>,
+                     Path(set): Path<String>,
+                     headers: HeaderMap,
+                     body: Body| async move {
+                        w.receive(set, &headers, body, Endpoint::Validate).await
                     },
                 ),
             )
@@ -51,8 +59,85 @@ impl Webhook {
                     }
                 }),
             )
-            .layer(DefaultBodyLimit::max(self.options.body_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                count_response,
+            ))
             .with_state(self.clone())
+    }
+
+    /// Read a request's body within the limits (its size, the budget of
+    /// bodies held across connections, the body timeout), then answer it.
+    async fn receive(
+        self: Arc<Self>,
+        set: String,
+        headers: &HeaderMap,
+        body: Body,
+        endpoint: Endpoint,
+    ) -> Response {
+        let (body, _held) = match self.read_body(headers, body).await {
+            Ok(read) => read,
+            Err(answer) => return answer,
+        };
+        self.handle(set, body, endpoint).await
+    }
+
+    /// The body, and its share of the budget (held until it is answered);
+    /// or the answer that refuses it, at once.
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
+        let limit = self.options.body_limit;
+        let length = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = || {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes"),
+            )
+                .into_response()
+        };
+        if length.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        // A body of unknown length may grow to the limit: that is what it
+        // holds of the budget.
+        let share = u32::try_from(length.unwrap_or(limit).max(1)).unwrap_or(u32::MAX);
+        let Ok(held) = self.body_budget.clone().try_acquire_many_owned(share) else {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in flight; try again",
+            )
+                .into_response());
+        };
+        match tokio::time::timeout(self.options.body_timeout, axum::body::to_bytes(body, limit))
+            .await
+        {
+            Ok(Ok(bytes)) => Ok((bytes, held)),
+            Ok(Err(e)) => {
+                let over = e
+                    .into_inner()
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                Err(if over {
+                    too_large()
+                } else {
+                    (StatusCode::BAD_REQUEST, "the body could not be read").into_response()
+                })
+            }
+            Err(_) => Err((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:?}",
+                    self.options.body_timeout
+                ),
+            )
+                .into_response()),
+        }
     }
 
     /// `/metrics`, for a separate plain-HTTP port.
@@ -146,4 +231,13 @@ impl Webhook {
             .filter(Value::is_object)
             .ok_or("no object")
     }
+}
+
+/// Count every response by route and status: rejected requests (400,
+/// 404, 408, 413, 503) as much as answered ones.
+async fn count_response(State(w): State<Arc<Webhook>>, request: Request, next: Next) -> Response {
+    let route = Route::of(request.uri().path());
+    let response = next.run(request).await;
+    w.metrics.response(route, response.status().as_u16());
+    response
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Webhook;
+use crate::labels::Closed;
 
 /// Where the serving certificate, its key and the client CA are.
 #[derive(Debug, Clone)]
@@ -42,6 +43,12 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// How long in-flight requests may finish after the stop signal.
     pub drain: Duration,
+    /// Connections held at once; one more is closed as soon as accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers; also how
+    /// long an HTTP/1 connection may sit idle between requests, and the
+    /// HTTP/2 keep-alive ping's deadline.
+    pub header_timeout: Duration,
 }
 
 /// Why the server could not start (or a certificate could not be loaded).
@@ -214,16 +221,36 @@ pub async fn serve(
     let router = webhook.router();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = stop_rx.clone();
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        options
+            .max_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    accept_errors.succeeded();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    continue;
+                    // Out of file descriptors (EMFILE) and the like: wait,
+                    // longer each time, instead of spinning on the error.
+                    let wait = accept_errors.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = stop.changed() => break,
+                    }
                 }
             },
             _ = stop.changed() => break,
+        };
+        let Ok(held) = connections.clone().try_acquire_owned() else {
+            webhook.metrics.closed(Closed::OverLimit);
+            tracing::debug!(%peer, "over the connection limit; closed");
+            drop(tcp);
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         // A poisoned lock still holds the last good config.
@@ -234,22 +261,40 @@ pub async fn serve(
         let acceptor = TlsAcceptor::from(current);
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
+        let webhook = webhook.clone();
+        let header_timeout = options.header_timeout;
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let _held = held;
+            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    webhook.metrics.closed(Closed::Handshake);
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    webhook.metrics.closed(Closed::Handshake);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(header_timeout)
+                .keep_alive_timeout(header_timeout);
             let connection = builder.serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
+                if e.downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_timeout)
+                {
+                    webhook.metrics.closed(Closed::HeaderTimeout);
+                }
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
@@ -266,4 +311,57 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Accept errors in a row: how long to wait before the next accept, and
+/// a log line at most once a second saying how many there were.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    in_a_row: u32,
+    unsaid: u64,
+    last_said: Option<std::time::Instant>,
+}
+
+impl AcceptErrors {
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// 10 ms, doubling to a second.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unsaid += 1;
+        let wait = Duration::from_millis(10u64 << self.in_a_row.min(7)).min(Duration::from_secs(1));
+        let due = self
+            .last_said
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if due {
+            tracing::warn!(
+                "accept failed {} time(s) since the last report: {error}; waiting {wait:?} before the next",
+                self.unsaid
+            );
+            self.unsaid = 0;
+            self.last_said = Some(std::time::Instant::now());
+        }
+        wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_and_are_said_once_a_second() {
+        let mut errors = AcceptErrors::default();
+        let e = std::io::Error::other("too many open files");
+        let waits: Vec<Duration> = (0..9).map(|_| errors.failed(&e)).collect();
+        assert_eq!(waits[0], Duration::from_millis(20));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(waits[8], Duration::from_secs(1));
+        // Said once (the first); the other eight wait for the next report.
+        assert_eq!(errors.unsaid, 8);
+        errors.succeeded();
+        assert_eq!(errors.failed(&e), Duration::from_millis(20));
+    }
 }
