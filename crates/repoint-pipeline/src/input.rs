@@ -138,10 +138,14 @@ pub fn parse_all(
     threads: usize,
     keep: &(dyn Fn(&serde_json::Value) -> bool + Sync),
 ) -> Result<Vec<(Option<PathBuf>, Stream)>> {
+    // One alias budget for the whole run: a bomb in every file, or in
+    // every document read in parallel, is bounded once, not once each.
+    let budget = repoint_core::document::RunBudget::new(limits.max_alias_nodes);
     inputs
         .into_iter()
         .map(|input| {
-            let stream = Stream::parse_with(&input.name, input.text, limits, threads, keep)?;
+            let stream =
+                Stream::parse_in_run(&input.name, input.text, limits, threads, keep, &budget)?;
             Ok((input.path, stream))
         })
         .collect()

@@ -46,6 +46,67 @@ pub struct BuildLimits {
     pub max_depth: usize,
 }
 
+/// What every document of a run shares, whichever thread reads it: the
+/// nodes aliases may still expand to (an alias bomb per document, read in
+/// parallel, would otherwise cost the per-document budget once per
+/// thread), and the first segment that failed, after which later segments
+/// stop: their documents would not be used.
+#[derive(Debug)]
+pub struct RunBudget {
+    alias_nodes_left: std::sync::atomic::AtomicUsize,
+    total: usize,
+    first_failed: std::sync::atomic::AtomicUsize,
+}
+
+impl RunBudget {
+    /// A budget of `alias_nodes` nodes that aliases may expand to in all.
+    pub fn new(alias_nodes: usize) -> Self {
+        Self {
+            alias_nodes_left: alias_nodes.into(),
+            total: alias_nodes,
+            first_failed: usize::MAX.into(),
+        }
+    }
+
+    /// Take `nodes` from the budget, or say that the run is over it.
+    fn take(&self, nodes: usize) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        self.alias_nodes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(nodes)
+            })
+            .map(|_| ())
+            .map_err(|_| {
+                format!(
+                    "aliases in the input expand to more than {} nodes in all",
+                    self.total
+                )
+            })
+    }
+
+    /// Segment `index` failed.
+    pub fn failed(&self, index: usize) {
+        self.first_failed
+            .fetch_min(index, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a segment before `index` failed, so `index` need not be read.
+    fn stop(&self, index: usize) -> bool {
+        self.first_failed.load(std::sync::atomic::Ordering::Relaxed) < index
+    }
+}
+
+/// A segment's place in its run: the budget it shares, and its index.
+#[derive(Debug, Clone, Copy)]
+pub struct InRun<'a> {
+    pub budget: &'a RunBudget,
+    pub segment: usize,
+}
+
+/// The message of a segment that stopped because an earlier one failed
+/// (never shown: the earlier failure is).
+pub const STOPPED: &str = "stopped: an earlier document failed";
+
 /// Converts the parser's character offsets to byte offsets. Offsets are
 /// asked for in (nearly) increasing order, so a forward cursor is enough.
 struct Offsets<'a> {
@@ -118,6 +179,7 @@ struct Builder<'a> {
     text: &'a str,
     base: usize,
     limits: BuildLimits,
+    run: Option<InRun<'a>>,
     /// Whether to keep the source tree (a check needs only the value).
     tree: bool,
     stack: Vec<Frame>,
@@ -139,8 +201,9 @@ pub fn build_segment(
     text: &str,
     base: usize,
     limits: BuildLimits,
+    run: Option<InRun<'_>>,
 ) -> Result<Vec<Built>, BuildError> {
-    build(text, base, limits, true)
+    build(text, base, limits, run, true)
 }
 
 /// The values of a segment's documents, without their source trees: what
@@ -150,7 +213,7 @@ pub fn segment_values(
     base: usize,
     limits: BuildLimits,
 ) -> Result<Vec<Value>, BuildError> {
-    Ok(build(text, base, limits, false)?
+    Ok(build(text, base, limits, None, false)?
         .into_iter()
         .map(|b| b.value)
         .collect())
@@ -160,6 +223,7 @@ fn build(
     text: &str,
     base: usize,
     limits: BuildLimits,
+    run: Option<InRun<'_>>,
     tree: bool,
 ) -> Result<Vec<Built>, BuildError> {
     // saphyr refuses a tab right after a mapping's `:`. Where it does,
@@ -169,7 +233,7 @@ fn build(
     let mut patched: Option<String> = None;
     loop {
         let input = patched.as_deref().unwrap_or(text);
-        match build_text(input, base, limits, tree) {
+        match build_text(input, base, limits, run, tree) {
             Err(Failure {
                 tab_after_colon: Some(at),
                 ..
@@ -200,17 +264,31 @@ fn refused_tab(text: &str, marked: usize) -> Option<usize> {
     (bytes[colon] == b':' && bytes.get(colon + 1) == Some(&b'\t')).then_some(colon + 1)
 }
 
-fn build_text(
-    text: &str,
+fn build_text<'a>(
+    text: &'a str,
     base: usize,
     limits: BuildLimits,
+    run: Option<InRun<'a>>,
     tree: bool,
 ) -> Result<Vec<Built>, Failure> {
     let mut offsets = Offsets::new(text);
     let mut documents = Vec::new();
     let mut builder: Option<Builder<'_>> = None;
     let mut doc_start = base;
-    for event in Parser::new_from_str(text) {
+    for (n, event) in Parser::new_from_str(text).enumerate() {
+        if n % 1024 == 0
+            && let Some(run) = run
+            && run.budget.stop(run.segment)
+        {
+            return Err(Failure {
+                error: BuildError {
+                    offset: base,
+                    documents_before: documents.len(),
+                    message: STOPPED.into(),
+                },
+                tab_after_colon: None,
+            });
+        }
         let (event, span) = match event {
             Ok(ok) => ok,
             Err(e) => {
@@ -245,6 +323,7 @@ fn build_text(
                     text,
                     base,
                     limits,
+                    run,
                     tree,
                     stack: Vec::new(),
                     anchors: HashMap::new(),
@@ -425,8 +504,12 @@ impl Builder<'_> {
                     .get(&id)
                     .map(|(_, count)| *count)
                     .ok_or_else(|| "alias to an unknown anchor".to_string())?;
-                // Charge before copying, so a bomb fails before it allocates.
+                // Charge before copying, so a bomb fails before it allocates:
+                // this document's budget, and the run's.
                 self.charge(count)?;
+                if let Some(run) = self.run {
+                    run.budget.take(count)?;
+                }
                 let value = self.anchors[&id].0.clone();
                 let node = Node {
                     span: start..end,
@@ -907,7 +990,7 @@ mod tests {
             max_nodes: 1000,
             max_depth: 10,
         };
-        match build_segment(text, 0, limits) {
+        match build_segment(text, 0, limits, None) {
             Ok(mut docs) => docs.remove(0).value,
             Err(e) => serde_json::json!({ "error": e.message }),
         }
@@ -943,7 +1026,7 @@ mod tests {
             max_nodes: 1000,
             max_depth: 10,
         };
-        let _ = build_segment("\n!\n# \n>\n#", 0, limits);
+        let _ = build_segment("\n!\n# \n>\n#", 0, limits, None);
     }
 
     #[test]
@@ -953,7 +1036,7 @@ mod tests {
             max_depth: 10,
         };
         let text = "a: &x \"q\"\nb: !t [1]\n";
-        let built = build_segment(text, 0, limits).expect("parse");
+        let built = build_segment(text, 0, limits, None).expect("parse");
         let root = built[0].root.as_ref().expect("root");
         assert_eq!(&text[root.get("/a").expect("a").span.clone()], "\"q\"");
         let b = root.get("/b").expect("b");

@@ -23,6 +23,8 @@ pub mod resolve;
 pub mod split;
 pub mod tree;
 
+pub use build::RunBudget;
+
 use std::borrow::Cow;
 
 use serde_json::Value;
@@ -41,6 +43,9 @@ pub struct Limits {
     pub max_document_bytes: usize,
     /// Most JSON nodes a document may expand to, aliases included.
     pub max_nodes: usize,
+    /// Most nodes aliases may expand to in all the documents of a run,
+    /// however many threads read them.
+    pub max_alias_nodes: usize,
     /// Deepest nesting.
     pub max_depth: usize,
 }
@@ -51,6 +56,7 @@ impl Default for Limits {
             max_input_bytes: 256 << 20,
             max_document_bytes: 16 << 20,
             max_nodes: 4_000_000,
+            max_alias_nodes: 4_000_000,
             max_depth: 256,
         }
     }
@@ -164,6 +170,21 @@ impl Stream {
         threads: usize,
         keep: &(dyn Fn(&Value) -> bool + Sync),
     ) -> Result<Self, DocumentError> {
+        let budget = RunBudget::new(limits.max_alias_nodes);
+        Self::parse_in_run(name, text, limits, threads, keep, &budget)
+    }
+
+    /// [`Stream::parse_with`], sharing `budget` with the other files of a
+    /// run: aliases expand to at most its nodes across all of them, and
+    /// once a document fails, the documents after it are not read.
+    pub fn parse_in_run(
+        name: &str,
+        text: String,
+        limits: Limits,
+        threads: usize,
+        keep: &(dyn Fn(&Value) -> bool + Sync),
+        budget: &RunBudget,
+    ) -> Result<Self, DocumentError> {
         // A file named `.json` is JSON: it is held to JSON's grammar, so
         // comments and other YAML-only syntax are errors rather than
         // quietly read as YAML. Other text (standard input, `.yaml`) is
@@ -182,8 +203,9 @@ impl Stream {
             max_nodes: limits.max_nodes,
             max_depth: limits.max_depth,
         };
-        let build_one = |segment: &split::Segment| {
+        let build_one = |index: usize, segment: &split::Segment| {
             if segment.range.len() > limits.max_document_bytes {
+                budget.failed(index);
                 return Err(build::BuildError {
                     offset: segment.range.start,
                     documents_before: 0,
@@ -194,11 +216,17 @@ impl Stream {
                     ),
                 });
             }
+            let run = build::InRun {
+                budget,
+                segment: index,
+            };
             let mut built = build::build_segment(
                 &text[segment.range.clone()],
                 segment.range.start,
                 build_limits,
-            )?;
+                Some(run),
+            )
+            .inspect_err(|_| budget.failed(index))?;
             for b in &mut built {
                 if b.value.is_object() && !keep(&b.value) {
                     b.root = None;
@@ -208,7 +236,7 @@ impl Stream {
             }
             Ok((segment.range.clone(), built))
         };
-        let built = crate::parallel::map(&segments, threads, |_, segment| build_one(segment));
+        let built = crate::parallel::map(&segments, threads, build_one);
         let mut documents: Vec<Document> = Vec::new();
         for result in built {
             let error = |documents: usize, offset: usize, message: String| {
@@ -704,6 +732,57 @@ fn position(text: &str, line_starts: &[usize], offset: usize) -> (usize, usize) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A document whose aliases expand to about `10 * 10 * 10` nodes.
+    fn small_bomb(i: usize) -> String {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: b{i}}}\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        )
+    }
+
+    #[test]
+    fn the_alias_budget_bounds_the_whole_run_at_any_thread_count() {
+        let limits = Limits {
+            max_nodes: 2_000,
+            max_alias_nodes: 5_000,
+            ..Limits::default()
+        };
+        // Each document is within its own budget...
+        assert!(Stream::parse("one.yaml", small_bomb(0), limits).is_ok());
+        // ...but eight of them are not within the run's, however many
+        // threads read them.
+        let text: String = (0..8).map(|i| format!("---\n{}", small_bomb(i))).collect();
+        for threads in [1, 2, 4] {
+            let e = Stream::parse_with("bombs.yaml", text.clone(), limits, threads, &|_| true)
+                .expect_err("over the run's budget");
+            assert!(
+                e.message
+                    .contains("aliases in the input expand to more than 5000 nodes in all"),
+                "{threads} threads: {e}"
+            );
+        }
+        // The budget is shared by the files of a run.
+        let budget = RunBudget::new(1_500);
+        let keep = |_: &Value| true;
+        assert!(Stream::parse_in_run("a.yaml", small_bomb(0), limits, 1, &keep, &budget).is_ok());
+        assert!(Stream::parse_in_run("b.yaml", small_bomb(1), limits, 1, &keep, &budget).is_err());
+    }
+
+    #[test]
+    fn the_first_failure_in_input_order_is_reported_whatever_stops() {
+        let mut text = String::from("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad\n");
+        for i in 0..50 {
+            text.push_str(&format!("---\n{}", small_bomb(i)));
+        }
+        for threads in [1, 4] {
+            let e = Stream::parse_with("x.yaml", text.clone(), Limits::default(), threads, &|_| {
+                true
+            })
+            .expect_err("bad first document");
+            assert_eq!((e.document, e.line), (0, 5), "{threads} threads: {e}");
+            assert!(!e.message.contains(build::STOPPED), "{e}");
+        }
+    }
 
     #[test]
     fn a_splice_that_does_not_check_out_is_refused() {
