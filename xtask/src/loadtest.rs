@@ -28,10 +28,24 @@ struct Options {
     seconds: u64,
     concurrency: usize,
     rate: usize,
+    /// Another `repoint` build to run the same steady runs with, in this
+    /// invocation, for a ratio (`--baseline PATH`).
+    baseline: Option<PathBuf>,
 }
 
 fn options(args: &[String]) -> Result<Options> {
     let (mut seconds, mut concurrency, mut rate) = (10, 32, 1000);
+    let mut baseline = None;
+    let mut numeric = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--baseline" {
+            baseline = Some(PathBuf::from(it.next().context("--baseline: missing path")?));
+        } else {
+            numeric.push(arg.clone());
+        }
+    }
+    let args = &numeric;
     crate::numeric_options(
         args,
         &mut [
@@ -44,6 +58,7 @@ fn options(args: &[String]) -> Result<Options> {
         seconds: seconds.max(1) as u64,
         concurrency: concurrency.max(1),
         rate: rate.max(10),
+        baseline,
     })
 }
 
@@ -525,6 +540,19 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let baseline = steady("empty", &empty)?;
     let policies = steady("three built-ins", &full)?;
+    let against = match &o.baseline {
+        Some(other) => {
+            let server = Server::start(other, &dir, &full, &agent)?;
+            let url = format!("{}/mutate/default", server.base);
+            let label = format!("three built-ins, {}", other.display());
+            let busy = drive(&oha, &url, &bodies, &Load::Concurrency(o.concurrency), o.seconds)?;
+            row(&label, &format!("{} connections", o.concurrency), &busy);
+            let at_rate = drive(&oha, &url, &bodies, &Load::Rate(o.rate), o.seconds)?;
+            row(&label, &format!("{}/s", o.rate), &at_rate);
+            Some((other.clone(), busy, at_rate, server.peak_rss_mib()?))
+        }
+        None => None,
+    };
 
     // The fault run: 10% of the same total rate to the looping set.
     let server = Server::start(&repoint, &dir, &fault, &agent)?;
@@ -574,6 +602,19 @@ pub fn run(args: &[String]) -> Result<()> {
         "peak RSS: {:.1} MiB (three built-ins), {fault_rss:.1} MiB (fault run)",
         policies.peak_rss
     );
+    if let Some((other, busy, at_rate, rss)) = &against {
+        println!(
+            "against {}: {:.2}x its reviews/s ({:.0} against {:.0}), p99 at {}/s {:.2} ms against {:.2} ms, peak RSS {:.1} against {rss:.1} MiB",
+            other.display(),
+            policies.busy.per_second / busy.per_second,
+            policies.busy.per_second,
+            busy.per_second,
+            o.rate,
+            policies.at_rate.p99,
+            at_rate.p99,
+            policies.peak_rss,
+        );
+    }
     println!(
         "fault run: healthy p99 {:.2} ms against {:.2} ms without the faulty set; HTTP failures: {} of {} healthy and {} of {} faulty requests",
         healthy.p99,
