@@ -40,7 +40,9 @@ fn options(args: &[String]) -> Result<Options> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--baseline" {
-            baseline = Some(PathBuf::from(it.next().context("--baseline: missing path")?));
+            baseline = Some(PathBuf::from(
+                it.next().context("--baseline: missing path")?,
+            ));
         } else {
             numeric.push(arg.clone());
         }
@@ -146,13 +148,22 @@ impl Server {
 
     /// The largest resident set so far (`VmHWM`), in MiB.
     fn peak_rss_mib(&self) -> Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// The resident set now (`VmRSS`), in MiB.
+    fn rss_mib(&self) -> Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .context("reading the server's /proc status")?;
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc status")?;
+            .with_context(|| format!("no {field} in /proc status"))?;
         Ok(kib / 1024.0)
     }
 
@@ -173,6 +184,80 @@ impl Server {
             .map(str::to_string)
             .collect())
     }
+}
+
+/// The slow-body attack: `clients` connections each announce a body of
+/// 2.9 MiB and send all of it but the last byte, then hold. Returns the
+/// server's peak RSS while they hold and its RSS once they have gone, in
+/// MiB, and how many were answered at once (503) instead of held.
+fn slow_bodies(server: &Server, dir: &Path, clients: usize) -> Result<(f64, f64, usize)> {
+    use std::io::{Read as _, Write as _};
+    let pem = std::fs::read(dir.join("tls.crt"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject as _;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert?)?;
+    }
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let addr = server.base.trim_start_matches("https://").to_string();
+    let length = 2900 << 10;
+    let body = vec![b' '; length - 1];
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let mut threads = Vec::new();
+    for _ in 0..clients {
+        let (config, addr, body, held_tx) =
+            (config.clone(), addr.clone(), body.clone(), held_tx.clone());
+        let release_rx = release_rx.clone();
+        threads.push(std::thread::spawn(move || {
+            let answered = (|| -> Result<bool> {
+                use rustls::pki_types::ServerName;
+                let name = ServerName::try_from("127.0.0.1")?.to_owned();
+                let connection = rustls::ClientConnection::new(config, name)?;
+                let tcp = std::net::TcpStream::connect(&addr)?;
+                tcp.set_read_timeout(Some(Duration::from_millis(300)))?;
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                write!(
+                    tls,
+                    "POST /mutate/default HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+                )?;
+                // A refused body ends the write early: the server closed.
+                let _ = tls.write_all(&body).and_then(|()| tls.flush());
+                let mut answer = [0u8; 12];
+                let answered = matches!(tls.read(&mut answer), Ok(n) if n > 0);
+                let _ = held_tx.send(());
+                // Hold the connection until told to let go.
+                let _ = release_rx.lock().map(|r| r.recv());
+                Ok(answered)
+            })();
+            answered.unwrap_or(false)
+        }));
+    }
+    drop(held_tx);
+    for _ in 0..clients {
+        let _ = held_rx.recv_timeout(Duration::from_secs(60));
+    }
+    let during = server.peak_rss_mib()?;
+    for _ in 0..clients {
+        let _ = release_tx.send(());
+    }
+    let answered = threads
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .filter(|&a| a)
+        .count();
+    // The server frees what it held as it sees the connections close.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = server.rss_mib()?;
+    Ok((during, after, answered))
 }
 
 fn free_port() -> Result<u16> {
@@ -545,7 +630,13 @@ pub fn run(args: &[String]) -> Result<()> {
             let server = Server::start(other, &dir, &full, &agent)?;
             let url = format!("{}/mutate/default", server.base);
             let label = format!("three built-ins, {}", other.display());
-            let busy = drive(&oha, &url, &bodies, &Load::Concurrency(o.concurrency), o.seconds)?;
+            let busy = drive(
+                &oha,
+                &url,
+                &bodies,
+                &Load::Concurrency(o.concurrency),
+                o.seconds,
+            )?;
             row(&label, &format!("{} connections", o.concurrency), &busy);
             let at_rate = drive(&oha, &url, &bodies, &Load::Rate(o.rate), o.seconds)?;
             row(&label, &format!("{}/s", o.rate), &at_rate);
@@ -591,6 +682,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let fault_rss = server.peak_rss_mib()?;
     drop(server);
 
+    // Slow bodies: 100 clients hold 2.9 MiB bodies short of their last
+    // byte, on this build and on the baseline.
+    let mut slow = Vec::new();
+    for build in std::iter::once(&repoint).chain(o.baseline.as_ref()) {
+        let server = Server::start(build, &dir, &empty, &agent)?;
+        slow.push((build.clone(), slow_bodies(&server, &dir, 100)?));
+    }
+
     println!();
     println!(
         "three built-ins serve {:.0} reviews/s, {:.0}% of the empty set's {:.0}/s",
@@ -602,6 +701,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "peak RSS: {:.1} MiB (three built-ins), {fault_rss:.1} MiB (fault run)",
         policies.peak_rss
     );
+    for (build, (during, after, answered)) in &slow {
+        println!(
+            "slow bodies ({}): 100 clients holding 2.9 MiB bodies: peak RSS {during:.1} MiB while held, {after:.1} MiB after; {answered} answered at once",
+            build.display()
+        );
+    }
     if let Some((other, busy, at_rate, rss)) = &against {
         println!(
             "against {}: {:.2}x its reviews/s ({:.0} against {:.0}), p99 at {}/s {:.2} ms against {:.2} ms, peak RSS {:.1} against {rss:.1} MiB",

@@ -438,3 +438,119 @@ fn credentials_never_leak() {
     check("the spy's log", &out.stderr);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Every way loading a credential can fail says what failed and never
+/// what it read: the secret, its base64 and its `user:secret` base64 stay
+/// out of stdout, stderr and the trace log.
+#[test]
+fn credential_loading_errors_never_show_the_secret() {
+    use repoint_credentials::base64;
+    let dir = temp_dir("leak-errors");
+    let secret = PASSWORD;
+    let forbidden = [
+        secret.to_string(),
+        base64(secret),
+        base64(&format!("robot:{secret}")),
+        base64(&format!(
+            r#"{{"auths":{{"quay.io":{{"auth":"{}"}}}}}}"#,
+            base64(&format!("robot{secret}"))
+        )),
+    ];
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).expect("write");
+        name.to_string()
+    };
+    // Each source holds the secret and is broken in its own way.
+    let sources = [
+        // `auth` that is not `user:password` once decoded.
+        format!(
+            "dockerConfig: {}",
+            write(
+                "no-colon.json",
+                &format!(
+                    r#"{{"auths": {{"quay.io": {{"auth": "{}"}}}}}}"#,
+                    base64(&format!("robot{secret}"))
+                )
+            )
+        ),
+        // `auth` that is not base64 at all.
+        format!(
+            "dockerConfig: {}",
+            write(
+                "not-b64.json",
+                &format!(r#"{{"auths": {{"quay.io": {{"auth": "{secret}!"}}}}}}"#)
+            )
+        ),
+        // A docker config that is not JSON, around the secret.
+        format!(
+            "dockerConfig: {}",
+            write(
+                "not-json.json",
+                &format!(r#"{{"auths": {{"quay.io": {{"password": "{secret}" "#)
+            )
+        ),
+        // A docker config without this registry, but with the secret for another.
+        format!(
+            "dockerConfig: {}",
+            write(
+                "other.json",
+                &format!(
+                    r#"{{"auths": {{"other.example": {{"username": "u", "password": "{secret}"}}}}}}"#
+                )
+            )
+        ),
+        // A Secret manifest whose .dockerconfigjson is not JSON.
+        format!(
+            "secretFile: {}",
+            write(
+                "bad-secret.yaml",
+                &format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {}\n",
+                    base64(&format!("{{not json {secret}"))
+                )
+            )
+        ),
+        // A Secret manifest of the wrong type.
+        format!(
+            "secretFile: {}",
+            write(
+                "opaque.yaml",
+                &format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: Opaque\nstringData: {{password: {secret}}}\n"
+                )
+            )
+        ),
+        // A password file that is a directory, and one that is missing.
+        "username: robot\n  passwordFile: .".to_string(),
+        "username: robot\n  passwordFile: missing.txt".to_string(),
+    ];
+    for (i, source) in sources.iter().enumerate() {
+        let config = dir.join(format!("c{i}.yaml"));
+        std::fs::write(
+            &config,
+            format!("apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {{secretName: s, registries: [quay.io]}}\ncredentials:\n- registry: quay.io\n  {source}\n"),
+        )
+        .expect("config");
+        let out = repoint_env(
+            &[
+                "--log-level",
+                "trace",
+                "run",
+                "-c",
+                &config.display().to_string(),
+                "-",
+            ],
+            WORKLOADS,
+            &[("REPOINT_LOG", "trace")],
+        );
+        assert_eq!(out.code, 2, "{source}: {}{}", out.stdout, out.stderr);
+        for shown in [&out.stdout, &out.stderr] {
+            for f in &forbidden {
+                assert!(
+                    !shown.contains(f.as_str()),
+                    "{source} shows the secret:\n{shown}"
+                );
+            }
+        }
+    }
+}
