@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use repoint_core::document::tree::{escape_token, pointer_tokens};
 use repoint_core::glob::{Glob, path_match};
 use repoint_core::matching::{ImagePattern, LabelSelector};
-use repoint_core::{ImageRef, patch};
+use repoint_core::ImageRef;
+use repoint_core::pointer;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -46,12 +46,12 @@ fuzz_target!(|data: &[u8]| {
                 .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))),
         );
     }
-    if let Some(tokens) = pointer_tokens(text) {
-        let again = patch::pointer(&tokens);
-        assert_eq!(pointer_tokens(&again), Some(tokens.clone()));
+    if let Some(tokens) = pointer::tokens(text) {
+        let again = pointer::join(&tokens);
+        assert_eq!(pointer::tokens(&again), Some(tokens.clone()));
         for t in &tokens {
             assert_eq!(
-                pointer_tokens(&format!("/{}", escape_token(t))),
+                pointer::tokens(&format!("/{}", pointer::escape(t))),
                 Some(vec![t.clone()])
             );
         }

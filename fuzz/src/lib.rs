@@ -22,7 +22,9 @@ pub fn stream(data: &[u8]) -> Option<Stream> {
     let limits = Limits {
         max_document_bytes: 1 << 20,
         max_nodes: 100_000,
+        max_alias_nodes: 100_000,
         max_depth: 64,
+        ..Limits::default()
     };
     Stream::parse("fuzz.yaml", text.to_string(), limits).ok()
 }
@@ -80,7 +82,7 @@ pub fn pointers(value: &Value) -> Vec<String> {
             Value::Object(m) => {
                 for (k, child) in m.iter().rev() {
                     stack.push((
-                        format!("{at}/{}", repoint_core::document::tree::escape_token(k)),
+                        format!("{at}/{}", repoint_core::pointer::escape(k)),
                         child,
                     ));
                 }
