@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-const MIRROR_RULES: &[(&str, &str)] = &[
+pub(crate) const MIRROR_RULES: &[(&str, &str)] = &[
     ("docker.io", "mirror.corp.example/hub"),
     ("quay.io", "mirror.corp.example/quay"),
     ("ghcr.io", "mirror.corp.example/ghcr"),
@@ -209,7 +209,7 @@ pub fn run(args: &[String]) -> Result<()> {
         None => println!("peak RSS: /usr/bin/time is not installed (Debian package `time`)"),
     }
     kustomize(&repoint, &dir, &files, &full, o.runs)?;
-    Ok(())
+    crate::scale::run(&repoint, &dir, o.runs)
 }
 
 /// Peak resident set of one run, from GNU time's `%M` (kilobytes).
@@ -240,31 +240,60 @@ fn kustomize(
     full: &Path,
     runs: usize,
 ) -> Result<()> {
-    let has_kubectl = Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_kubectl {
+    if !has_kubectl() {
         println!("\nkubectl is not on PATH: no kustomize comparison");
         return Ok(());
     }
     let kdir = dir.join("kustomize");
     std::fs::create_dir_all(&kdir)?;
-    let mut resources = String::new();
+    let mut resources = Vec::new();
     for f in files {
         let name = f
             .file_name()
             .and_then(|n| n.to_str())
             .context("file name")?;
         std::fs::copy(f, kdir.join(name))?;
-        resources.push_str(&format!("- {name}\n"));
+        resources.push(name.to_string());
     }
-    // kustomize matches image names literally, so list every name as written.
+    write_kustomization(repoint, &kdir, &resources)?;
+    let k = time(runs, || {
+        let mut c = Command::new("kubectl");
+        c.arg("kustomize").arg(&kdir);
+        c
+    })?;
+    let r = time(runs, || {
+        let mut c = Command::new(repoint);
+        c.args(["run", "-c"]).arg(full);
+        for f in files {
+            c.arg(kdir.join(f.file_name().unwrap_or_default()));
+        }
+        c
+    })?;
+    println!(
+        "\none copy of the corpus: kubectl kustomize (images: list) {:.3} s, repoint run (three built-ins) {:.3} s: repoint is {:.1}x faster",
+        k.as_secs_f64(),
+        r.as_secs_f64(),
+        k.as_secs_f64() / r.as_secs_f64()
+    );
+    Ok(())
+}
+
+pub(crate) fn has_kubectl() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A `kustomization.yaml` in `kdir` over `resources` (files in it) whose
+/// `images:` list does the mirror rewrites. kustomize matches image names
+/// literally, so every name is listed as written.
+pub(crate) fn write_kustomization(repoint: &Path, kdir: &Path, resources: &[String]) -> Result<()> {
     let out = Command::new(repoint)
         .args(["images", "--format", "json"])
-        .arg(&kdir)
+        .arg(kdir)
         .output()
         .context("listing images")?;
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).context("images json")?;
@@ -287,33 +316,43 @@ fn kustomize(
             );
         }
     }
-    let mut kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}images:\n"
-    );
+    let mut kustomization =
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+            .to_string();
+    for r in resources {
+        kustomization.push_str(&format!("- {r}\n"));
+    }
+    kustomization.push_str("images:\n");
     for (name, new_name) in &images {
         kustomization.push_str(&format!("- name: {name}\n  newName: {new_name}\n"));
     }
     std::fs::write(kdir.join("kustomization.yaml"), kustomization)?;
-    let k = time(runs, || {
-        let mut c = Command::new("kubectl");
-        c.arg("kustomize").arg(&kdir);
-        c
-    })?;
-    let r = time(runs, || {
-        let mut c = Command::new(repoint);
-        c.args(["run", "-c"]).arg(full);
-        for f in files {
-            c.arg(kdir.join(f.file_name().unwrap_or_default()));
-        }
-        c
-    })?;
-    println!(
-        "\none copy of the corpus: kubectl kustomize (images: list) {:.3} s, repoint run (three built-ins) {:.3} s: repoint is {:.1}x faster",
-        k.as_secs_f64(),
-        r.as_secs_f64(),
-        k.as_secs_f64() / r.as_secs_f64()
-    );
     Ok(())
+}
+
+/// One run of a command with stdout discarded, stopped (coreutils'
+/// `timeout`) after `limit`: its wall time, or `None` if it was stopped.
+pub(crate) fn time_limited(
+    limit: Duration,
+    make: impl FnOnce() -> Command,
+) -> Result<Option<Duration>> {
+    let inner = make();
+    let mut cmd = Command::new("timeout");
+    cmd.arg("--signal=KILL")
+        .arg(format!("{}s", limit.as_secs()))
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let out = cmd.output().context("running the benchmark command")?;
+    let took = started.elapsed();
+    match out.status.code() {
+        Some(0) => Ok(Some(took)),
+        // Killed by `timeout` (128 + SIGKILL, or no code at all).
+        Some(137) | None => Ok(None),
+        _ => bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
 }
 
 /// The CPU's model name, for the report.

@@ -25,6 +25,7 @@ mod codegen;
 mod fuzz;
 mod languages;
 mod loadtest;
+mod scale;
 
 use std::process::{Command, ExitCode};
 

@@ -553,3 +553,43 @@ fn the_convergence_pass_does_not_repeat_a_policys_log_lines() {
         .count();
     assert_eq!(logged, 1, "{}", out.stderr);
 }
+
+#[test]
+fn each_object_starts_from_the_configured_state_without_configuring_again() {
+    let misbehave = repoint_runtime::builtins::test_policy("misbehave").expect("built");
+    let dir = temp_dir("preinit");
+    // `count` warns with how many times its instance has evaluated, and
+    // `announce` logs each run of `configure`.
+    let config = write_config(
+        &dir,
+        &format!(
+            "policies:\n- name: counter\n  module: {misbehave}\n  settings: {{mode: count, announce: true}}\n"
+        ),
+    );
+    let pods: String = (0..4)
+        .map(|i| format!("---\nkind: Pod\napiVersion: v1\nmetadata: {{name: p{i}}}\nspec: {{containers: [{{name: c, image: nginx}}]}}\n"))
+        .collect();
+    let out = run_command_env(
+        Path::new(env!("CARGO_BIN_EXE_repoint")),
+        &["run", "-j", "1", "-c", &config, "-"],
+        &pods,
+        &[("REPOINT_LOG", "info")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Every object gets a fresh instance...
+    let fresh = out
+        .stderr
+        .matches("[counter] evaluation 1 of this instance")
+        .count();
+    assert_eq!(fresh, 4, "{}", out.stderr);
+    assert!(!out.stderr.contains("evaluation 2"), "{}", out.stderr);
+    // ...made from the pre-initialized component: `configure` ran twice in
+    // all (checking the settings, then once for the snapshot), not once
+    // per object.
+    assert_eq!(
+        out.stderr.matches("configure ran").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+}

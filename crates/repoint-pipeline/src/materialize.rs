@@ -2,7 +2,7 @@
 //! must list a pull secret. An account present in the input is patched in
 //! place; one that is not is emitted as a new document after the inputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use repoint_core::patch::PatchOp;
 use repoint_core::sites;
@@ -131,13 +131,14 @@ pub fn secret_requests(outcome: &Outcome) -> Vec<Request<String>> {
 pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Generated {
     let wanted = gather(file_outcomes(files), default_namespace, account_requests);
     let mut generated = Generated::default();
+    let existing = index_objects(files, "ServiceAccount", default_namespace);
     for Wanted {
         key,
         requester,
         items: secrets,
     } in &wanted
     {
-        match find_object(files, "ServiceAccount", &key.0, &key.1, default_namespace) {
+        match existing.get(key) {
             Some(Found {
                 file: f,
                 document: d,
@@ -158,7 +159,7 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
                 if ops.is_empty() {
                     continue;
                 }
-                generated.patches.push((f, d, ops));
+                generated.patches.push((*f, *d, ops));
             }
             None => generated.documents.push((
                 *requester,
@@ -199,13 +200,15 @@ pub fn secrets(
         None => PullSecretSource::Credentials(config.credential_sources()?),
     };
     let mut warnings = Vec::new();
+    let existing = index_objects(files, "Secret", default_namespace);
     for Wanted {
-        key: (ns, name),
+        key,
         requester,
         items: registries,
     } in &wanted
     {
-        if let Some(found) = find_object(files, "Secret", ns, name, default_namespace) {
+        let (ns, name) = key;
+        if let Some(found) = existing.get(key) {
             let file = files[found.file].stream.name();
             let present = creds::dockerconfigjson_of(found.value)
                 .map(|c| creds::registries_in(&c))
@@ -328,8 +331,7 @@ pub fn pull_secret_contents(
     Ok(Some(dockerconfigjson))
 }
 
-/// A v1 object of `kind` in the input, by namespace and name (objects
-/// without a namespace are in `default_namespace`).
+/// A v1 object in the input.
 struct Found<'a> {
     file: usize,
     document: usize,
@@ -338,32 +340,39 @@ struct Found<'a> {
     value: &'a Value,
 }
 
-fn find_object<'a>(
+/// The input's v1 objects of one kind by namespace and name (objects
+/// without a namespace are in `default_namespace`), the first of each
+/// name: built once, where a search per request would read every document
+/// again for each namespace of a large run.
+fn index_objects<'a>(
     files: &'a [FileResult],
     kind: &str,
-    namespace: &str,
-    name: &str,
     default_namespace: &str,
-) -> Option<Found<'a>> {
-    files.iter().enumerate().find_map(|(file, f)| {
-        f.stream.documents().iter().find_map(|doc| {
-            sites::objects(&doc.value)
-                .into_iter()
-                .find_map(|(prefix, value)| {
-                    let s = |p: &str| value.pointer(p).and_then(Value::as_str);
-                    (s("/kind") == Some(kind)
-                        && s("/apiVersion") == Some("v1")
-                        && s("/metadata/name") == Some(name)
-                        && s("/metadata/namespace").unwrap_or(default_namespace) == namespace)
-                        .then_some(Found {
-                            file,
-                            document: doc.index,
-                            prefix,
-                            value,
-                        })
-                })
-        })
-    })
+) -> HashMap<(String, String), Found<'a>> {
+    let mut index = HashMap::new();
+    for (file, f) in files.iter().enumerate() {
+        for doc in f.stream.documents() {
+            for (prefix, value) in sites::objects(&doc.value) {
+                let s = |p: &str| value.pointer(p).and_then(Value::as_str);
+                if s("/kind") != Some(kind) || s("/apiVersion") != Some("v1") {
+                    continue;
+                }
+                let Some(name) = s("/metadata/name") else {
+                    continue;
+                };
+                let namespace = s("/metadata/namespace").unwrap_or(default_namespace);
+                index
+                    .entry((namespace.to_string(), name.to_string()))
+                    .or_insert(Found {
+                        file,
+                        document: doc.index,
+                        prefix,
+                        value,
+                    });
+            }
+        }
+    }
+    index
 }
 
 /// A copy of `doc` safe to show: a Secret's data values are replaced.

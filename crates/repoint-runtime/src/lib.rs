@@ -14,9 +14,13 @@
 //! - runs policy chains over objects ([`chain`]), each policy seeing the
 //!   previous one's output, and checks that the chain converges.
 //!
+//! - pre-initializes each configured policy ([`preinit`]), so that an
+//!   evaluation's fresh instance starts in the configured state.
+//!
 //! Depends on repoint-core (objects, sites, actions, the evaluation
-//! defaults) and wasmtime with WASI; the WIT parser it uses is the
-//! bindings macro's, at build time only.
+//! defaults), wasmtime with WASI and wasmtime's pre-initializer (wizer),
+//! sha2 and tempfile for the pre-initialized components' cache; the WIT
+//! parser it uses is the bindings macro's, at build time only.
 
 mod bindings {
     #![allow(
@@ -57,6 +61,7 @@ pub mod builtins {
 pub mod chain;
 mod convert;
 mod host;
+pub mod preinit;
 pub mod schema;
 /// The probe seam, defined in `repoint-core` so network probers need no
 /// runtime.
@@ -293,6 +298,8 @@ impl std::fmt::Debug for Runtime {
 #[derive(Clone)]
 pub struct LoadedPolicy {
     pre: PolicyPre<HostState>,
+    /// The component as loaded, which configuring pre-initializes.
+    bytes: Arc<[u8]>,
     /// Where it came from.
     pub source: PolicySource,
     /// What it says about itself.
@@ -320,7 +327,7 @@ pub(crate) struct PolicyInstance {
 /// A loaded policy with its validated settings, under its configured name.
 /// Made only by [`Runtime::configure`], and good only in a chain of that
 /// runtime ([`Runtime::chain`] checks).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConfiguredPolicy {
     /// Name from the config (unique in a chain; used in reports).
     pub name: Arc<str>,
@@ -328,8 +335,23 @@ pub struct ConfiguredPolicy {
     pub loaded: Arc<LoadedPolicy>,
     /// Settings as JSON.
     pub settings_json: Arc<str>,
+    /// The component with these settings already configured (see
+    /// [`preinit`]); `None` where it could not be pre-initialized, and
+    /// each evaluation configures a fresh instance.
+    configured: Option<PolicyPre<HostState>>,
     /// The runtime that configured it.
     runtime: u64,
+}
+
+impl std::fmt::Debug for ConfiguredPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredPolicy")
+            .field("name", &self.name)
+            .field("loaded", &self.loaded)
+            .field("settings_json", &self.settings_json)
+            .field("preinitialized", &self.configured.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -488,6 +510,7 @@ impl Runtime {
             .map_err(|e| invalid(format!("info() failed: {e:#}")))?;
         Ok(LoadedPolicy {
             pre,
+            bytes: bytes.into(),
             source,
             info: PolicyInfo {
                 name: info.name,
@@ -508,10 +531,11 @@ impl Runtime {
         loaded: Arc<LoadedPolicy>,
         settings_json: &str,
     ) -> Result<ConfiguredPolicy, RuntimeError> {
-        let policy = ConfiguredPolicy {
+        let mut policy = ConfiguredPolicy {
             name: name.into(),
             loaded,
             settings_json: settings_json.into(),
+            configured: None,
             runtime: self.id,
         };
         let mut store = self.store(name);
@@ -520,7 +544,31 @@ impl Runtime {
                 policy: name.to_string(),
                 failure,
             })?;
+        policy.configured = self.preinitialize(&policy);
         Ok(policy)
+    }
+
+    /// `policy`'s component with its settings configured, ready to
+    /// instantiate; `None` (logged) where that cannot be done.
+    fn preinitialize(&self, policy: &ConfiguredPolicy) -> Option<PolicyPre<HostState>> {
+        let configured = preinit::configured(
+            &self.linker,
+            || self.store(&policy.name),
+            &policy.loaded.bytes,
+            &policy.settings_json,
+            self.options.cache_dir.as_deref(),
+        )
+        .and_then(|component| PolicyPre::new(self.linker.instantiate_pre(&component)?));
+        match configured {
+            Ok(pre) => Some(pre),
+            Err(e) => {
+                tracing::debug!(
+                    policy = &*policy.name,
+                    "not pre-initialized, each evaluation configures a fresh instance: {e:#}"
+                );
+                None
+            }
+        }
     }
 
     /// Start the store's deadline for one call: the whole timeout, with a
@@ -614,9 +662,13 @@ impl Runtime {
             }
             None => {
                 let mut store = self.store(&policy.name);
-                let bindings = self
-                    .instantiate_configured(policy, &mut store)
-                    .map_err(fail)?;
+                let bindings = match &policy.configured {
+                    Some(configured) => configured
+                        .instantiate(&mut store)
+                        .map_err(|e| self.classify(e, &store)),
+                    None => self.instantiate_configured(policy, &mut store),
+                }
+                .map_err(fail)?;
                 PolicyInstance { store, bindings }
             }
         };

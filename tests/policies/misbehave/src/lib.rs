@@ -47,6 +47,10 @@ pub struct Settings {
     /// Reject these settings with this message.
     #[serde(default)]
     pub reject: Option<String>,
+    /// Log a line each time `configure` runs, so a test can count how
+    /// often the host configures an instance.
+    #[serde(default)]
+    pub announce: bool,
 }
 
 /// The policy.
@@ -61,6 +65,9 @@ impl Policy for Misbehave {
     }
 
     fn validate(settings: &Settings) -> Result<(), String> {
+        if settings.announce {
+            log(LogLevel::Info, "configure ran");
+        }
         match &settings.reject {
             Some(msg) => Err(msg.clone()),
             None => Ok(()),
