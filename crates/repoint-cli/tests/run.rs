@@ -571,7 +571,8 @@ fn each_object_starts_from_the_configured_state_without_configuring_again() {
         .collect();
     let out = run_command_env(
         Path::new(env!("CARGO_BIN_EXE_repoint")),
-        &["run", "-j", "1", "-c", &config, "-"],
+        // Without the cache, so that the snapshot is made in this run.
+        &["run", "--no-cache", "-j", "1", "-c", &config, "-"],
         &pods,
         &[("REPOINT_LOG", "info")],
     );
