@@ -8,6 +8,22 @@ pub mod http;
 pub mod kube;
 pub mod registry;
 
+/// A config mirroring Docker Hub onto `mirror.corp/hub` and giving every
+/// workload pulling from it the `mirror-pull` Secret, whose password is in
+/// `token.txt` beside the config.
+pub const MIRROR_AND_SECRETS: &str = "apiVersion: repoint.dev/v1alpha1
+kind: Config
+policies:
+- name: mirror
+  module: builtin:registry-mirror
+  settings: {rules: [{match: docker.io, replace: mirror.corp/hub}]}
+- name: secrets
+  module: builtin:pull-secrets
+  settings: {secretName: mirror-pull, registries: [mirror.corp]}
+credentials:
+- {registry: mirror.corp, username: robot, passwordFile: token.txt}
+";
+
 /// The shared data directory (`../shared` beside the repository), or the
 /// directory named by `REPOINT_SHARED_DIR`. Tests read the corpus and the
 /// conformance table from here at run time; nothing is copied into the repo.

@@ -73,16 +73,40 @@ fn write_config(path: &Path, policies: &str) -> Result<()> {
     .with_context(|| format!("writing {}", path.display()))
 }
 
-pub(crate) fn three_builtins() -> String {
+/// The three built-ins' config entries, each a `- name:` block: the mirror
+/// rules, the pull secret, and the allowed registries (warning only).
+pub(crate) fn builtin_entries() -> [(&'static str, String); 3] {
     let rules: String = MIRROR_RULES
         .iter()
         .map(|(m, r)| format!("      - {{match: {m}, replace: {r}}}\n"))
         .collect();
-    format!(
-        "- name: mirror\n  module: builtin:registry-mirror\n  settings:\n    rules:\n{rules}\
-         - name: secrets\n  module: builtin:pull-secrets\n  settings: {{secretName: corp-registry, registries: [mirror.corp.example]}}\n\
-         - name: allowed\n  module: builtin:allowed-registries\n  settings: {{allow: [mirror.corp.example, public.ecr.aws], denyLatest: false, enforcement: warn}}\n"
-    )
+    [
+        (
+            "registry-mirror",
+            format!("- name: mirror\n  module: builtin:registry-mirror\n  settings:\n    rules:\n{rules}"),
+        ),
+        (
+            "pull-secrets",
+            "- name: secrets\n  module: builtin:pull-secrets\n  settings: {secretName: corp-registry, registries: [mirror.corp.example]}\n".into(),
+        ),
+        (
+            "allowed-registries",
+            "- name: allowed\n  module: builtin:allowed-registries\n  settings: {allow: [mirror.corp.example, public.ecr.aws], denyLatest: false, enforcement: warn}\n".into(),
+        ),
+    ]
+}
+
+/// The credentials of the built-ins' pull Secret, read from a `token` file
+/// beside the config.
+pub(crate) const CREDENTIALS: &str =
+    "credentials:\n- {registry: mirror.corp.example, username: robot, passwordFile: token}\n";
+
+/// The three built-ins as one chain, in config order.
+pub(crate) fn three_builtins() -> String {
+    builtin_entries()
+        .into_iter()
+        .map(|(_, entry)| entry)
+        .collect()
 }
 
 fn count_documents(files: &[PathBuf]) -> Result<usize> {
@@ -131,19 +155,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let full = dir.join("full.yaml");
     let identity = dir.join("identity.yaml");
     std::fs::write(dir.join("token"), "bench-token\n")?;
-    write_config(
-        &full,
-        &format!(
-            "{}credentials:\n- {{registry: mirror.corp.example, username: robot, passwordFile: token}}\n",
-            three_builtins()
-        ),
-    )?;
+    write_config(&full, &format!("{}{CREDENTIALS}", three_builtins()))?;
     std::fs::write(
         &identity,
         "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies: []\n",
     )?;
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = repoint_core::parallel::cores();
     println!("machine: {cores} cores, {}", cpu_model());
     println!(
         "input: {} copies of ../shared/corpus ({} files, {:.1} MB, {documents} documents); median of {} runs\n",
@@ -212,14 +230,20 @@ pub fn run(args: &[String]) -> Result<()> {
     crate::scale::run(&repoint, &dir, o.runs)
 }
 
-/// Peak resident set of one run, from GNU time's `%M` (kilobytes).
-fn peak_rss_kb(repoint: &Path, config: &Path, data: &Path, threads: usize) -> Result<Option<u64>> {
+/// Peak resident set, in kilobytes, of `repoint run -j THREADS -c CONFIG
+/// INPUT`, from GNU time's `%M`; `None` without GNU time.
+pub(crate) fn peak_rss_kb(
+    repoint: &Path,
+    config: &Path,
+    input: &Path,
+    threads: usize,
+) -> Result<Option<u64>> {
     let Ok(out) = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(repoint)
         .args(["run", "-j", &threads.to_string(), "-c"])
         .arg(config)
-        .arg(data)
+        .arg(input)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

@@ -166,7 +166,7 @@ pub fn run(args: &[String]) -> Result<()> {
         })
     };
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = repoint_core::parallel::cores();
     println!("machine: {cores} cores, {}", cpu_model());
     println!(
         "input: {} Pods with 2 images each; one thread; median of {} runs\n",

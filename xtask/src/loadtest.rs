@@ -587,8 +587,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let deployment_review = serde_json::to_string(&review(&deployment, "deployments"))?;
     std::fs::write(&bodies, format!("{pod_review}\n{deployment_review}\n"))?;
     std::fs::write(dir.join("token"), "loadtest-token\n")?;
-    let credentials =
-        "credentials:\n- {registry: mirror.corp.example, username: robot, passwordFile: token}\n";
+    let credentials = crate::bench::CREDENTIALS;
     let full = config(
         &dir,
         "full.yaml",
@@ -607,7 +606,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ),
     )?;
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = repoint_core::parallel::cores();
     println!("machine: {cores} cores, {}", crate::bench::cpu_model());
     println!(
         "bodies: a Pod ({} bytes) and a Deployment ({} bytes) in turn; {} s per run, TLS 1.3 keep-alive, oha on the same machine\n",

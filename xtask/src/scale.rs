@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -122,23 +122,16 @@ fn inputs(dir: &Path) -> Result<Vec<Input>> {
 /// The configs compared, by label: no policies, each built-in alone, and
 /// the three together.
 fn configs(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-    let three = crate::bench::three_builtins();
-    // Each policy of the three is a block starting with `- name:`.
-    let blocks: Vec<String> = three
-        .split("- name: ")
-        .filter(|b| !b.is_empty())
-        .map(|b| format!("- name: {b}"))
-        .collect();
-    let credentials =
-        "credentials:\n- {registry: mirror.corp.example, username: robot, passwordFile: token}\n";
+    let credentials = crate::bench::CREDENTIALS;
     let mut out = Vec::new();
-    for (label, policies) in [
-        ("identity", String::new()),
-        ("registry-mirror", blocks[0].clone()),
-        ("pull-secrets", blocks[1].clone()),
-        ("allowed-registries", blocks[2].clone()),
-        ("three built-ins", three.clone()),
-    ] {
+    let alone = crate::bench::builtin_entries();
+    let runs = std::iter::once(("identity", String::new()))
+        .chain(alone)
+        .chain(std::iter::once((
+            "three built-ins",
+            crate::bench::three_builtins(),
+        )));
+    for (label, policies) in runs {
         let path = dir.join(format!("{}.yaml", label.replace(' ', "-")));
         let body = if policies.is_empty() {
             "policies: []\n".to_string()
@@ -152,24 +145,6 @@ fn configs(dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         out.push((label, path));
     }
     Ok(out)
-}
-
-/// Peak RSS in kilobytes of `repoint run -c CONFIG INPUT`, from GNU time.
-fn peak_rss_kb(repoint: &Path, config: &Path, input: &Path) -> Result<Option<u64>> {
-    let Ok(out) = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(repoint)
-        .args(["run", "-c"])
-        .arg(config)
-        .arg(input)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-    else {
-        return Ok(None);
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Ok(stderr.lines().last().and_then(|l| l.trim().parse().ok()))
 }
 
 pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
@@ -200,7 +175,12 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
                     (took.as_secs_f64() - id.as_secs_f64()) * 1e6 / input.evaluated as f64
                 )
             };
-            let rss = match peak_rss_kb(repoint, config, &input.path)? {
+            let rss = match crate::bench::peak_rss_kb(
+                repoint,
+                config,
+                &input.path,
+                repoint_core::parallel::cores(),
+            )? {
                 Some(kb) => format!(
                     "{:.0} MB | {:.1}x",
                     kb as f64 / 1000.0,

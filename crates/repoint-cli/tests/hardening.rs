@@ -7,20 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use repoint_tests::{Output, documents, run_command, temp_dir};
-
-const CONFIG: &str = "apiVersion: repoint.dev/v1alpha1
-kind: Config
-policies:
-- name: mirror
-  module: builtin:registry-mirror
-  settings: {rules: [{match: docker.io, replace: mirror.corp/hub}]}
-- name: secrets
-  module: builtin:pull-secrets
-  settings: {secretName: mirror-pull, registries: [mirror.corp]}
-credentials:
-- {registry: mirror.corp, username: robot, passwordFile: token.txt}
-";
+use repoint_tests::{MIRROR_AND_SECRETS as CONFIG, Output, documents, run_command, temp_dir};
 
 fn pod(name: &str) -> String {
     format!(

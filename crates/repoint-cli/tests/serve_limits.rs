@@ -142,6 +142,17 @@ impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// `Some` when a new connection's health check is answered 200.
+    fn healthy(&self) -> Option<()> {
+        let mut tls = self.connect().ok()?;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        until_closed(&mut tls)
+            .ok()?
+            .starts_with("HTTP/1.1 200")
+            .then_some(())
+    }
 }
 
 /// Wait for the server to close `tls`: what it sent first, if anything.
@@ -241,15 +252,7 @@ fn connections_over_the_limit_are_closed_at_once_and_counted() {
     wait_for(
         "a connection to be served again",
         Duration::from_secs(10),
-        || {
-            let mut tls = server.connect().ok()?;
-            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            until_closed(&mut tls)
-                .ok()?
-                .starts_with("HTTP/1.1 200")
-                .then_some(())
-        },
+        || server.healthy(),
         || server.log(),
     );
 }
@@ -367,15 +370,7 @@ fn out_of_file_descriptors_the_server_backs_off_and_says_so_once_a_second() {
     wait_for(
         "the server to serve again",
         Duration::from_secs(30),
-        || {
-            let mut tls = server.connect().ok()?;
-            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            until_closed(&mut tls)
-                .ok()?
-                .starts_with("HTTP/1.1 200")
-                .then_some(())
-        },
+        || server.healthy(),
         || server.log(),
     );
 }

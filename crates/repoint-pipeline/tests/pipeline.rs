@@ -9,20 +9,7 @@ use repoint_pipeline::krm::{self, ResourceList};
 use repoint_pipeline::render::{self, Renderer};
 use repoint_pipeline::report::{Level, Status};
 use repoint_pipeline::{Error, Settings, chain, input, kustomize};
-use repoint_tests::{documents, temp_dir};
-
-const MIRROR: &str = "apiVersion: repoint.dev/v1alpha1
-kind: Config
-policies:
-- name: mirror
-  module: builtin:registry-mirror
-  settings: {rules: [{match: docker.io, replace: mirror.corp/hub}]}
-- name: secrets
-  module: builtin:pull-secrets
-  settings: {secretName: mirror-pull, registries: [mirror.corp]}
-credentials:
-- {registry: mirror.corp, username: robot, passwordFile: token.txt}
-";
+use repoint_tests::{MIRROR_AND_SECRETS as MIRROR, documents, temp_dir};
 
 const POD: &str = "# the web pod
 apiVersion: v1
