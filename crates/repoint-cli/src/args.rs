@@ -213,6 +213,7 @@ impl EvalArgs {
             settings: self.options.settings(),
             namespace: self.namespace.clone(),
             limits: limits(self.max_document_size, self.max_input_size),
+            ..repoint_pipeline::evaluate::Options::default()
         }
     }
 }

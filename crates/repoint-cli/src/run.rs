@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use repoint_pipeline::evaluate::{self, Evaluated};
+use repoint_pipeline::evaluate::{self, Evaluated, Retain};
 use repoint_pipeline::kustomize;
 use repoint_pipeline::render::{self, Renderer};
 use repoint_pipeline::report::{self, Finding, Level, Status};
@@ -20,9 +20,9 @@ fn evaluate(
     args: &EvalArgs,
     config: &std::path::Path,
     inputs: &[std::path::PathBuf],
-    keep_all: bool,
+    retain: Retain,
 ) -> Result<Evaluated> {
-    let ev = evaluate::files(config, inputs, &args.options(), keep_all)?;
+    let ev = evaluate::files(config, inputs, &args.options(), retain)?;
     print_warnings(&ev);
     Ok(ev)
 }
@@ -90,12 +90,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         OutputFormat::Kustomize(dir) => Some(dir),
         _ => None,
     };
-    let ev = evaluate(
-        &args.eval,
-        &args.config,
-        &args.inputs,
-        kustomize_dir.is_some(),
-    )?;
+    // The manifests, as YAML, JSON or a diff, need only each document's
+    // new text: trees go as soon as it is written. The overlay simulates
+    // over every document; the JSON Patch listing is every result.
+    let retain = match &args.output {
+        OutputFormat::Kustomize(_) => Retain::Everything,
+        OutputFormat::JsonPatch => Retain::Results,
+        OutputFormat::Yaml | OutputFormat::Json | OutputFormat::Diff => Retain::Output,
+    };
+    let ev = evaluate(&args.eval, &args.config, &args.inputs, retain)?;
     if let Some(dir) = kustomize_dir {
         let code = report_stderr(&ev.findings);
         if has_errors(&ev.findings) {
@@ -147,7 +150,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let ev = evaluate(&args.eval, &args.config, &args.inputs, false)?;
+    let ev = evaluate(&args.eval, &args.config, &args.inputs, Retain::Results)?;
     let code = exit_code(Status::of(&ev.findings, true));
     finish(code, || write_findings(args.format, &ev.findings))
 }

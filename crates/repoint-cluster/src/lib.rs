@@ -232,7 +232,7 @@ pub fn findings(evaluated: &[Evaluated]) -> Vec<Finding> {
             value: &e.object.value,
             line_of: &|_| 0,
         };
-        report::object_findings(&place, &e.result, &mut out);
+        report::object_findings(&place, &e.result, true, &mut out);
     }
     out
 }

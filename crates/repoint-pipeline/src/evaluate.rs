@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use repoint_config::Config;
+use repoint_core::document::{Prepared, Reader};
 use repoint_core::patch::PatchOp;
 use repoint_core::{Limits, Stream, sites};
 use repoint_runtime::chain::{Chain, ObjectError, Origin, Outcome};
@@ -23,6 +24,11 @@ pub struct Options {
     pub namespace: String,
     /// Bounds on each input document.
     pub limits: Limits,
+    /// How many documents are read, evaluated and (under
+    /// [`Retain::Output`]) written before the next are read: enough to
+    /// keep every thread busy, few enough that their trees are small
+    /// beside the input.
+    pub window: usize,
 }
 
 impl Default for Options {
@@ -31,8 +37,30 @@ impl Default for Options {
             settings: Settings::default(),
             namespace: "default".into(),
             limits: Limits::default(),
+            window: 512,
         }
     }
+}
+
+/// What an evaluation of files keeps of each document once its window is
+/// evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retain {
+    /// Every document's tree and value, whether a change can touch it or
+    /// not (the kustomize overlay simulates over all of them).
+    Everything,
+    /// The trees of the documents a change can touch, and every object's
+    /// result, changes among the findings (`check`, the JSON Patch
+    /// listing).
+    Results,
+    /// What writing the new manifests needs, no more: each document's
+    /// change is written and checked in its window
+    /// ([`repoint_core::Stream::prepare`]), its findings other than
+    /// changes are kept, and its tree and results are released. A document
+    /// that generated objects may still change (ServiceAccounts), that
+    /// pull Secrets are looked up in (Secrets), or whose indentation a
+    /// later document decides is kept whole until the end.
+    Output,
 }
 
 /// Identity of an object, for reports.
@@ -91,8 +119,14 @@ pub struct FileResult {
     /// Where to write back with `--in-place` (`None` for stdin).
     pub path: Option<PathBuf>,
     pub stream: Stream,
-    /// Per document: the objects policies were consulted about.
+    /// Per document: the objects policies were consulted about (none for
+    /// a document released under [`Retain::Output`]).
     pub documents: Vec<Vec<ObjectResult>>,
+    /// The changes of released documents, written and checked.
+    pub prepared: Vec<Prepared>,
+    /// Released documents whose change could not be written (their
+    /// error findings, in document order).
+    pub failures: Vec<Finding>,
 }
 
 impl FileResult {
@@ -141,6 +175,8 @@ pub fn documents(
                 path,
                 stream,
                 documents,
+                prepared: Vec::new(),
+                failures: Vec::new(),
             }
         })
         .collect()
@@ -201,39 +237,173 @@ impl Evaluated {
     }
 }
 
-/// Load the config and its chain, read and parse `inputs` (files,
-/// directories, `-`; none: standard input) and evaluate them. The config
-/// and its policies come first, so bad settings fail before any input is
-/// read. `keep_all` keeps the full tree of every document, not only of
-/// those a change can touch (the kustomize overlay simulates over all).
+/// Load the config and its chain, read `inputs` (files, directories, `-`;
+/// none: standard input), then parse and evaluate them a window of
+/// [`Options::window`] documents at a time, keeping what `retain` says.
+/// The config and its policies come first, so bad settings fail before any
+/// input is read; every input is read, and every document parsed, before
+/// anything is written, so a bad document anywhere fails the run whole.
 pub fn files(
     config_path: &Path,
     inputs: &[PathBuf],
     options: &Options,
-    keep_all: bool,
+    retain: Retain,
 ) -> Result<Evaluated> {
     let config = Config::load(config_path)?;
     let chain = crate::chain::build(&config, &options.settings, false)?;
+    let inputs = input::read_all(inputs, options.limits.max_input_bytes)?;
     // Keep the trees of what policies see, and of the ServiceAccounts and
     // Secrets that generated objects may merge into.
     let keep = |v: &Value| {
-        keep_all
-            || sites::objects(v).into_iter().any(|(_, o)| {
-                chain.is_relevant(o)
-                    || matches!(
-                        o.get("kind").and_then(Value::as_str),
-                        Some("ServiceAccount" | "Secret")
-                    )
-            })
+        retain == Retain::Everything
+            || sites::objects(v)
+                .into_iter()
+                .any(|(_, o)| chain.is_relevant(o) || generated_may_touch(o))
     };
     let jobs = options.settings.jobs();
-    let parsed = input::parse_all(
-        input::read_all(inputs, options.limits.max_input_bytes)?,
-        options.limits,
-        jobs,
-        &keep,
-    )?;
-    streams(&config, &chain, parsed, options)
+    // One alias budget for the whole run: a bomb in every file, or in
+    // every document read in parallel, is bounded once, not once each.
+    let budget = repoint_core::document::RunBudget::new(options.limits.max_alias_nodes);
+    let mut files: Vec<Reading<'_>> = Vec::new();
+    let mut inputs = inputs.into_iter();
+    let mut requests = materialize::Requests::default();
+    let mut findings = Vec::new();
+    let window = options.window.max(1);
+    loop {
+        // The next window of documents, from as many files as it takes.
+        let mut work: Vec<(usize, usize)> = Vec::new();
+        while work.len() < window {
+            if files.last().is_none_or(|f| f.reader.is_done()) {
+                let Some(input) = inputs.next() else { break };
+                let reader = Reader::new(
+                    &input.name,
+                    input.text,
+                    options.limits,
+                    jobs,
+                    &keep,
+                    &budget,
+                )?;
+                files.push(Reading {
+                    path: input.path,
+                    reader,
+                    documents: Vec::new(),
+                    prepared: Vec::new(),
+                    failures: Vec::new(),
+                });
+            }
+            let f = files.len() - 1;
+            if let Some(range) = files[f].reader.read(window - work.len())? {
+                work.extend(range.map(|d| (f, d)));
+            }
+        }
+        if work.is_empty() {
+            break;
+        }
+        let done = repoint_core::parallel::map(&work, jobs, |_, &(f, d)| {
+            evaluate_in_window(&chain, files[f].reader.stream(), d, retain)
+        });
+        for (&(f, d), done) in work.iter().zip(done) {
+            for object in &done.objects {
+                if let Ok(outcome) = &object.outcome {
+                    requests.add(
+                        f,
+                        object.meta.namespace.as_deref(),
+                        outcome,
+                        &options.namespace,
+                    );
+                }
+            }
+            findings.extend(done.findings);
+            let file = &mut files[f];
+            if done.release {
+                match done.change {
+                    Some(Ok(prepared)) => file.prepared.push(prepared),
+                    Some(Err(failure)) => file.failures.push(failure),
+                    None => {}
+                }
+                file.documents.push(Vec::new());
+                file.reader.stream_mut().release(d);
+            } else {
+                file.documents.push(done.objects);
+            }
+        }
+    }
+    let files: Vec<FileResult> = files
+        .into_iter()
+        .map(|f| FileResult {
+            path: f.path,
+            stream: f.reader.finish(),
+            documents: f.documents,
+            prepared: f.prepared,
+            failures: f.failures,
+        })
+        .collect();
+    if retain != Retain::Output {
+        findings = report::findings(&files);
+    }
+    materialized(&config, files, requests, findings, options)
+}
+
+/// A file being read window by window, and what its documents came to.
+struct Reading<'r> {
+    path: Option<PathBuf>,
+    reader: Reader<'r>,
+    documents: Vec<Vec<ObjectResult>>,
+    prepared: Vec<Prepared>,
+    failures: Vec<Finding>,
+}
+
+/// What a window made of one document.
+struct InWindow {
+    objects: Vec<ObjectResult>,
+    /// Under [`Retain::Output`], its findings other than changes.
+    findings: Vec<Finding>,
+    /// Whether its tree and results can go (under [`Retain::Output`]).
+    release: bool,
+    /// When released with a change: the change written and checked, or
+    /// why it could not be.
+    change: Option<std::result::Result<Prepared, Finding>>,
+}
+
+/// Whether generated objects may change an object (ServiceAccounts gain
+/// pull secrets) or be looked up in it (an existing pull Secret is reused).
+fn generated_may_touch(object: &Value) -> bool {
+    matches!(
+        object.get("kind").and_then(Value::as_str),
+        Some("ServiceAccount" | "Secret")
+    )
+}
+
+fn evaluate_in_window(chain: &Chain, stream: &Stream, d: usize, retain: Retain) -> InWindow {
+    let objects = evaluate_document(chain, stream, d);
+    let mut in_window = InWindow {
+        objects,
+        findings: Vec::new(),
+        release: false,
+        change: None,
+    };
+    if retain != Retain::Output {
+        return in_window;
+    }
+    let objects = &in_window.objects;
+    report::document_findings(stream, d, objects, false, &mut in_window.findings);
+    let doc = &stream.documents()[d];
+    let ops: Vec<PatchOp> = objects
+        .iter()
+        .flat_map(ObjectResult::document_patch)
+        .collect();
+    in_window.release = !sites::objects(&doc.value)
+        .into_iter()
+        .any(|(_, o)| generated_may_touch(o))
+        && (ops.is_empty() || stream.style_settled(doc));
+    if in_window.release && !ops.is_empty() {
+        in_window.change = Some(
+            stream
+                .prepare(d, &ops)
+                .map_err(|e| report::document_error(&e, &ObjectMeta::of(&doc.value))),
+        );
+    }
+    in_window
 }
 
 /// Run `chain` over parsed streams, then make the pull Secrets and
@@ -245,9 +415,41 @@ pub fn streams(
     options: &Options,
 ) -> Result<Evaluated> {
     let files = documents(chain, streams, options.settings.jobs());
-    let mut generated = materialize::service_accounts(&files, &options.namespace);
-    let warnings = materialize::secrets(&files, config, &options.namespace, &mut generated)?;
+    let mut requests = materialize::Requests::default();
+    for (f, file) in files.iter().enumerate() {
+        for object in file.documents.iter().flatten() {
+            if let Ok(outcome) = &object.outcome {
+                requests.add(
+                    f,
+                    object.meta.namespace.as_deref(),
+                    outcome,
+                    &options.namespace,
+                );
+            }
+        }
+    }
     let findings = report::findings(&files);
+    materialized(config, files, requests, findings, options)
+}
+
+/// The evaluation, with the pull Secrets and ServiceAccounts `requests`
+/// ask for made.
+fn materialized(
+    config: &Config,
+    files: Vec<FileResult>,
+    requests: materialize::Requests,
+    findings: Vec<Finding>,
+    options: &Options,
+) -> Result<Evaluated> {
+    let mut generated =
+        materialize::service_accounts(&files, requests.accounts, &options.namespace);
+    let warnings = materialize::secrets(
+        &files,
+        requests.secrets,
+        config,
+        &options.namespace,
+        &mut generated,
+    )?;
     Ok(Evaluated {
         files,
         generated,

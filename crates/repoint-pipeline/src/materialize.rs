@@ -55,40 +55,88 @@ pub fn gather<'o, T: PartialEq>(
     default_namespace: &str,
     pick: impl Fn(&Outcome) -> Vec<Request<T>>,
 ) -> Vec<Wanted<T>> {
-    let mut wanted: Vec<Wanted<T>> = Vec::new();
+    let mut gathered = Gathered::default();
     for (requester, own_namespace, outcome) in outcomes {
-        for (ns, name, item) in pick(outcome) {
+        gathered.add(requester, own_namespace, default_namespace, pick(outcome));
+    }
+    gathered.wanted
+}
+
+/// [`gather`], one outcome at a time: what the requests so far ask for.
+#[derive(Debug)]
+pub struct Gathered<T> {
+    wanted: Vec<Wanted<T>>,
+    /// Where each (namespace, name) is in `wanted`.
+    at: HashMap<(String, String), usize>,
+}
+
+impl<T> Default for Gathered<T> {
+    fn default() -> Self {
+        Self {
+            wanted: Vec::new(),
+            at: HashMap::new(),
+        }
+    }
+}
+
+impl<T: PartialEq> Gathered<T> {
+    /// Add one outcome's requests (see [`gather`]).
+    pub fn add(
+        &mut self,
+        requester: usize,
+        own_namespace: Option<&str>,
+        default_namespace: &str,
+        requests: Vec<Request<T>>,
+    ) {
+        for (ns, name, item) in requests {
             let ns = ns
                 .or_else(|| own_namespace.map(String::from))
                 .unwrap_or_else(|| default_namespace.to_string());
             let key = (ns, name);
-            let at = match wanted.iter().position(|w| w.key == key) {
-                Some(i) => i,
+            let at = match self.at.get(&key) {
+                Some(&i) => i,
                 None => {
-                    wanted.push(Wanted {
+                    self.at.insert(key.clone(), self.wanted.len());
+                    self.wanted.push(Wanted {
                         key,
                         requester,
                         items: Vec::new(),
                     });
-                    wanted.len() - 1
+                    self.wanted.len() - 1
                 }
             };
-            if !wanted[at].items.contains(&item) {
-                wanted[at].items.push(item);
+            if !self.wanted[at].items.contains(&item) {
+                self.wanted[at].items.push(item);
             }
         }
     }
-    wanted
 }
 
-/// Every evaluated object's outcome in `files`, for [`gather`].
-fn file_outcomes(files: &[FileResult]) -> impl Iterator<Item = (usize, Option<&str>, &Outcome)> {
-    files.iter().enumerate().flat_map(|(f, file)| {
-        file.documents.iter().flatten().filter_map(move |object| {
-            let outcome = object.outcome.as_ref().ok()?;
-            Some((f, object.meta.namespace.as_deref(), outcome))
-        })
-    })
+/// What the evaluated objects of a run ask for beyond themselves, gathered
+/// as they are evaluated (their results need not be kept for it).
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// `patch-service-account`: (namespace, account) to secrets.
+    pub accounts: Gathered<String>,
+    /// `ensure-pull-secret`: (namespace, secret) to registries.
+    pub secrets: Gathered<String>,
+}
+
+impl Requests {
+    /// Add what an object of file `requester`, in `own_namespace`, asks for.
+    pub fn add(
+        &mut self,
+        requester: usize,
+        own_namespace: Option<&str>,
+        outcome: &Outcome,
+        default_namespace: &str,
+    ) {
+        let (accounts, secrets) = (account_requests(outcome), secret_requests(outcome));
+        self.accounts
+            .add(requester, own_namespace, default_namespace, accounts);
+        self.secrets
+            .add(requester, own_namespace, default_namespace, secrets);
+    }
 }
 
 /// `patch-service-account` requests: (namespace, account, secret).
@@ -125,11 +173,15 @@ pub fn secret_requests(outcome: &Outcome) -> Vec<Request<String>> {
         .collect()
 }
 
-/// Gather `patch-service-account` requests and turn them into patches of
-/// existing ServiceAccounts or new ones. Objects without a namespace use
+/// Turn `patch-service-account` requests into patches of existing
+/// ServiceAccounts or new ones. Objects without a namespace are in
 /// `default_namespace`.
-pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Generated {
-    let wanted = gather(file_outcomes(files), default_namespace, account_requests);
+pub fn service_accounts(
+    files: &[FileResult],
+    wanted: Gathered<String>,
+    default_namespace: &str,
+) -> Generated {
+    let wanted = wanted.wanted;
     let mut generated = Generated::default();
     let existing = index_objects(files, "ServiceAccount", default_namespace);
     for Wanted {
@@ -170,7 +222,7 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
     generated
 }
 
-/// Gather `ensure-pull-secret` requests and make each Secret real: reuse one
+/// Make each Secret `ensure-pull-secret` requests ask for real: reuse one
 /// of that name already in the input (it must cover the requested
 /// registries), copy `secretFrom`, or build one from `credentials`. Returns
 /// warnings (registries left out under `missingCredentials: warn`); any
@@ -178,13 +230,14 @@ pub fn service_accounts(files: &[FileResult], default_namespace: &str) -> Genera
 /// in the generated documents.
 pub fn secrets(
     files: &[FileResult],
+    wanted: Gathered<String>,
     config: &repoint_config::Config,
     default_namespace: &str,
     generated: &mut Generated,
 ) -> Result<Vec<String>> {
     use repoint_credentials as creds;
 
-    let wanted = gather(file_outcomes(files), default_namespace, secret_requests);
+    let wanted = wanted.wanted;
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

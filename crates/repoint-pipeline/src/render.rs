@@ -53,17 +53,25 @@ impl<'e> Renderer<'e> {
             let batch: Vec<usize> = (self.next..ev.files.len()).take(self.jobs).collect();
             self.next += batch.len();
             let results = repoint_core::parallel::map(&batch, self.jobs, |_, &j| {
-                ev.files[j].stream.render_each(&ev.file_changes(j))
+                let file = &ev.files[j];
+                file.stream
+                    .render_prepared(&file.prepared, &ev.file_changes(j))
             });
             for (j, rendered) in batch.into_iter().zip(results) {
-                let documents = ev.files[j].stream.documents();
-                self.failures.extend(rendered.failures.iter().map(|e| {
+                let file = &ev.files[j];
+                let documents = file.stream.documents();
+                let mut failures = file.failures.clone();
+                failures.extend(rendered.failures.iter().map(|e| {
                     let meta = documents
                         .get(e.document)
                         .map(|d| ObjectMeta::of(&d.value))
                         .unwrap_or_default();
                     report::document_error(e, &meta)
                 }));
+                // Those written in their window and those written now, in
+                // document order, as if all were written now.
+                failures.sort_by_key(|f| f.document);
+                self.failures.append(&mut failures);
                 self.ready.push_back(rendered.text);
             }
         }

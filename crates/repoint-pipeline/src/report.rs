@@ -98,19 +98,32 @@ pub fn findings(files: &[FileResult]) -> Vec<Finding> {
     let mut out = Vec::new();
     for file in files {
         for (d, objects) in file.documents.iter().enumerate() {
-            let doc = &file.stream.documents()[d];
-            let place = Place {
-                file: file.stream.name(),
-                document: d,
-                value: &doc.value,
-                line_of: &|pointer| file.stream.line_of(doc, pointer),
-            };
-            for object in objects {
-                object_findings(&place, object, &mut out);
-            }
+            document_findings(&file.stream, d, objects, true, &mut out);
         }
     }
     out
+}
+
+/// The findings about document `d`'s evaluated objects, located in its
+/// tree; `changes`: with a finding for each change (`check`'s), not only
+/// errors, denials and warnings.
+pub fn document_findings(
+    stream: &repoint_core::Stream,
+    d: usize,
+    objects: &[ObjectResult],
+    changes: bool,
+    out: &mut Vec<Finding>,
+) {
+    let doc = &stream.documents()[d];
+    let place = Place {
+        file: stream.name(),
+        document: d,
+        value: &doc.value,
+        line_of: &|pointer| stream.line_of(doc, pointer),
+    };
+    for object in objects {
+        object_findings(&place, object, changes, out);
+    }
 }
 
 /// An error about a document that could not be written (its change would
@@ -151,8 +164,14 @@ impl std::fmt::Debug for Place<'_> {
     }
 }
 
-/// The findings about one evaluated object.
-pub fn object_findings(place: &Place<'_>, object: &ObjectResult, out: &mut Vec<Finding>) {
+/// The findings about one evaluated object; `changes` as in
+/// [`document_findings`].
+pub fn object_findings(
+    place: &Place<'_>,
+    object: &ObjectResult,
+    changes: bool,
+    out: &mut Vec<Finding>,
+) {
     let base = |level, line, policy: Option<String>, message: String| Finding {
         level,
         file: place.file.to_string(),
@@ -194,7 +213,7 @@ pub fn object_findings(place: &Place<'_>, object: &ObjectResult, out: &mut Vec<F
         ));
     }
     let changed_by = (!outcome.changed_by.is_empty()).then(|| outcome.changed_by.join(", "));
-    for op in object.document_patch() {
+    for op in object.document_patch().into_iter().filter(|_| changes) {
         let line = (place.line_of)(&op.path);
         let new = op.value.as_ref().map(describe_value).unwrap_or_default();
         let message = match place.value.pointer(&op.path) {

@@ -53,8 +53,13 @@ fn project(tag: &str, config: &str) -> (PathBuf, PathBuf) {
 
 fn evaluated(tag: &str) -> (evaluate::Evaluated, PathBuf) {
     let (config, manifests) = project(tag, MIRROR);
-    let ev = evaluate::files(&config, std::slice::from_ref(&manifests), &offline(), false)
-        .expect("evaluation");
+    let ev = evaluate::files(
+        &config,
+        std::slice::from_ref(&manifests),
+        &offline(),
+        evaluate::Retain::Results,
+    )
+    .expect("evaluation");
     (ev, manifests)
 }
 
@@ -176,8 +181,13 @@ fn in_place_rewrites_only_the_changed_file_with_its_generated_objects() {
 #[test]
 fn the_overlay_names_the_inputs_and_renames_through_images() {
     let (config, manifests) = project("pipeline-overlay", MIRROR);
-    let ev = evaluate::files(&config, std::slice::from_ref(&manifests), &offline(), true)
-        .expect("evaluation");
+    let ev = evaluate::files(
+        &config,
+        std::slice::from_ref(&manifests),
+        &offline(),
+        evaluate::Retain::Everything,
+    )
+    .expect("evaluation");
     let dir = manifests.parent().expect("parent").join("overlay");
     kustomize::write(&dir, &kustomize::overlay(&ev).expect("overlay")).expect("write");
     let kustomization =
@@ -270,7 +280,7 @@ fn bad_settings_fail_before_any_input_is_read_and_point_at_the_config() {
         &config,
         &[PathBuf::from("/nonexistent/input.yaml")],
         &offline(),
-        false,
+        evaluate::Retain::Results,
     )
     .expect_err("bad settings");
     assert!(matches!(e, Error::Config(_)), "{e:?}");
@@ -308,4 +318,108 @@ fn settings_fill_in_from_the_config_and_the_defaults() {
         .jobs(),
         1
     );
+}
+
+/// A stream whose writing depends on more than each document: the first
+/// Pod shows no block list of its own, so the list it gains is indented
+/// like the second Pod's (a later document); a ServiceAccount gains the
+/// pull secret after every Pod is evaluated; a Pod named in flow style
+/// changes too; a ConfigMap passes through.
+const NEIGHBOURS: &str = "apiVersion: v1
+kind: Pod
+metadata:
+    name: first
+    namespace: team
+spec:
+    containers: [{name: app, image: nginx:1.25}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: default, namespace: team}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c, namespace: team}
+data: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+    name: second
+    namespace: team
+spec:
+    containers:
+        -   name: app
+            image: redis:7.2
+---
+{apiVersion: v1, kind: Pod, metadata: {name: third, namespace: other}, spec: {containers: [{name: a, image: busybox}]}}
+";
+
+/// What `run` writes for `inputs` (its YAML, its findings but changes,
+/// the generated objects).
+fn run_output(
+    config: &Path,
+    inputs: &[PathBuf],
+    retain: evaluate::Retain,
+    window: usize,
+) -> String {
+    let options = Options {
+        window,
+        ..offline()
+    };
+    let ev = evaluate::files(config, inputs, &options, retain).expect("evaluation");
+    let mut out = Vec::new();
+    let mut renderer = Renderer::new(&ev, 2);
+    render::yaml(&mut out, &ev, &mut renderer).expect("yaml");
+    let mut text = String::from_utf8(out).expect("utf-8");
+    for f in renderer
+        .findings()
+        .iter()
+        .filter(|f| f.level != Level::Change)
+    {
+        text.push_str(&format!("\n# {f:?}"));
+    }
+    text
+}
+
+#[test]
+fn documents_written_window_by_window_come_out_as_written_all_at_once() {
+    // Pull secrets on the Pods, and on their ServiceAccounts (patched
+    // after every Pod is evaluated, in the input or as new documents).
+    let on_accounts = MIRROR.replace(
+        "registries: [mirror.corp]}",
+        "registries: [mirror.corp], serviceAccount: true}",
+    );
+    for (tag, config) in [("pods", MIRROR), ("accounts", on_accounts.as_str())] {
+        let (config, manifests) = project(&format!("pipeline-windows-{tag}"), config);
+        std::fs::write(manifests.join("neighbours.yaml"), NEIGHBOURS).expect("write");
+        let mut inputs = vec![manifests];
+        inputs.extend(repoint_tests::corpus_files());
+        // Every document kept to the end, as check and the JSON Patch
+        // listing keep them: the reference.
+        let whole = run_output(&config, &inputs, evaluate::Retain::Results, usize::MAX);
+        assert!(
+            whole.contains("mirror.corp/hub/library/redis:7.2"),
+            "{whole}"
+        );
+        if tag == "pods" {
+            assert!(
+                whole.contains("spec:\n    containers: [{name: app, image: mirror.corp/hub/library/nginx:1.25}]\n    imagePullSecrets:\n        - name: mirror-pull\n"),
+                "the first Pod's new list is indented like the second's: {whole}"
+            );
+        } else {
+            assert!(
+                whole.contains("kind: ServiceAccount\nmetadata: {name: default, namespace: team}\nimagePullSecrets:"),
+                "{whole}"
+            );
+        }
+        for window in [1, 2, 7, 512] {
+            let streamed = run_output(&config, &inputs, evaluate::Retain::Output, window);
+            assert!(
+                streamed == whole,
+                "{tag}, window of {window}: {}",
+                similar::TextDiff::from_lines(&whole, &streamed).unified_diff()
+            );
+        }
+    }
 }

@@ -571,21 +571,67 @@ pub fn line_start(text: &str, pos: usize) -> usize {
     text[..pos].rfind(['\n', '\r']).map_or(0, |i| i + 1)
 }
 
+/// How one document indents what it nests, as far as it shows: the extra
+/// columns of its first nested block mapping and of its first block
+/// sequence (found at parse time, kept when the tree is released, so a
+/// neighbour edited later can still learn from it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StyleHints {
+    /// Extra columns for a mapping nested under a key, if it has one.
+    pub mapping: Option<usize>,
+    /// Columns between a key and the `-` of its block sequence, if it has one.
+    pub sequence: Option<usize>,
+}
+
+impl StyleHints {
+    /// What `root` shows.
+    pub fn of(text: &str, root: &Node) -> Self {
+        let mut style = IndentStyle::default();
+        let (mut found_map, mut found_seq) = (false, false);
+        let column = |pos: usize| text[line_start(text, pos)..pos].chars().count();
+        detect_in(root, &column, &mut style, &mut found_map, &mut found_seq);
+        Self {
+            mapping: found_map.then_some(style.mapping),
+            sequence: found_seq.then_some(style.sequence),
+        }
+    }
+
+    /// Whether it shows both habits.
+    pub fn is_complete(self) -> bool {
+        self.mapping.is_some() && self.sequence.is_some()
+    }
+
+    /// Each habit not shown here taken from `other`.
+    pub fn or(self, other: Self) -> Self {
+        Self {
+            mapping: self.mapping.or(other.mapping),
+            sequence: self.sequence.or(other.sequence),
+        }
+    }
+
+    /// The style to write with: the habits shown, defaults for the rest.
+    pub fn style(self) -> IndentStyle {
+        let default = IndentStyle::default();
+        IndentStyle {
+            mapping: self.mapping.unwrap_or(default.mapping),
+            sequence: self.sequence.unwrap_or(default.sequence),
+        }
+    }
+}
+
 /// Learn how the document indents nested mappings and block sequences:
-/// from the first of `roots` that shows it (the document being edited,
-/// then the rest of its file, so a document with no list of its own
+/// from the first of `documents` that shows each habit (the document being
+/// edited, then the rest of its file, so a document with no list of its own
 /// indents a new one like its neighbours do).
-pub fn detect_style<'n>(text: &str, roots: impl IntoIterator<Item = &'n Node>) -> IndentStyle {
-    let mut style = IndentStyle::default();
-    let (mut found_map, mut found_seq) = (false, false);
-    let column = |pos: usize| text[line_start(text, pos)..pos].chars().count();
-    for root in roots {
-        if found_map && found_seq {
+pub fn detect_style(documents: impl IntoIterator<Item = StyleHints>) -> IndentStyle {
+    let mut found = StyleHints::default();
+    for hints in documents {
+        if found.is_complete() {
             break;
         }
-        detect_in(root, &column, &mut style, &mut found_map, &mut found_seq);
+        found = found.or(hints);
     }
-    style
+    found.style()
 }
 
 fn detect_in(

@@ -94,9 +94,13 @@ pub struct Document {
     /// The document as JSON; `Null` for an empty document. For a pruned
     /// document only `apiVersion`, `kind` and `metadata` are kept.
     pub value: Value,
-    /// Whether the document was pruned at parse time (see [`Stream::parse_with`]):
-    /// it passes through untouched and cannot be changed.
+    /// Whether the document was pruned at parse time (see [`Stream::parse_with`])
+    /// or released since ([`Stream::release`]): it passes through untouched
+    /// and cannot be changed.
     pub pruned: bool,
+    /// How it indents, for itself and its neighbours; `None` when it was
+    /// pruned at parse time or is empty.
+    style: Option<edit::StyleHints>,
 }
 
 /// A stream rendered with its changes: the text, and the documents whose
@@ -125,6 +129,14 @@ pub struct Rerendered {
     pub splice_problem: Option<String>,
 }
 
+/// A document's change, written and checked, waiting to be spliced in
+/// ([`Stream::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    edits: Vec<Edit>,
+    rerendered: Option<Rerendered>,
+}
+
 /// A parsed file: its text and its documents.
 #[derive(Debug, Clone)]
 pub struct Stream {
@@ -138,6 +150,8 @@ pub struct Stream {
     /// Byte offset of the start of each line, for locating positions
     /// without rescanning the text.
     line_starts: Vec<usize>,
+    /// Whether every document has been read (see [`Reader`]).
+    complete: bool,
 }
 
 impl Stream {
@@ -185,103 +199,9 @@ impl Stream {
         keep: &(dyn Fn(&Value) -> bool + Sync),
         budget: &RunBudget,
     ) -> Result<Self, DocumentError> {
-        // A file named `.json` is JSON: it is held to JSON's grammar, so
-        // comments and other YAML-only syntax are errors rather than
-        // quietly read as YAML. Other text (standard input, `.yaml`) is
-        // edited as JSON when it is JSON, and read as YAML otherwise.
-        let syntax = if name.ends_with(".json") {
-            check_json(name, &text)?;
-            Syntax::Json
-        } else {
-            match text.bytes().find(|c| !c.is_ascii_whitespace()) {
-                Some(b'{' | b'[') if check_json(name, &text).is_ok() => Syntax::Json,
-                _ => Syntax::Yaml,
-            }
-        };
-        let segments = split::split(&text);
-        let build_limits = build::BuildLimits {
-            max_nodes: limits.max_nodes,
-            max_depth: limits.max_depth,
-        };
-        let build_one = |index: usize, segment: &split::Segment| {
-            if segment.range.len() > limits.max_document_bytes {
-                budget.failed(index);
-                return Err(build::BuildError {
-                    offset: segment.range.start,
-                    documents_before: 0,
-                    message: format!(
-                        "document is {:.1} MiB, larger than the limit of {:.1} MiB",
-                        segment.range.len() as f64 / 1048576.0,
-                        limits.max_document_bytes as f64 / 1048576.0
-                    ),
-                });
-            }
-            let run = build::InRun {
-                budget,
-                segment: index,
-            };
-            let mut built = build::build_segment(
-                &text[segment.range.clone()],
-                segment.range.start,
-                build_limits,
-                Some(run),
-            )
-            .inspect_err(|_| budget.failed(index))?;
-            for b in &mut built {
-                if b.value.is_object() && !keep(&b.value) {
-                    b.root = None;
-                    b.value = summary(&b.value);
-                    b.pruned = true;
-                }
-            }
-            Ok((segment.range.clone(), built))
-        };
-        let built = crate::parallel::map(&segments, threads, build_one);
-        let mut documents: Vec<Document> = Vec::new();
-        for result in built {
-            let error = |documents: usize, offset: usize, message: String| {
-                let (line, column) = line_column(&text, offset);
-                DocumentError {
-                    file: name.to_string(),
-                    document: documents,
-                    line,
-                    column,
-                    message,
-                }
-            };
-            let (segment, built) = result
-                .map_err(|e| error(documents.len() + e.documents_before, e.offset, e.message))?;
-            for (in_segment, b) in built.into_iter().enumerate() {
-                if let (Some(root), false) = (&b.root, b.value.is_object() || b.value.is_null()) {
-                    return Err(error(
-                        documents.len(),
-                        root.span.start,
-                        format!(
-                            "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
-                            describe(&b.value)
-                        ),
-                    ));
-                }
-                documents.push(Document {
-                    index: documents.len(),
-                    start: b.start,
-                    segment: (segment.clone(), in_segment),
-                    root: b.root,
-                    value: b.value,
-                    pruned: b.pruned,
-                });
-            }
-        }
-        let line_starts = line_starts(&text).collect();
-        Ok(Self {
-            name: name.to_string(),
-            newline: detect_newline(&text),
-            text,
-            syntax,
-            limits: build_limits,
-            documents,
-            line_starts,
-        })
+        let mut reader = Reader::new(name, text, limits, threads, keep, budget)?;
+        while reader.read(usize::MAX)?.is_some() {}
+        Ok(reader.finish())
     }
 
     /// The file name given at parse time.
@@ -360,6 +280,55 @@ impl Stream {
         self.newline
     }
 
+    /// How `doc` indents: as it does itself, and where it shows no habit,
+    /// as the first other document of the file that does.
+    fn style_of(&self, doc: &Document) -> emit::IndentStyle {
+        let own = doc.style.unwrap_or_default();
+        let others = self
+            .documents
+            .iter()
+            .filter(|d| d.index != doc.index)
+            .filter_map(|d| d.style);
+        edit::detect_style(std::iter::once(own).chain(others))
+    }
+
+    /// Whether the style `doc` would be written in is known already: it
+    /// shows both habits itself, a document before it shows what it lacks,
+    /// or every document is read (a [`Reader`] may not have reached a
+    /// later one that does).
+    pub fn style_settled(&self, doc: &Document) -> bool {
+        let own = doc.style.unwrap_or_default();
+        self.complete
+            || self.documents[..doc.index]
+                .iter()
+                .filter_map(|d| d.style)
+                .fold(own, edit::StyleHints::or)
+                .is_complete()
+    }
+
+    /// Drop a document's tree and value once nothing needs them: it
+    /// passes through as it is, or with edits made before by
+    /// [`Stream::prepare`]. What it showed of its style stays, for its
+    /// neighbours.
+    pub fn release(&mut self, index: usize) {
+        if let Some(doc) = self.documents.get_mut(index) {
+            doc.root = None;
+            doc.value = Value::Null;
+            doc.pruned = true;
+        }
+    }
+
+    /// The checked edits that write `ops` into document `index`, to be
+    /// handed to [`Stream::render_prepared`] later (after the document's
+    /// tree is released): see [`Stream::render_each`].
+    pub fn prepare(&self, index: usize, ops: &[PatchOp]) -> Result<Prepared, DocumentError> {
+        let Some(doc) = self.documents.get(index) else {
+            return Err(self.error_at(index, 0, "no such document"));
+        };
+        let (edits, rerendered) = self.document_edits(doc, ops)?;
+        Ok(Prepared { edits, rerendered })
+    }
+
     /// The stream with each document's operations applied, as text.
     /// `changes` pairs a document index with its operations. Documents
     /// without operations are copied byte for byte. The first document
@@ -376,9 +345,22 @@ impl Stream {
     /// cannot be written faithfully keeps its text and is reported in
     /// [`Rendered::failures`]; the others are written.
     pub fn render_each(&self, changes: &[(usize, Vec<PatchOp>)]) -> Rendered<'_> {
+        self.render_prepared(&[], changes)
+    }
+
+    /// [`Stream::render_each`] with the edits of documents prepared before
+    /// ([`Stream::prepare`]) spliced in too.
+    pub fn render_prepared(
+        &self,
+        prepared: &[Prepared],
+        changes: &[(usize, Vec<PatchOp>)],
+    ) -> Rendered<'_> {
         let mut edits: Vec<Edit> = Vec::new();
         let mut failures = Vec::new();
-        let mut rerendered = Vec::new();
+        let mut rerendered: Vec<Rerendered> = prepared
+            .iter()
+            .filter_map(|p| p.rerendered.clone())
+            .collect();
         for (index, ops) in changes {
             if ops.is_empty() {
                 continue;
@@ -396,7 +378,14 @@ impl Stream {
             }
         }
         Rendered {
-            text: splice(&self.text, edits),
+            text: splice(
+                &self.text,
+                prepared
+                    .iter()
+                    .flat_map(|p| &p.edits)
+                    .chain(&edits)
+                    .collect(),
+            ),
             failures,
             rerendered,
         }
@@ -433,15 +422,7 @@ impl Stream {
             root,
             patched: &patched,
             syntax: self.syntax,
-            style: edit::detect_style(
-                &self.text,
-                std::iter::once(root).chain(
-                    self.documents
-                        .iter()
-                        .filter(|d| d.index != doc.index)
-                        .filter_map(|d| d.root.as_ref()),
-                ),
-            ),
+            style: self.style_of(doc),
             newline: self.newline,
         };
         let splices = editor
@@ -540,6 +521,198 @@ impl Stream {
     }
 }
 
+/// A stream read a window of documents at a time: each window's
+/// documents are parsed (in parallel) when asked for, so that a caller
+/// can evaluate them and [`Stream::release`] their trees before the next
+/// window is read, and a long stream is never held whole as trees.
+/// [`Stream::parse_in_run`] is one window as large as the stream.
+pub struct Reader<'r> {
+    stream: Stream,
+    segments: Vec<split::Segment>,
+    /// The first segment not read yet.
+    next: usize,
+    limits: Limits,
+    threads: usize,
+    keep: &'r (dyn Fn(&Value) -> bool + Sync),
+    budget: &'r RunBudget,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("stream", &self.stream.name)
+            .field("segments", &self.segments.len())
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> Reader<'r> {
+    /// Check the file's syntax as a whole (JSON or YAML) and cut it into
+    /// segments; no document is parsed yet. See [`Stream::parse_with`] for
+    /// `keep`, [`Stream::parse_in_run`] for `budget`.
+    pub fn new(
+        name: &str,
+        text: String,
+        limits: Limits,
+        threads: usize,
+        keep: &'r (dyn Fn(&Value) -> bool + Sync),
+        budget: &'r RunBudget,
+    ) -> Result<Self, DocumentError> {
+        // A file named `.json` is JSON: it is held to JSON's grammar, so
+        // comments and other YAML-only syntax are errors rather than
+        // quietly read as YAML. Other text (standard input, `.yaml`) is
+        // edited as JSON when it is JSON, and read as YAML otherwise.
+        let syntax = if name.ends_with(".json") {
+            check_json(name, &text)?;
+            Syntax::Json
+        } else {
+            match text.bytes().find(|c| !c.is_ascii_whitespace()) {
+                Some(b'{' | b'[') if check_json(name, &text).is_ok() => Syntax::Json,
+                _ => Syntax::Yaml,
+            }
+        };
+        let segments = split::split(&text);
+        let stream = Stream {
+            name: name.to_string(),
+            newline: detect_newline(&text),
+            line_starts: line_starts(&text).collect(),
+            text,
+            syntax,
+            limits: build::BuildLimits {
+                max_nodes: limits.max_nodes,
+                max_depth: limits.max_depth,
+            },
+            documents: Vec::new(),
+            complete: segments.is_empty(),
+        };
+        Ok(Self {
+            stream,
+            segments,
+            next: 0,
+            limits,
+            threads,
+            keep,
+            budget,
+        })
+    }
+
+    /// Parse the next `segments` segments (at least one); returns the
+    /// indices of the documents they hold, `None` once every segment is
+    /// read. The first error in stream order wins.
+    pub fn read(
+        &mut self,
+        segments: usize,
+    ) -> Result<Option<std::ops::Range<usize>>, DocumentError> {
+        if self.next >= self.segments.len() {
+            return Ok(None);
+        }
+        let window = self.next
+            ..self
+                .segments
+                .len()
+                .min(self.next.saturating_add(segments.max(1)));
+        let (limits, keep, budget) = (self.limits, self.keep, self.budget);
+        let (text, build_limits) = (&self.stream.text, self.stream.limits);
+        let first = window.start;
+        let build_one = |offset: usize, segment: &split::Segment| {
+            let index = first + offset;
+            if segment.range.len() > limits.max_document_bytes {
+                budget.failed(index);
+                return Err(build::BuildError {
+                    offset: segment.range.start,
+                    documents_before: 0,
+                    message: format!(
+                        "document is {:.1} MiB, larger than the limit of {:.1} MiB",
+                        segment.range.len() as f64 / 1048576.0,
+                        limits.max_document_bytes as f64 / 1048576.0
+                    ),
+                });
+            }
+            let run = build::InRun {
+                budget,
+                segment: index,
+            };
+            let mut built = build::build_segment(
+                &text[segment.range.clone()],
+                segment.range.start,
+                build_limits,
+                Some(run),
+            )
+            .inspect_err(|_| budget.failed(index))?;
+            let mut hints = Vec::with_capacity(built.len());
+            for b in &mut built {
+                if b.value.is_object() && !keep(&b.value) {
+                    b.root = None;
+                    b.value = summary(&b.value);
+                    b.pruned = true;
+                }
+                // Only what is kept teaches style, as it always has: a
+                // pruned document is nobody's neighbour.
+                hints.push(b.root.as_ref().map(|root| edit::StyleHints::of(text, root)));
+            }
+            Ok((segment.range.clone(), built, hints))
+        };
+        let built = crate::parallel::map(&self.segments[window.clone()], self.threads, build_one);
+        self.next = window.end;
+        let stream = &mut self.stream;
+        let before = stream.documents.len();
+        for result in built {
+            let (segment, built, hints) = result.map_err(|e| {
+                stream.error_at(
+                    stream.documents.len() + e.documents_before,
+                    e.offset,
+                    &e.message,
+                )
+            })?;
+            for (in_segment, (b, hints)) in built.into_iter().zip(hints).enumerate() {
+                if let (Some(root), false) = (&b.root, b.value.is_object() || b.value.is_null()) {
+                    return Err(stream.error_at(
+                        stream.documents.len(),
+                        root.span.start,
+                        &format!(
+                            "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                            describe(&b.value)
+                        ),
+                    ));
+                }
+                stream.documents.push(Document {
+                    index: stream.documents.len(),
+                    start: b.start,
+                    segment: (segment.clone(), in_segment),
+                    root: b.root,
+                    value: b.value,
+                    pruned: b.pruned,
+                    style: hints,
+                });
+            }
+        }
+        stream.complete = self.next >= self.segments.len();
+        Ok(Some(before..stream.documents.len()))
+    }
+
+    /// Whether every segment is read.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.segments.len()
+    }
+
+    /// The stream so far: every document read, in order.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// [`Reader::stream`], to release documents done with.
+    pub fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// The stream, once every window is read (documents not read yet are
+    /// not in it).
+    pub fn finish(self) -> Stream {
+        self.stream
+    }
+}
+
 /// Why a new document could not be written faithfully.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmitError {
@@ -580,16 +753,17 @@ fn overlapping(edits: &[Edit]) -> bool {
     })
 }
 
-fn splice(text: &str, mut edits: Vec<Edit>) -> Cow<'_, str> {
+fn splice<E: std::borrow::Borrow<Edit>>(text: &str, mut edits: Vec<E>) -> Cow<'_, str> {
     if edits.is_empty() {
         return Cow::Borrowed(text);
     }
-    edits.sort_by_key(|e| (e.range.start, std::cmp::Reverse(e.depth)));
-    let mut out =
-        String::with_capacity(text.len() + edits.iter().map(|e| e.text.len() + 2).sum::<usize>());
+    edits.sort_by_key(|e| (e.borrow().range.start, std::cmp::Reverse(e.borrow().depth)));
+    let added: usize = edits.iter().map(|e| e.borrow().text.len() + 2).sum();
+    let mut out = String::with_capacity(text.len() + added);
     let mut pos = 0;
     let mut last_insertion: Option<usize> = None;
-    for e in edits {
+    for e in &edits {
+        let e = e.borrow();
         out.push_str(&text[pos..e.range.start.max(pos)]);
         if e.range.is_empty() && last_insertion == Some(e.range.start) {
             out.push_str(e.joiner);
