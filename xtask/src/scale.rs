@@ -153,14 +153,30 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
     std::fs::write(dir.join("token"), "bench-token\n")?;
     let inputs = inputs(&dir)?;
     let configs = configs(&dir)?;
+    // The constant of the memory figure: what a run of the same config
+    // takes on one Pod (the engine, the compiled policies, the runtime).
+    let one = dir.join("1-Pod.yaml");
+    std::fs::write(&one, pods(1))?;
+    let cores = repoint_core::parallel::cores();
+    let mut constants = Vec::new();
+    for (label, config) in &configs {
+        let kb = crate::bench::peak_rss_kb(repoint, config, &one, cores)?;
+        constants.push(kb);
+        if let Some(kb) = kb {
+            println!(
+                "peak RSS of `{label}` on one Pod: {:.0} MB",
+                kb as f64 / 1000.0
+            );
+        }
+    }
     println!("\n## Many small objects (median of {runs} runs, all cores)\n");
     println!(
-        "| input | run | time | µs per object over identity | vs identity | peak RSS | RSS / input |"
+        "| input | run | time | µs per object over identity | vs identity | peak RSS | RSS over one Pod's / input |"
     );
     println!("|---|---|---|---|---|---|---|");
     for input in &inputs {
         let mut identity = None;
-        for (label, config) in &configs {
+        for ((label, config), constant) in configs.iter().zip(&constants) {
             let took = time(runs, || {
                 let mut c = Command::new(repoint);
                 c.args(["run", "-c"]).arg(config).arg(&input.path);
@@ -175,18 +191,16 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
                     (took.as_secs_f64() - id.as_secs_f64()) * 1e6 / input.evaluated as f64
                 )
             };
-            let rss = match crate::bench::peak_rss_kb(
-                repoint,
-                config,
-                &input.path,
-                repoint_core::parallel::cores(),
-            )? {
-                Some(kb) => format!(
+            let rss = match (
+                crate::bench::peak_rss_kb(repoint, config, &input.path, cores)?,
+                constant,
+            ) {
+                (Some(kb), Some(constant)) => format!(
                     "{:.0} MB | {:.1}x",
                     kb as f64 / 1000.0,
-                    kb as f64 * 1000.0 / input.bytes as f64
+                    kb.saturating_sub(*constant) as f64 * 1000.0 / input.bytes as f64
                 ),
-                None => "n/a | n/a".into(),
+                _ => "n/a | n/a".into(),
             };
             println!(
                 "| {} ({:.1} MB) | {label} | {:.2} s | {per_object} | {:.2} | {rss} |",

@@ -123,7 +123,7 @@ pub struct FileResult {
     /// a document released under [`Retain::Output`]).
     pub documents: Vec<Vec<ObjectResult>>,
     /// The changes of released documents, written and checked.
-    pub prepared: Vec<Prepared>,
+    pub prepared: Prepared,
     /// Released documents whose change could not be written (their
     /// error findings, in document order).
     pub failures: Vec<Finding>,
@@ -175,7 +175,7 @@ pub fn documents(
                 path,
                 stream,
                 documents,
-                prepared: Vec::new(),
+                prepared: Prepared::default(),
                 failures: Vec::new(),
             }
         })
@@ -287,7 +287,7 @@ pub fn files(
                     path: input.path,
                     reader,
                     documents: Vec::new(),
-                    prepared: Vec::new(),
+                    prepared: Prepared::default(),
                     failures: Vec::new(),
                 });
             }
@@ -317,7 +317,7 @@ pub fn files(
             let file = &mut files[f];
             if done.release {
                 match done.change {
-                    Some(Ok(prepared)) => file.prepared.push(prepared),
+                    Some(Ok(prepared)) => file.prepared.append(prepared),
                     Some(Err(failure)) => file.failures.push(failure),
                     None => {}
                 }
@@ -349,7 +349,7 @@ struct Reading<'r> {
     path: Option<PathBuf>,
     reader: Reader<'r>,
     documents: Vec<Vec<ObjectResult>>,
-    prepared: Vec<Prepared>,
+    prepared: Prepared,
     failures: Vec<Finding>,
 }
 

@@ -619,21 +619,6 @@ impl StyleHints {
     }
 }
 
-/// Learn how the document indents nested mappings and block sequences:
-/// from the first of `documents` that shows each habit (the document being
-/// edited, then the rest of its file, so a document with no list of its own
-/// indents a new one like its neighbours do).
-pub fn detect_style(documents: impl IntoIterator<Item = StyleHints>) -> IndentStyle {
-    let mut found = StyleHints::default();
-    for hints in documents {
-        if found.is_complete() {
-            break;
-        }
-        found = found.or(hints);
-    }
-    found.style()
-}
-
 fn detect_in(
     root: &Node,
     column: &dyn Fn(usize) -> usize,

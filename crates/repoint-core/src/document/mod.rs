@@ -129,12 +129,21 @@ pub struct Rerendered {
     pub splice_problem: Option<String>,
 }
 
-/// A document's change, written and checked, waiting to be spliced in
-/// ([`Stream::prepare`]).
-#[derive(Debug, Clone)]
+/// Documents' changes, written and checked, waiting to be spliced in
+/// ([`Stream::prepare`]): one flat list for all of a file's documents, so
+/// that a long stream of small changes costs its edits and no more.
+#[derive(Debug, Clone, Default)]
 pub struct Prepared {
     edits: Vec<Edit>,
-    rerendered: Option<Rerendered>,
+    rerendered: Vec<Rerendered>,
+}
+
+impl Prepared {
+    /// Add `other`'s changes (of other documents) to these.
+    pub fn append(&mut self, mut other: Prepared) {
+        self.edits.append(&mut other.edits);
+        self.rerendered.append(&mut other.rerendered);
+    }
 }
 
 /// A parsed file: its text and its documents.
@@ -152,6 +161,9 @@ pub struct Stream {
     line_starts: Vec<usize>,
     /// Whether every document has been read (see [`Reader`]).
     complete: bool,
+    /// Each indentation habit as the first document read that shows it
+    /// shows it.
+    shown: edit::StyleHints,
 }
 
 impl Stream {
@@ -281,15 +293,10 @@ impl Stream {
     }
 
     /// How `doc` indents: as it does itself, and where it shows no habit,
-    /// as the first other document of the file that does.
+    /// as the first document of the file that does (so a document with no
+    /// list of its own indents a new one like its neighbours do).
     fn style_of(&self, doc: &Document) -> emit::IndentStyle {
-        let own = doc.style.unwrap_or_default();
-        let others = self
-            .documents
-            .iter()
-            .filter(|d| d.index != doc.index)
-            .filter_map(|d| d.style);
-        edit::detect_style(std::iter::once(own).chain(others))
+        doc.style.unwrap_or_default().or(self.shown).style()
     }
 
     /// Whether the style `doc` would be written in is known already: it
@@ -297,13 +304,9 @@ impl Stream {
     /// or every document is read (a [`Reader`] may not have reached a
     /// later one that does).
     pub fn style_settled(&self, doc: &Document) -> bool {
-        let own = doc.style.unwrap_or_default();
-        self.complete
-            || self.documents[..doc.index]
-                .iter()
-                .filter_map(|d| d.style)
-                .fold(own, edit::StyleHints::or)
-                .is_complete()
+        // `shown` holds the first of each habit among the documents read,
+        // and a habit `doc` lacks was first shown by another document.
+        self.complete || doc.style.unwrap_or_default().or(self.shown).is_complete()
     }
 
     /// Drop a document's tree and value once nothing needs them: it
@@ -326,7 +329,10 @@ impl Stream {
             return Err(self.error_at(index, 0, "no such document"));
         };
         let (edits, rerendered) = self.document_edits(doc, ops)?;
-        Ok(Prepared { edits, rerendered })
+        Ok(Prepared {
+            edits,
+            rerendered: rerendered.into_iter().collect(),
+        })
     }
 
     /// The stream with each document's operations applied, as text.
@@ -345,22 +351,19 @@ impl Stream {
     /// cannot be written faithfully keeps its text and is reported in
     /// [`Rendered::failures`]; the others are written.
     pub fn render_each(&self, changes: &[(usize, Vec<PatchOp>)]) -> Rendered<'_> {
-        self.render_prepared(&[], changes)
+        self.render_prepared(&Prepared::default(), changes)
     }
 
     /// [`Stream::render_each`] with the edits of documents prepared before
     /// ([`Stream::prepare`]) spliced in too.
     pub fn render_prepared(
         &self,
-        prepared: &[Prepared],
+        prepared: &Prepared,
         changes: &[(usize, Vec<PatchOp>)],
     ) -> Rendered<'_> {
         let mut edits: Vec<Edit> = Vec::new();
         let mut failures = Vec::new();
-        let mut rerendered: Vec<Rerendered> = prepared
-            .iter()
-            .filter_map(|p| p.rerendered.clone())
-            .collect();
+        let mut rerendered = prepared.rerendered.clone();
         for (index, ops) in changes {
             if ops.is_empty() {
                 continue;
@@ -378,14 +381,7 @@ impl Stream {
             }
         }
         Rendered {
-            text: splice(
-                &self.text,
-                prepared
-                    .iter()
-                    .flat_map(|p| &p.edits)
-                    .chain(&edits)
-                    .collect(),
-            ),
+            text: splice(&self.text, prepared.edits.iter().chain(&edits).collect()),
             failures,
             rerendered,
         }
@@ -585,6 +581,7 @@ impl<'r> Reader<'r> {
             },
             documents: Vec::new(),
             complete: segments.is_empty(),
+            shown: edit::StyleHints::default(),
         };
         Ok(Self {
             stream,
@@ -676,6 +673,7 @@ impl<'r> Reader<'r> {
                         ),
                     ));
                 }
+                stream.shown = stream.shown.or(hints.unwrap_or_default());
                 stream.documents.push(Document {
                     index: stream.documents.len(),
                     start: b.start,
