@@ -4,10 +4,13 @@
 //! 1. [`chain`]: load the config's policies onto one runtime (settings
 //!    checked, errors located in the config).
 //! 2. [`input`]: expand directories (one walker for every command), read
-//!    every input fully, parse them in parallel.
-//! 3. [`evaluate`]: run the chain over every object of every document, in
-//!    parallel, results in input order; then [`materialize`] the pull
-//!    Secrets and ServiceAccounts the results ask for.
+//!    every input fully before anything is written.
+//! 3. [`evaluate`]: parse the inputs a window of documents at a time and
+//!    run the chain over every object of each window, in parallel, results
+//!    in input order; for the manifests, each window's changes are written
+//!    and checked and its trees released before the next window is read
+//!    ([`evaluate::Retain`]); then [`materialize`] the pull Secrets and
+//!    ServiceAccounts the results ask for.
 //! 4. [`report`]: the findings (changes, denials, warnings, errors) and the
 //!    exit status they call for, in text, JSON, SARIF or GitHub form.
 //! 5. [`render`]: the patched manifests (YAML, JSON, a diff, JSON Patch),
