@@ -303,16 +303,7 @@ pub fn files(
             evaluate_in_window(&chain, files[f].reader.stream(), d, retain)
         });
         for (&(f, d), done) in work.iter().zip(done) {
-            for object in &done.objects {
-                if let Ok(outcome) = &object.outcome {
-                    requests.add(
-                        f,
-                        object.meta.namespace.as_deref(),
-                        outcome,
-                        &options.namespace,
-                    );
-                }
-            }
+            requests.add_results(f, &done.objects, &options.namespace);
             findings.extend(done.findings);
             let file = &mut files[f];
             if done.release {
@@ -328,23 +319,12 @@ pub fn files(
             }
         }
     }
-    let files: Vec<FileResult> = files
-        .into_iter()
-        .map(|f| FileResult {
-            path: f.path,
-            stream: f.reader.finish(),
-            documents: f.documents,
-            prepared: f.prepared,
-            failures: f.failures,
-        })
-        .collect();
-    if retain != Retain::Output {
-        findings = report::findings(&files);
-    }
+    let files = files.into_iter().map(Reading::finish).collect();
     materialized(&config, files, requests, findings, options)
 }
 
-/// A file being read window by window, and what its documents came to.
+/// A file being read window by window, and what its documents came to:
+/// a [`FileResult`] once read.
 struct Reading<'r> {
     path: Option<PathBuf>,
     reader: Reader<'r>,
@@ -353,10 +333,22 @@ struct Reading<'r> {
     failures: Vec<Finding>,
 }
 
+impl Reading<'_> {
+    fn finish(self) -> FileResult {
+        FileResult {
+            path: self.path,
+            stream: self.reader.finish(),
+            documents: self.documents,
+            prepared: self.prepared,
+            failures: self.failures,
+        }
+    }
+}
+
 /// What a window made of one document.
 struct InWindow {
     objects: Vec<ObjectResult>,
-    /// Under [`Retain::Output`], its findings other than changes.
+    /// Its findings (under [`Retain::Output`], other than changes).
     findings: Vec<Finding>,
     /// Whether its tree and results can go (under [`Retain::Output`]).
     release: bool,
@@ -376,9 +368,14 @@ fn generated_may_touch(object: &Value) -> bool {
 
 fn evaluate_in_window(chain: &Chain, stream: &Stream, d: usize, retain: Retain) -> InWindow {
     let objects = evaluate_document(chain, stream, d);
+    let mut findings = Vec::new();
+    // Changes are findings where every result is kept (`check`); where
+    // only the manifests are, they are the output.
+    let changes = retain != Retain::Output;
+    report::document_findings(stream, d, &objects, changes, &mut findings);
     let mut in_window = InWindow {
         objects,
-        findings: Vec::new(),
+        findings,
         release: false,
         change: None,
     };
@@ -386,7 +383,6 @@ fn evaluate_in_window(chain: &Chain, stream: &Stream, d: usize, retain: Retain) 
         return in_window;
     }
     let objects = &in_window.objects;
-    report::document_findings(stream, d, objects, false, &mut in_window.findings);
     let doc = &stream.documents()[d];
     let ops: Vec<PatchOp> = objects
         .iter()
@@ -417,15 +413,8 @@ pub fn streams(
     let files = documents(chain, streams, options.settings.jobs());
     let mut requests = materialize::Requests::default();
     for (f, file) in files.iter().enumerate() {
-        for object in file.documents.iter().flatten() {
-            if let Ok(outcome) = &object.outcome {
-                requests.add(
-                    f,
-                    object.meta.namespace.as_deref(),
-                    outcome,
-                    &options.namespace,
-                );
-            }
+        for objects in &file.documents {
+            requests.add_results(f, objects, &options.namespace);
         }
     }
     let findings = report::findings(&files);

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use repoint_runtime::chain::Outcome;
 
-use crate::evaluate::FileResult;
+use crate::evaluate::{FileResult, ObjectResult};
 use crate::{Error, Result};
 
 /// Changes beyond the evaluated objects.
@@ -123,19 +123,25 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// Add what an object of file `requester`, in `own_namespace`, asks for.
-    pub fn add(
+    /// Add what the evaluated objects of file `requester` ask for (those
+    /// without a namespace are in `default_namespace`).
+    pub fn add_results(
         &mut self,
         requester: usize,
-        own_namespace: Option<&str>,
-        outcome: &Outcome,
+        objects: &[ObjectResult],
         default_namespace: &str,
     ) {
-        let (accounts, secrets) = (account_requests(outcome), secret_requests(outcome));
-        self.accounts
-            .add(requester, own_namespace, default_namespace, accounts);
-        self.secrets
-            .add(requester, own_namespace, default_namespace, secrets);
+        for object in objects {
+            let Ok(outcome) = &object.outcome else {
+                continue;
+            };
+            let own_namespace = object.meta.namespace.as_deref();
+            let (accounts, secrets) = (account_requests(outcome), secret_requests(outcome));
+            self.accounts
+                .add(requester, own_namespace, default_namespace, accounts);
+            self.secrets
+                .add(requester, own_namespace, default_namespace, secrets);
+        }
     }
 }
 

@@ -213,7 +213,12 @@ pub fn object_findings(
         ));
     }
     let changed_by = (!outcome.changed_by.is_empty()).then(|| outcome.changed_by.join(", "));
-    for op in object.document_patch().into_iter().filter(|_| changes) {
+    let change_ops = if changes {
+        object.document_patch()
+    } else {
+        Vec::new()
+    };
+    for op in change_ops {
         let line = (place.line_of)(&op.path);
         let new = op.value.as_ref().map(describe_value).unwrap_or_default();
         let message = match place.value.pointer(&op.path) {

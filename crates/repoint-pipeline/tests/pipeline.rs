@@ -51,13 +51,14 @@ fn project(tag: &str, config: &str) -> (PathBuf, PathBuf) {
     (dir.join("repoint.yaml"), manifests)
 }
 
-fn evaluated(tag: &str) -> (evaluate::Evaluated, PathBuf) {
+/// The test project's manifests evaluated, keeping what `retain` says.
+fn evaluated(tag: &str, retain: evaluate::Retain) -> (evaluate::Evaluated, PathBuf) {
     let (config, manifests) = project(tag, MIRROR);
     let ev = evaluate::files(
         &config,
         std::slice::from_ref(&manifests),
         &offline(),
-        evaluate::Retain::Results,
+        retain,
     )
     .expect("evaluation");
     (ev, manifests)
@@ -73,7 +74,7 @@ fn yaml_of(ev: &evaluate::Evaluated) -> String {
 
 #[test]
 fn files_are_read_in_path_order_and_changed_only_where_the_chain_says() {
-    let (ev, _) = evaluated("pipeline-yaml");
+    let (ev, _) = evaluated("pipeline-yaml", evaluate::Retain::Results);
     let names: Vec<&str> = ev.files.iter().map(|f| f.stream.name()).collect();
     assert!(
         names[0].ends_with("cm.yaml") && names[1].ends_with("pod.yaml"),
@@ -97,7 +98,7 @@ fn files_are_read_in_path_order_and_changed_only_where_the_chain_says() {
 
 #[test]
 fn findings_and_status_follow_the_changes() {
-    let (ev, _) = evaluated("pipeline-findings");
+    let (ev, _) = evaluated("pipeline-findings", evaluate::Retain::Results);
     assert!(
         ev.findings
             .iter()
@@ -112,7 +113,7 @@ fn findings_and_status_follow_the_changes() {
 
 #[test]
 fn json_patch_listing_and_diff_never_show_the_credential() {
-    let (ev, _) = evaluated("pipeline-patches");
+    let (ev, _) = evaluated("pipeline-patches", evaluate::Retain::Results);
     let listing = render::json_patches(&ev);
     let entries = listing.as_array().expect("array");
     assert!(
@@ -147,7 +148,7 @@ fn base64_of(text: &str) -> String {
 
 #[test]
 fn json_output_is_a_list_of_the_patched_objects() {
-    let (ev, _) = evaluated("pipeline-json");
+    let (ev, _) = evaluated("pipeline-json", evaluate::Retain::Results);
     let mut out = Vec::new();
     render::json(&mut out, &ev, &mut Renderer::new(&ev, 2)).expect("json");
     let list: serde_json::Value = serde_json::from_slice(&out).expect("json");
@@ -162,7 +163,7 @@ fn json_output_is_a_list_of_the_patched_objects() {
 
 #[test]
 fn in_place_rewrites_only_the_changed_file_with_its_generated_objects() {
-    let (ev, manifests) = evaluated("pipeline-in-place");
+    let (ev, manifests) = evaluated("pipeline-in-place", evaluate::Retain::Results);
     let mut renderer = Renderer::new(&ev, 2);
     let texts: Vec<Cow<'_, str>> = std::iter::from_fn(|| renderer.next_file()).collect();
     assert_eq!(
@@ -180,14 +181,7 @@ fn in_place_rewrites_only_the_changed_file_with_its_generated_objects() {
 
 #[test]
 fn the_overlay_names_the_inputs_and_renames_through_images() {
-    let (config, manifests) = project("pipeline-overlay", MIRROR);
-    let ev = evaluate::files(
-        &config,
-        std::slice::from_ref(&manifests),
-        &offline(),
-        evaluate::Retain::Everything,
-    )
-    .expect("evaluation");
+    let (ev, manifests) = evaluated("pipeline-overlay", evaluate::Retain::Everything);
     let dir = manifests.parent().expect("parent").join("overlay");
     kustomize::write(&dir, &kustomize::overlay(&ev).expect("overlay")).expect("write");
     let kustomization =
@@ -421,5 +415,38 @@ fn documents_written_window_by_window_come_out_as_written_all_at_once() {
                 similar::TextDiff::from_lines(&whole, &streamed).unified_diff()
             );
         }
+    }
+}
+
+#[test]
+fn a_bad_document_in_a_later_window_fails_the_run_and_says_where() {
+    let (config, manifests) = project("pipeline-windows-bad", MIRROR);
+    // The bad document is read windows after the first are evaluated: the
+    // run still fails as a whole, at its file, document and line.
+    let mut text = NEIGHBOURS.to_string();
+    text.push_str("---\napiVersion: v1\nkind: Pod\nmetadata: {name: bad\n");
+    std::fs::write(manifests.join("neighbours.yaml"), &text).expect("write");
+    for window in [1, 2, 512] {
+        let options = Options {
+            window,
+            ..offline()
+        };
+        let e = evaluate::files(
+            &config,
+            std::slice::from_ref(&manifests),
+            &options,
+            evaluate::Retain::Output,
+        )
+        .expect_err("a bad document");
+        let Error::Document(e) = &e else {
+            panic!("window of {window}: {e:?}");
+        };
+        assert!(e.file.ends_with("neighbours.yaml"), "{e}");
+        assert_eq!(e.document, 5, "window of {window}: {e}");
+        let bad_line = text.lines().count();
+        assert!(
+            e.line >= bad_line - 1 && e.line <= bad_line + 1,
+            "window of {window}: {e}"
+        );
     }
 }

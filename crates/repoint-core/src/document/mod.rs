@@ -361,27 +361,23 @@ impl Stream {
         prepared: &Prepared,
         changes: &[(usize, Vec<PatchOp>)],
     ) -> Rendered<'_> {
-        let mut edits: Vec<Edit> = Vec::new();
+        let mut now = Prepared::default();
         let mut failures = Vec::new();
-        let mut rerendered = prepared.rerendered.clone();
-        for (index, ops) in changes {
-            if ops.is_empty() {
-                continue;
-            }
-            let Some(doc) = self.documents.get(*index) else {
-                failures.push(self.error_at(*index, 0, "no such document"));
-                continue;
-            };
-            match self.document_edits(doc, ops) {
-                Ok((e, rerender)) => {
-                    edits.extend(e);
-                    rerendered.extend(rerender);
-                }
+        for (index, ops) in changes.iter().filter(|(_, ops)| !ops.is_empty()) {
+            match self.prepare(*index, ops) {
+                Ok(p) => now.append(p),
                 Err(e) => failures.push(e),
             }
         }
+        let mut rerendered = prepared.rerendered.clone();
+        rerendered.append(&mut now.rerendered);
+        // Prepared earlier or now, in document order all the same.
+        rerendered.sort_by_key(|r| r.document);
         Rendered {
-            text: splice(&self.text, prepared.edits.iter().chain(&edits).collect()),
+            text: splice(
+                &self.text,
+                prepared.edits.iter().chain(&now.edits).collect(),
+            ),
             failures,
             rerendered,
         }
@@ -601,7 +597,7 @@ impl<'r> Reader<'r> {
         &mut self,
         segments: usize,
     ) -> Result<Option<std::ops::Range<usize>>, DocumentError> {
-        if self.next >= self.segments.len() {
+        if self.is_done() {
             return Ok(None);
         }
         let window = self.next
@@ -685,8 +681,9 @@ impl<'r> Reader<'r> {
                 });
             }
         }
-        stream.complete = self.next >= self.segments.len();
-        Ok(Some(before..stream.documents.len()))
+        let read = before..stream.documents.len();
+        self.stream.complete = self.is_done();
+        Ok(Some(read))
     }
 
     /// Whether every segment is read.
