@@ -287,7 +287,11 @@ pub fn eventually(what: &str, limit: std::time::Duration, mut ready: impl FnMut(
 
 /// A fresh, empty temporary directory named after the test.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("repoint-{tag}-{}", std::process::id()));
+    // A helper called by several tests of one binary gives them one tag;
+    // they run in parallel, so each call gets a directory of its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("repoint-{tag}-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
