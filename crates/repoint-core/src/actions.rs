@@ -189,8 +189,7 @@ pub fn service_account(namespace: &str, name: &str, secrets: &[String]) -> Value
 /// `imagePullSecrets`): appended to a list that exists, or the list
 /// written whole where it is absent or null.
 pub fn pull_secret_additions(object: &Value, pointer: &str, names: &[String]) -> Vec<PatchOp> {
-    let present: Vec<&str> = object
-        .pointer(pointer)
+    let present: Vec<&str> = crate::pointer::get(object, pointer)
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
@@ -204,7 +203,7 @@ pub fn pull_secret_additions(object: &Value, pointer: &str, names: &[String]) ->
         .collect();
     missing.dedup();
     let entries = missing.into_iter().map(|n| json!({ "name": n }));
-    match object.pointer(pointer) {
+    match crate::pointer::get(object, pointer) {
         Some(Value::Array(_)) => entries
             .map(|e| PatchOp::add(format!("{pointer}/-"), e))
             .collect(),

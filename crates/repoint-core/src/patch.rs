@@ -106,7 +106,7 @@ pub enum PatchError {
 
 /// Resolve a pointer to a value.
 pub fn get<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    value.pointer(path)
+    pointer::get(value, path)
 }
 
 /// Apply `ops` in order. On error the value may be partly patched; callers
@@ -139,8 +139,7 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), PatchError> {
         OpKind::Add => add(doc, &op.path, need_value(op)?),
         OpKind::Replace => {
             let v = need_value(op)?;
-            let target = doc
-                .pointer_mut(&op.path)
+            let target = pointer::get_mut(doc, &op.path)
                 .ok_or_else(|| PatchError::Missing(op.path.clone()))?;
             *target = v;
             Ok(())
@@ -153,15 +152,14 @@ fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), PatchError> {
         }
         OpKind::Copy => {
             let from = need_from(op)?;
-            let v = doc
-                .pointer(from)
+            let v = pointer::get(doc, from)
                 .cloned()
                 .ok_or_else(|| PatchError::Missing(from.to_string()))?;
             add(doc, &op.path, v)
         }
         OpKind::Test => {
             let v = need_value(op)?;
-            match doc.pointer(&op.path) {
+            match pointer::get(doc, &op.path) {
                 Some(actual) if *actual == v => Ok(()),
                 _ => Err(PatchError::TestFailed(op.path.clone())),
             }

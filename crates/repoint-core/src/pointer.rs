@@ -1,6 +1,10 @@
-//! RFC 6901 JSON Pointers, as strings: the one place that splits, escapes
-//! and joins them (patches, source trees, image fields, config errors and
-//! the kustomize overlay all address values this way).
+//! RFC 6901 JSON Pointers, as strings: the one place that splits, escapes,
+//! joins and follows them (patches, source trees, image fields, config
+//! errors and the kustomize overlay all address values this way).
+
+use std::borrow::Cow;
+
+use serde_json::Value;
 
 /// The unescaped tokens of a pointer (`""` is the root: no tokens);
 /// `None` if it is not a pointer (it must be empty or start with `/`).
@@ -9,12 +13,60 @@ pub fn tokens(pointer: &str) -> Option<Vec<String>> {
         return Some(Vec::new());
     }
     let rest = pointer.strip_prefix('/')?;
-    // `~1` first: `~01` is the token `~1`, not `/`.
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
+    Some(rest.split('/').map(|t| unescape(t).into_owned()).collect())
+}
+
+/// One token of a pointer, unescaped; borrowed when it holds no `~`
+/// (nearly every token), so that following a pointer allocates nothing.
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        // `~1` first: `~01` is the token `~1`, not `/`.
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// The array index a token names: decimal digits without a leading zero
+/// (RFC 6901; `-`, the end of an array, names no element).
+fn index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() > 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// The value `pointer` addresses in `value`, as
+/// [`serde_json::Value::pointer`] finds it. That one unescapes every token
+/// into a new string, which showed as 5% of a run's time on many small
+/// objects (sites, resources and patches follow pointers per object).
+pub fn get<'v>(value: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return Some(value);
+    }
+    pointer
+        .strip_prefix('/')?
+        .split('/')
+        .try_fold(value, |target, token| match target {
+            Value::Object(map) => map.get(&*unescape(token)),
+            Value::Array(list) => list.get(index(token)?),
+            _ => None,
+        })
+}
+
+/// [`get`], for changing the value.
+pub fn get_mut<'v>(value: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+    if pointer.is_empty() {
+        return Some(value);
+    }
+    pointer
+        .strip_prefix('/')?
+        .split('/')
+        .try_fold(value, |target, token| match target {
+            Value::Object(map) => map.get_mut(&*unescape(token)),
+            Value::Array(list) => list.get_mut(index(token)?),
+            _ => None,
+        })
 }
 
 /// One token escaped for a pointer (`~` as `~0`, `/` as `~1`).
@@ -52,5 +104,40 @@ mod tests {
             escape("app.kubernetes.io/managed-by"),
             "app.kubernetes.io~1managed-by"
         );
+    }
+
+    #[test]
+    fn get_finds_what_serde_json_finds() {
+        let value = serde_json::json!({
+            "a/b": {"c~d": [10, 20, {"": "empty key"}]},
+            "~1": "tilde one",
+            "list": [0, 1],
+        });
+        for pointer in [
+            "",
+            "/a~1b",
+            "/a~1b/c~0d",
+            "/a~1b/c~0d/1",
+            "/a~1b/c~0d/2/",
+            "/~01",
+            "/list/0",
+            "/list/01",
+            "/list/+1",
+            "/list/-",
+            "/list/2",
+            "/list/1/x",
+            "/missing",
+            "a",
+            "/",
+        ] {
+            assert_eq!(get(&value, pointer), value.pointer(pointer), "{pointer:?}");
+            let mut copy = value.clone();
+            let expected = copy.clone().pointer_mut(pointer).map(|v| v.clone());
+            assert_eq!(
+                get_mut(&mut copy, pointer).map(|v| v.clone()),
+                expected,
+                "{pointer:?}"
+            );
+        }
     }
 }

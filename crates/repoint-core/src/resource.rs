@@ -61,7 +61,8 @@ impl ResourceView {
     pub fn new(object: &Value, prefix: &str, sites: &Sites) -> Self {
         let meta = |k: &str| {
             object
-                .pointer(&format!("/metadata/{k}"))
+                .get("metadata")
+                .and_then(|m| m.get(k))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
@@ -78,8 +79,8 @@ impl ResourceView {
                 .to_string(),
             namespace: meta("namespace"),
             name: meta("name"),
-            labels: string_map(object.pointer("/metadata/labels")),
-            annotations: string_map(object.pointer("/metadata/annotations")),
+            labels: string_map(crate::pointer::get(object, "/metadata/labels")),
+            annotations: string_map(crate::pointer::get(object, "/metadata/annotations")),
             images: sites
                 .images
                 .iter()

@@ -191,7 +191,7 @@ pub fn find(object: Object<'_>, custom: &[ImageFields]) -> Sites {
         return sites;
     }
     if let Some(path) = pod_spec_path(api_version, kind) {
-        if let Some(spec) = object.value.pointer(path) {
+        if let Some(spec) = pointer::get(object.value, path) {
             pod_spec(&format!("{}{path}", object.prefix), spec, &mut sites);
         }
         return sites;
@@ -213,7 +213,7 @@ pub fn find(object: Object<'_>, custom: &[ImageFields]) -> Sites {
         }
         if let Some(ps) = &fields.pull_secrets {
             sites.pull_secrets_pointer = Some(format!("{}{ps}", object.prefix));
-            sites.pull_secrets = secret_names(object.value.pointer(ps));
+            sites.pull_secrets = secret_names(pointer::get(object.value, ps));
         }
     }
     sites
@@ -258,7 +258,7 @@ fn pod_spec(base: &str, spec: &Value, sites: &mut Sites) {
     }
     if let Some(volumes) = spec.get("volumes").and_then(Value::as_array) {
         for (i, v) in volumes.iter().enumerate() {
-            if let Some(written) = v.pointer("/image/reference").and_then(Value::as_str) {
+            if let Some(written) = pointer::get(v, "/image/reference").and_then(Value::as_str) {
                 sites.images.push(ImageSite {
                     kind: SiteKind::ImageVolume,
                     pointer: format!("{base}/volumes/{i}/image/reference"),

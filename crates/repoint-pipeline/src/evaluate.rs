@@ -74,7 +74,11 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn of(value: &Value) -> Self {
-        let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let s = |p: &str| {
+            repoint_core::pointer::get(value, p)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         Self {
             api_version: s("/apiVersion"),
             kind: s("/kind"),

@@ -41,8 +41,7 @@ pub struct Inventory {
 }
 
 fn meta(value: &Value, pointer: &str) -> Option<String> {
-    value
-        .pointer(pointer)
+    repoint_core::pointer::get(value, pointer)
         .and_then(Value::as_str)
         .map(str::to_string)
 }

@@ -388,7 +388,7 @@ fn reachable_images(value: &Value) -> Vec<String> {
 }
 
 fn string_at<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
-    value.pointer(pointer).and_then(Value::as_str)
+    repoint_core::pointer::get(value, pointer).and_then(Value::as_str)
 }
 
 /// The `images:` entries that reproduce repoint's renames exactly.
@@ -496,7 +496,7 @@ fn revert_renames(entries: &[ImageEntry], before: &Value, after: &Value) -> Valu
         };
         if old != new
             && transform(old, entries) == new
-            && let Some(slot) = out.pointer_mut(&pointer)
+            && let Some(slot) = repoint_core::pointer::get_mut(&mut out, &pointer)
         {
             *slot = Value::String(old.to_string());
         }

@@ -412,7 +412,7 @@ fn index_objects<'a>(
     for (file, f) in files.iter().enumerate() {
         for doc in f.stream.documents() {
             for (prefix, value) in sites::objects(&doc.value) {
-                let s = |p: &str| value.pointer(p).and_then(Value::as_str);
+                let s = |p: &str| repoint_core::pointer::get(value, p).and_then(Value::as_str);
                 if s("/kind") != Some(kind) || s("/apiVersion") != Some("v1") {
                     continue;
                 }

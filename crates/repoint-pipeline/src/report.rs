@@ -221,7 +221,7 @@ pub fn object_findings(
     for op in change_ops {
         let line = (place.line_of)(&op.path);
         let new = op.value.as_ref().map(describe_value).unwrap_or_default();
-        let message = match place.value.pointer(&op.path) {
+        let message = match repoint_core::pointer::get(place.value, &op.path) {
             Some(old) => format!(
                 "would change {} from {} to {new}",
                 op.path,
