@@ -164,7 +164,7 @@ impl<'a> Editor<'a> {
                 continue;
             }
             written.push(p);
-            let value = crate::pointer::get(&self.patched, p).ok_or(Unsupported)?;
+            let value = crate::pointer::get(self.patched, p).ok_or(Unsupported)?;
             edits.extend(match target {
                 Indirect::Alias { node, slot, .. } => self.replace(node, slot, value)?,
                 Indirect::Merged { map, key, .. } => self.insert_member(map, key, value)?,
@@ -244,7 +244,7 @@ impl<'a> Editor<'a> {
                         }
                         None if entries.iter().any(|e| e.merge) => {
                             let pointer = crate::pointer::join(&tokens[..=i]);
-                            if crate::pointer::get(&self.patched, &pointer).is_none() {
+                            if crate::pointer::get(self.patched, &pointer).is_none() {
                                 return Target::Missing;
                             }
                             return Target::Indirect(Indirect::Merged {
