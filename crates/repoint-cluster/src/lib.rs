@@ -548,7 +548,7 @@ pub fn apply(
         for op in tally.record(&what, written) {
             tally.inner.operation(
                 &op.path,
-                e.object.value.pointer(&op.path),
+                repoint_core::pointer::get(&e.object.value, &op.path),
                 op.value.as_ref(),
             );
         }

@@ -104,11 +104,6 @@ pub enum PatchError {
     Root(OpKind),
 }
 
-/// Resolve a pointer to a value.
-pub fn get<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    pointer::get(value, path)
-}
-
 /// Apply `ops` in order. On error the value may be partly patched; callers
 /// that need atomicity patch a copy.
 pub fn apply(value: &mut Value, ops: &[PatchOp]) -> Result<(), PatchError> {

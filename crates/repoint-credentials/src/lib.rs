@@ -399,17 +399,15 @@ pub fn dockerconfigjson_of(secret: &Value) -> Result<String, MalformedSecret> {
     if secret.get("type").and_then(Value::as_str) != Some("kubernetes.io/dockerconfigjson") {
         return Err(MalformedSecret::WrongType);
     }
-    let config = if let Some(data) = secret
-        .pointer("/data/.dockerconfigjson")
-        .and_then(Value::as_str)
+    let config = if let Some(data) =
+        repoint_core::pointer::get(secret, "/data/.dockerconfigjson").and_then(Value::as_str)
     {
         let bytes = BASE64
             .decode(data.trim())
             .map_err(|_| MalformedSecret::NotBase64)?;
         String::from_utf8(bytes).map_err(|_| MalformedSecret::NotUtf8)?
-    } else if let Some(s) = secret
-        .pointer("/stringData/.dockerconfigjson")
-        .and_then(Value::as_str)
+    } else if let Some(s) =
+        repoint_core::pointer::get(secret, "/stringData/.dockerconfigjson").and_then(Value::as_str)
     {
         s.to_string()
     } else {

@@ -138,7 +138,7 @@ pub struct LiveObject {
 
 impl LiveObject {
     fn text(&self, pointer: &str) -> Option<&str> {
-        self.value.pointer(pointer).and_then(Value::as_str)
+        repoint_core::pointer::get(&self.value, pointer).and_then(Value::as_str)
     }
 
     pub fn name(&self) -> &str {
@@ -164,8 +164,7 @@ impl LiveObject {
 
     /// The uids of the controllers that own it.
     fn controllers(&self) -> impl Iterator<Item = &str> {
-        self.value
-            .pointer("/metadata/ownerReferences")
+        repoint_core::pointer::get(&self.value, "/metadata/ownerReferences")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

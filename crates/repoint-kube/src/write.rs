@@ -156,8 +156,7 @@ impl Writer {
             if ops.is_empty() {
                 return Ok(Written::Unchanged);
             }
-            let version = object
-                .pointer("/metadata/resourceVersion")
+            let version = repoint_core::pointer::get(&object, "/metadata/resourceVersion")
                 .cloned()
                 .unwrap_or(Value::Null);
             let mut guarded = vec![PatchOp::replace("/metadata/resourceVersion", version)];
@@ -239,8 +238,7 @@ impl Writer {
         desired: &Value,
     ) -> Result<Written, KubeError> {
         let kind = builtin("", "Secret", "secrets");
-        let name = desired
-            .pointer("/metadata/name")
+        let name = repoint_core::pointer::get(desired, "/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
         let label = format!(
@@ -254,7 +252,7 @@ impl Writer {
                 {
                     return Ok(Vec::new());
                 }
-                if existing.pointer(&label).and_then(Value::as_str) != Some(MANAGED_BY.1) {
+                if repoint_core::pointer::get(existing, &label).and_then(Value::as_str) != Some(MANAGED_BY.1) {
                     return Err(KubeError::Evaluation(format!(
                         "Secret {namespace}/{name} exists and was not made by repoint (no {}={} label); it is left as it is, though its contents differ from the configured pull secret",
                         MANAGED_BY.0, MANAGED_BY.1

@@ -45,7 +45,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use repoint_config::LimitsEntry;
 use repoint_core::probe::{ProbeAnswer, Prober};
 use repoint_core::sites::ImageFields;
-use repoint_core::{ImageRef, Limits, Stream, patch};
+use repoint_core::{ImageRef, Limits, Stream, patch, pointer};
 use repoint_runtime::chain::{Chain, Outcome};
 use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde::Deserialize;
@@ -672,8 +672,8 @@ fn output_differences(expected: &[Value], actual: &[Value], problems: &mut Vec<S
             problems.push(format!(
                 "output: document {i} {}: expected {}, got {}",
                 if op.path.is_empty() { "/" } else { &op.path },
-                show(patch::get(e, &op.path)),
-                show(patch::get(a, &op.path)),
+                show(pointer::get(e, &op.path)),
+                show(pointer::get(a, &op.path)),
             ));
         }
     }

@@ -86,7 +86,7 @@ impl Webhook {
         // Policies see the namespace the object will live in; the patch
         // never sets it (the API server does).
         let mut seen = object;
-        if seen.pointer("/metadata/namespace").is_none()
+        if repoint_core::pointer::get(&seen, "/metadata/namespace").is_none()
             && let (Some(ns), Some(Value::Object(meta))) =
                 (&request.namespace, seen.get_mut("metadata"))
         {
