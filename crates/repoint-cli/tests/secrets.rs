@@ -73,6 +73,63 @@ fn one_secret_per_namespace_with_only_the_requested_registry() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A cluster-wide run over IBM Cloud's registries: `*.icr.io` needs the
+/// secret, but cp.icr.io has other credentials (and none configured here),
+/// and kube-system is not repoint's to touch.
+#[test]
+fn excluded_registries_and_namespaces_get_no_secret() {
+    let dir = temp_dir("exclude");
+    let config = dir.join("repoint.yaml");
+    let pod = |ns: &str, name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  containers:\n  - {{name: c, image: '{image}'}}\n"
+        )
+    };
+    let input = [
+        pod("shop", "api", "us.icr.io/acme/api:1"),
+        pod("shop", "entitled", "cp.icr.io/cp/db2:11"),
+        pod("kube-system", "agent", "us.icr.io/acme/agent:2"),
+    ]
+    .join("---\n");
+    let run = |exclusions: &str| {
+        std::fs::write(
+            &config,
+            format!("apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {{secretName: icr, registries: ['*.icr.io']{exclusions}}}\ncredentials:\n- {{registry: us.icr.io, username: iamapikey, passwordEnv: ICR_KEY}}\n"),
+        )
+        .expect("write config");
+        repoint_env(
+            &["run", "-c", &config.display().to_string(), "-"],
+            &input,
+            &[("ICR_KEY", PASSWORD)],
+        )
+    };
+    // Without exclusions the run fails: nothing is configured for cp.icr.io.
+    let out = run("");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("cp.icr.io"), "{}", out.stderr);
+
+    let out = run(", excludeImages: [cp.icr.io], excludeNamespaces: ['kube-*']");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let docs = documents(&out.stdout);
+    let named = |name: &str| {
+        docs.iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .expect(name)
+    };
+    assert_eq!(named("api")["spec"]["imagePullSecrets"][0]["name"], "icr");
+    assert!(named("entitled")["spec"].get("imagePullSecrets").is_none());
+    assert!(named("agent")["spec"].get("imagePullSecrets").is_none());
+    let secrets: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 1, "one Secret, in shop");
+    assert_eq!(secrets[0]["metadata"]["namespace"], "shop");
+    let auths = dockerconfigjson(secrets[0])["auths"].clone();
+    assert_eq!(
+        auths.as_object().expect("auths").keys().collect::<Vec<_>>(),
+        ["us.icr.io"]
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn an_existing_secret_is_reused_and_a_lacking_one_is_an_error() {
     let dir = temp_dir("reuse");
@@ -242,6 +299,34 @@ fn docker_config_credential_helpers_and_secret_copy() {
     let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
     assert_eq!(secret["metadata"]["namespace"], "finance");
     assert_eq!(secret["data"][".dockerconfigjson"], source.as_str());
+
+    // A legacy kubernetes.io/dockercfg Secret (registry entries without the
+    // `auths` wrapper, under .dockercfg) is read by secretFrom and by a
+    // credentials entry's secretFile, and what repoint writes is of the
+    // modern type.
+    let legacy = r#"{"quay.io":{"auth":"dTpw","email":"u@example.com"}}"#;
+    std::fs::write(
+        dir.join("legacy.yaml"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: old, namespace: vendor}}\ntype: kubernetes.io/dockercfg\ndata:\n  .dockercfg: {}\n", repoint_credentials::base64(legacy)),
+    )
+    .expect("write");
+    for source in [
+        "secretFrom: {file: legacy.yaml}",
+        "credentials:\n- {registry: quay.io, secretFile: legacy.yaml}",
+    ] {
+        std::fs::write(&cfg, format!("apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: secrets\n  module: builtin:pull-secrets\n  settings: {{secretName: s, registries: [quay.io]}}\n{source}\n")).expect("write");
+        let out = repoint_env(
+            &["run", "-c", &cfg.display().to_string(), "-"],
+            WORKLOADS,
+            &[],
+        );
+        assert_eq!(out.code, 0, "{source}: {}", out.stderr);
+        let docs = documents(&out.stdout);
+        let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("secret");
+        assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson", "{source}");
+        let entry = &dockerconfigjson(secret)["auths"]["quay.io"];
+        assert_eq!(entry["auth"], "dTpw", "{source}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -507,6 +592,16 @@ fn credential_loading_errors_never_show_the_secret() {
                 &format!(
                     "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {}\n",
                     base64(&format!("{{not json {secret}"))
+                )
+            )
+        ),
+        // A legacy dockercfg Secret manifest whose .dockercfg is not JSON.
+        format!(
+            "secretFile: {}",
+            write(
+                "bad-legacy.yaml",
+                &format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntype: kubernetes.io/dockercfg\nstringData:\n  .dockercfg: '{{\"quay.io\": {{\"password\": \"{secret}\"'\n"
                 )
             )
         ),

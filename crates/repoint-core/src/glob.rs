@@ -42,6 +42,19 @@ impl Glob {
     }
 }
 
+impl serde::Serialize for Glob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.pattern)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Glob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `reference.FamiliarMatch`: match against the familiar string
 /// (`nginx:1.27`), then against the familiar name (`nginx`).
 pub fn familiar_match(pattern: &str, image: &ImageRef) -> Result<bool, BadPattern> {

@@ -3,7 +3,8 @@
 //! Credentials come from a docker `config.json` (its `auths`, or a
 //! credential helper run as docker runs it), from a username with a
 //! password in an environment variable or a file, or from an existing
-//! `kubernetes.io/dockerconfigjson` Secret manifest. They are held in
+//! `kubernetes.io/dockerconfigjson` (or legacy `kubernetes.io/dockercfg`)
+//! Secret manifest. They are held in
 //! [`Password`], whose `Debug` and `Display` print `<redacted>`, and leave
 //! this crate only inside a generated Secret's data
 //! ([`dockerconfigjson`]). Error messages name the source and the
@@ -378,42 +379,59 @@ pub fn read_pull_secret(path: &Path) -> Result<String, CredentialError> {
     dockerconfigjson_of(secret).map_err(|reason| malformed(&reason.to_string()))
 }
 
-/// Why a Secret's `.dockerconfigjson` could not be read. The messages
-/// never quote the Secret's contents.
+/// Why a pull Secret's credentials could not be read. The messages name
+/// the Secret's key (`.dockerconfigjson`, or `.dockercfg` for the legacy
+/// type) and never quote its contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MalformedSecret {
-    #[error("is not a Secret of type kubernetes.io/dockerconfigjson")]
+    #[error(
+        "is not a Secret of type kubernetes.io/dockerconfigjson (or the legacy kubernetes.io/dockercfg)"
+    )]
     WrongType,
-    #[error("data..dockerconfigjson is not base64")]
-    NotBase64,
-    #[error("data..dockerconfigjson is not UTF-8")]
-    NotUtf8,
-    #[error("has no .dockerconfigjson")]
-    Missing,
-    #[error(".dockerconfigjson is not JSON")]
-    NotJson,
+    #[error("data.{0} is not base64")]
+    NotBase64(&'static str),
+    #[error("data.{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    #[error("has no {0}")]
+    Missing(&'static str),
+    #[error("{0} is not a JSON object")]
+    NotJson(&'static str),
 }
 
-/// The `.dockerconfigjson` of a Secret object (from `data` or `stringData`).
+/// The `.dockerconfigjson` document of a pull Secret object (from `data` or
+/// `stringData`). A legacy `kubernetes.io/dockercfg` Secret (what older
+/// clusters and OpenShift's per-ServiceAccount secrets still carry) holds
+/// the same registry entries without the `auths` wrapper, under
+/// `.dockercfg`: it is read and returned in the modern form, so every
+/// Secret repoint writes from it is of the modern type.
 pub fn dockerconfigjson_of(secret: &Value) -> Result<String, MalformedSecret> {
-    if secret.get("type").and_then(Value::as_str) != Some("kubernetes.io/dockerconfigjson") {
-        return Err(MalformedSecret::WrongType);
-    }
-    let config = if let Some(data) =
-        repoint_core::pointer::get(secret, "/data/.dockerconfigjson").and_then(Value::as_str)
-    {
+    let (key, legacy) = match secret.get("type").and_then(Value::as_str) {
+        Some("kubernetes.io/dockerconfigjson") => (".dockerconfigjson", false),
+        Some("kubernetes.io/dockercfg") => (".dockercfg", true),
+        _ => return Err(MalformedSecret::WrongType),
+    };
+    let field = |section: &str| {
+        secret
+            .get(section)
+            .and_then(|data| data.get(key))
+            .and_then(Value::as_str)
+    };
+    let config = if let Some(data) = field("data") {
         let bytes = BASE64
             .decode(data.trim())
-            .map_err(|_| MalformedSecret::NotBase64)?;
-        String::from_utf8(bytes).map_err(|_| MalformedSecret::NotUtf8)?
-    } else if let Some(s) =
-        repoint_core::pointer::get(secret, "/stringData/.dockerconfigjson").and_then(Value::as_str)
-    {
+            .map_err(|_| MalformedSecret::NotBase64(key))?;
+        String::from_utf8(bytes).map_err(|_| MalformedSecret::NotUtf8(key))?
+    } else if let Some(s) = field("stringData") {
         s.to_string()
     } else {
-        return Err(MalformedSecret::Missing);
+        return Err(MalformedSecret::Missing(key));
     };
-    serde_json::from_str::<Value>(&config).map_err(|_| MalformedSecret::NotJson)?;
+    let Ok(Value::Object(entries)) = serde_json::from_str::<Value>(&config) else {
+        return Err(MalformedSecret::NotJson(key));
+    };
+    if legacy {
+        return Ok(json!({ "auths": entries }).to_string());
+    }
     Ok(config)
 }
 
@@ -555,5 +573,41 @@ mod tests {
             .expect("ok")
             .expect("found");
         assert_eq!(found.password.expose(), "p");
+    }
+
+    #[test]
+    fn legacy_dockercfg_secrets_read_as_dockerconfigjson() {
+        let entries = r#"{"https://index.docker.io/v1/":{"auth":"dTpw"}}"#;
+        let modern = json!({"auths": serde_json::from_str::<Value>(entries).expect("json")});
+        let data =
+            json!({"type": "kubernetes.io/dockercfg", "data": {".dockercfg": base64(entries)}});
+        let string_data =
+            json!({"type": "kubernetes.io/dockercfg", "stringData": {".dockercfg": entries}});
+        for secret in [data, string_data] {
+            let read = dockerconfigjson_of(&secret).expect("legacy secret");
+            assert_eq!(serde_json::from_str::<Value>(&read).expect("json"), modern);
+            assert_eq!(registries_in(&read), ["docker.io"]);
+        }
+        // The legacy key is what a malformed legacy Secret's error names.
+        let wrong_key = json!({"type": "kubernetes.io/dockercfg", "data": {".dockerconfigjson": base64(entries)}});
+        assert_eq!(
+            dockerconfigjson_of(&wrong_key)
+                .expect_err("no key")
+                .to_string(),
+            "has no .dockercfg"
+        );
+        let not_object =
+            json!({"type": "kubernetes.io/dockercfg", "stringData": {".dockercfg": "[1]"}});
+        assert_eq!(
+            dockerconfigjson_of(&not_object)
+                .expect_err("not an object")
+                .to_string(),
+            ".dockercfg is not a JSON object"
+        );
+        let opaque = json!({"type": "Opaque", "stringData": {".dockercfg": entries}});
+        assert_eq!(
+            dockerconfigjson_of(&opaque),
+            Err(MalformedSecret::WrongType)
+        );
     }
 }

@@ -75,7 +75,7 @@ pub use repoint_core::{ImageRef, RegistryPath};
 /// Everything a policy usually needs.
 pub mod prelude {
     pub use crate::{
-        Action, ImagePattern, ImageRef, Info, LabelSelector, Policy, ProbeResult, Resource,
+        Action, Glob, ImagePattern, ImageRef, Info, LabelSelector, Policy, ProbeResult, Resource,
         ResourceExt, export_policy, log, parse_image, probe_image, set_image,
     };
 }
@@ -286,6 +286,10 @@ pub trait ResourceExt {
     fn label_pairs(&self) -> Vec<(&str, &str)>;
     /// The whole object, parsed.
     fn object(&self) -> serde_json::Value;
+    /// Whether the object's namespace matches one of `namespaces` (names or
+    /// globs): what every built-in's `excludeNamespaces` means. An object
+    /// whose manifest leaves its namespace to the client is in none.
+    fn in_namespaces(&self, namespaces: &[Glob]) -> bool;
 }
 
 impl ResourceExt for Resource {
@@ -312,6 +316,12 @@ impl ResourceExt for Resource {
 
     fn object(&self) -> serde_json::Value {
         serde_json::from_str(&self.object_json).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn in_namespaces(&self, namespaces: &[Glob]) -> bool {
+        self.namespace
+            .as_deref()
+            .is_some_and(|ns| namespaces.iter().any(|g| g.matches(ns)))
     }
 }
 

@@ -2,7 +2,8 @@
 //! `allow` list (registries, registry/path prefixes or globs); optionally
 //! they must be pinned by digest; `:latest` and untagged images can be
 //! refused. Each violation is a denial, or a warning with
-//! `enforcement: warn`.
+//! `enforcement: warn`. Objects in `excludeNamespaces` and images matching
+//! `excludeImages` are not checked.
 
 use repoint_policy::prelude::*;
 use serde::Deserialize;
@@ -33,6 +34,12 @@ pub struct Settings {
     /// `deny` (default) or `warn`.
     #[serde(default)]
     pub enforcement: Enforcement,
+    /// Namespaces (names or globs) whose objects are left alone.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<Glob>,
+    /// Images left alone (patterns, as in `allow`).
+    #[serde(default)]
+    pub exclude_images: Vec<ImagePattern>,
 }
 
 fn yes() -> bool {
@@ -63,8 +70,14 @@ impl Policy for AllowedRegistries {
     }
 
     fn evaluate(settings: &Settings, resource: &Resource) -> Result<Vec<Action>, String> {
+        if resource.in_namespaces(&settings.exclude_namespaces) {
+            return Ok(vec![]);
+        }
         let mut problems = Vec::new();
         for (site, image) in resource.image_refs() {
+            if settings.exclude_images.iter().any(|p| p.matches(&image)) {
+                continue;
+            }
             let what = format!(
                 "image {:?} ({})",
                 site.written,

@@ -11,6 +11,9 @@
 //! Whenever an image goes through the proxy or comes from a vendor
 //! registry, the pod gets `secretName` and the Secret is ensured in the
 //! object's namespace and in every `additionalNamespaces` entry.
+//!
+//! Objects in `excludeNamespaces` and images matching `excludeImages` are
+//! left alone: not probed, not rewritten, no secret.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +34,30 @@ pub enum OnUnknown {
     Deny,
 }
 
+/// How a proxied image is named below the proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameUnderProxy {
+    /// The registry and the full repository: `acme/api` becomes
+    /// `PROXY/docker.io/acme/api`, `nginx` becomes
+    /// `PROXY/docker.io/library/nginx`.
+    #[default]
+    Full,
+    /// The name as written, without its tag and digest, as Replicated's
+    /// proxy names images (kots' `MakeProxiedImageURL`): `acme/api` becomes
+    /// `PROXY/acme/api`, `quay.io/acme/api` stays `PROXY/quay.io/acme/api`.
+    AsWritten,
+}
+
+/// `written` without its digest and tag: the name as the manifest spells it.
+fn untagged(written: &str) -> &str {
+    let name = written.split_once('@').map_or(written, |(name, _)| name);
+    match name.rfind(':') {
+        Some(colon) if !name[colon..].contains('/') => &name[..colon],
+        _ => name,
+    }
+}
+
 /// The policy's settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -48,6 +75,15 @@ pub struct Settings {
     /// Namespaces that also get the Secret.
     #[serde(default)]
     pub additional_namespaces: Vec<String>,
+    /// How a proxied image is named below the proxy.
+    #[serde(default)]
+    pub name_under_proxy: NameUnderProxy,
+    /// Namespaces (names or globs) whose objects are left alone.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<Glob>,
+    /// Images left alone (patterns, as in `vendorRegistries`).
+    #[serde(default)]
+    pub exclude_images: Vec<ImagePattern>,
 }
 
 fn proxy_path(settings: &Settings) -> Result<RegistryPath, String> {
@@ -87,10 +123,16 @@ impl Policy for PrivateProxy {
     }
 
     fn evaluate(settings: &Settings, resource: &Resource) -> Result<Vec<Action>, String> {
+        if resource.in_namespaces(&settings.exclude_namespaces) {
+            return Ok(vec![]);
+        }
         let proxy = proxy_path(settings)?;
         let mut actions = Vec::new();
         let mut registries = BTreeSet::new();
         for (site, image) in resource.image_refs() {
+            if settings.exclude_images.iter().any(|p| p.matches(&image)) {
+                continue;
+            }
             let verdict = if image.is_under(&proxy)
                 || settings.vendor_registries.iter().any(|p| p.matches(&image))
             {
@@ -139,9 +181,13 @@ impl Policy for PrivateProxy {
                         )));
                         continue;
                     }
+                    let below = match settings.name_under_proxy {
+                        NameUnderProxy::Full => format!("{}/{}", image.registry, image.repository),
+                        NameUnderProxy::AsWritten => untagged(&site.written).to_string(),
+                    };
                     let repository = match &proxy.path {
-                        Some(p) => format!("{p}/{}/{}", image.registry, image.repository),
-                        None => format!("{}/{}", image.registry, image.repository),
+                        Some(p) => format!("{p}/{below}"),
+                        None => below,
                     };
                     let proxied = ImageRef {
                         registry: proxy.registry.clone(),
@@ -149,6 +195,16 @@ impl Policy for PrivateProxy {
                         tag: image.tag.clone(),
                         digest: image.digest.clone(),
                     };
+                    // The name as written may be one a proxy path cannot
+                    // carry (upper case is refused by the parser already,
+                    // so this guards the joined form).
+                    if ImageRef::parse(&proxied.to_string()).ok().as_ref() != Some(&proxied) {
+                        actions.push(Action::Warn(format!(
+                            "{}: needs credentials, but {proxied} is not a valid image name; left as it is",
+                            site.written
+                        )));
+                        continue;
+                    }
                     actions.push(set_image(site, &proxied));
                     registries.insert(proxy.registry.clone());
                 }

@@ -8,6 +8,11 @@
 //! With `serviceAccount: true` it patches the pod's ServiceAccount (its
 //! `serviceAccountName`, or `default`) instead of the pod spec.
 //!
+//! Objects in `excludeNamespaces` are left alone, and images matching
+//! `excludeImages` need nothing (`registries: ["*.icr.io"]` with
+//! `excludeImages: [cp.icr.io]` leaves the one registry with other
+//! credentials to another policy).
+//!
 //! It also warns about `imagePullSecrets` written inside a container, where
 //! Kubernetes silently ignores them.
 
@@ -28,6 +33,12 @@ pub struct Settings {
     /// Patch the ServiceAccount instead of the pod spec.
     #[serde(default)]
     pub service_account: bool,
+    /// Namespaces (names or globs) whose objects are left alone.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<Glob>,
+    /// Images left alone (patterns, as in `registries`).
+    #[serde(default)]
+    pub exclude_images: Vec<ImagePattern>,
 }
 
 /// The pull-secrets policy.
@@ -91,6 +102,9 @@ impl Policy for PullSecrets {
     }
 
     fn evaluate(settings: &Settings, resource: &Resource) -> Result<Vec<Action>, String> {
+        if resource.in_namespaces(&settings.exclude_namespaces) {
+            return Ok(vec![]);
+        }
         let mut actions = Vec::new();
         if let Some(pods) = resource
             .pull_secrets_pointer
@@ -107,7 +121,10 @@ impl Policy for PullSecrets {
         let registries: BTreeSet<String> = resource
             .image_refs()
             .into_iter()
-            .filter(|(_, image)| settings.registries.iter().any(|p| p.matches(image)))
+            .filter(|(_, image)| {
+                settings.registries.iter().any(|p| p.matches(image))
+                    && !settings.exclude_images.iter().any(|p| p.matches(image))
+            })
             .map(|(_, image)| image.registry)
             .collect();
         if registries.is_empty() {

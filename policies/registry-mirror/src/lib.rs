@@ -22,9 +22,9 @@ use serde::Deserialize;
 pub struct Settings {
     /// Ordered rules; the first match wins.
     pub rules: Vec<Rule>,
-    /// Namespaces whose objects are left alone.
+    /// Namespaces (names or globs) whose objects are left alone.
     #[serde(default)]
-    pub exclude_namespaces: Vec<String>,
+    pub exclude_namespaces: Vec<Glob>,
     /// Images left alone (patterns, as in `match`).
     #[serde(default)]
     pub exclude_images: Vec<ImagePattern>,
@@ -113,9 +113,7 @@ impl Policy for RegistryMirror {
     }
 
     fn evaluate(settings: &Settings, resource: &Resource) -> Result<Vec<Action>, String> {
-        if let Some(ns) = &resource.namespace
-            && settings.exclude_namespaces.contains(ns)
-        {
+        if resource.in_namespaces(&settings.exclude_namespaces) {
             return Ok(vec![]);
         }
         if let Some(sel) = &settings.selector
