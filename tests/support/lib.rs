@@ -87,6 +87,7 @@ pub fn corpus_image_fields() -> Vec<ImageFields> {
             kind: kind.into(),
             images: vec!["/spec/image".into()],
             pull_secrets: Some("/spec/imagePullSecrets".into()),
+            env: vec![],
         })
         .collect()
 }

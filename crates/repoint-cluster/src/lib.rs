@@ -168,6 +168,9 @@ impl Session {
             .file
             .image_fields
             .iter()
+            // Built-in workload kinds are listed anyway; an entry for one
+            // only adds image fields.
+            .filter(|f| repoint_core::sites::pod_spec_path_in_group(&f.group, &f.kind).is_none())
             .map(|f| (f.group.clone(), f.kind.clone()))
             .collect();
         let objects = self.tokio.block_on(async {

@@ -14,6 +14,9 @@
 //!     kind: PostgresCluster
 //!     images: [/spec/image, /spec/backups/pgbackrest/image]
 //!     pullSecrets: /spec/imagePullSecrets
+//!   - group: apps            # and further images of built-in kinds
+//!     kind: Deployment
+//!     env: [RELATED_IMAGE_*]
 //! limits: {timeout: 1s, memory: 64Mi}
 //! ```
 //!
@@ -472,15 +475,34 @@ impl Config {
             self.check_reconcile(r)?;
         }
         for (i, f) in self.file.image_fields.iter().enumerate() {
+            let invalid = |message: String| {
+                self.invalid(
+                    &format!("/imageFields/{i}"),
+                    &format!("imageFields[{i}]"),
+                    message,
+                )
+            };
+            match repoint_core::sites::pod_spec_path_in_group(&f.group, &f.kind) {
+                Some(spec) if f.pull_secrets.is_some() => {
+                    return Err(invalid(format!(
+                        "{} keeps its pull secrets in the pod spec ({spec}/imagePullSecrets); `pullSecrets` is for custom resources",
+                        f.kind
+                    )));
+                }
+                None if !f.env.is_empty() => {
+                    return Err(invalid(format!(
+                        "`env` names containers' environment variables, which only built-in workload kinds (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob...) have; {}/{} is not one: give its image fields in `images`",
+                        if f.group.is_empty() { "core" } else { &f.group },
+                        f.kind
+                    )));
+                }
+                _ => {}
+            }
             for (j, ptr) in f.images.iter().chain(&f.pull_secrets).enumerate() {
                 if !ptr.starts_with('/') {
-                    return Err(self.invalid(
-                        &format!("/imageFields/{i}"),
-                        &format!("imageFields[{i}]"),
-                        format!(
-                            "{ptr:?} (entry {j}) is not a JSON Pointer; it must start with `/`"
-                        ),
-                    ));
+                    return Err(invalid(format!(
+                        "{ptr:?} (entry {j}) is not a JSON Pointer; it must start with `/`"
+                    )));
                 }
             }
         }
@@ -1020,5 +1042,41 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn image_fields_keep_to_what_a_kind_has() {
+        let env_on_custom = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {{rules: []}}\nimageFields:\n- group: g\n  kind: K\n  env: [RELATED_IMAGE_*]\n"
+        ))
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            env_on_custom.contains("imageFields[0]") && env_on_custom.contains("g/K is not one"),
+            "{env_on_custom}"
+        );
+        let secrets_on_builtin = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {{rules: []}}\nimageFields:\n- group: apps\n  kind: Deployment\n  pullSecrets: /spec/s\n"
+        ))
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            secrets_on_builtin.contains("/spec/template/spec/imagePullSecrets"),
+            "{secrets_on_builtin}"
+        );
+        let bad_glob = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {{rules: []}}\nimageFields:\n- group: apps\n  kind: Deployment\n  env: ['RELATED_[']\n"
+        ))
+        .expect_err("refused")
+        .to_string();
+        assert!(bad_glob.contains("invalid glob pattern"), "{bad_glob}");
+        let config = parse(&format!(
+            "{HEAD}policies:\n- name: m\n  module: builtin:registry-mirror\n  settings: {{rules: []}}\nimageFields:\n- group: apps\n  kind: Deployment\n  images: [/metadata/annotations/operand]\n  env: [RELATED_IMAGE_*]\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.file.image_fields[0].env[0].as_str(),
+            "RELATED_IMAGE_*"
+        );
     }
 }

@@ -2,12 +2,16 @@
 //!
 //! Built-in workload kinds have one pod spec at a fixed place; custom
 //! resources get their image and pull-secret locations from configuration
-//! ([`ImageFields`]). `List` objects (`kind: List` and `FooList`) are walked,
+//! ([`ImageFields`]), and so can further images of built-in kinds: fields
+//! by pointer, and the containers' environment variables that carry
+//! images, as operators take their operands' images from `RELATED_IMAGE_*`
+//! variables of their own Deployment. `List` objects (`kind: List` and `FooList`) are walked,
 //! each item being a resource of its own.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::glob::Glob;
 use crate::pointer;
 use crate::reference::{ImageRef, ReferenceError};
 
@@ -23,7 +27,8 @@ pub enum SiteKind {
     EphemeralContainer,
     /// `volumes[].image.reference`
     ImageVolume,
-    /// A configured custom-resource field.
+    /// A configured field (a custom resource's, or an environment
+    /// variable or other field of a built-in kind named in `imageFields`).
     Custom,
 }
 
@@ -55,7 +60,8 @@ pub struct ImageSite {
     pub image: Result<ImageRef, ReferenceError>,
 }
 
-/// Image and pull-secret locations of a custom resource kind.
+/// Image and pull-secret locations of a custom resource kind, or further
+/// image locations of a built-in workload kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImageFields {
@@ -67,9 +73,15 @@ pub struct ImageFields {
     /// of an array (or member of an object).
     #[serde(default)]
     pub images: Vec<String>,
-    /// JSON Pointer to a `[{name: ...}]` pull-secret list, if the kind has one.
+    /// JSON Pointer to a `[{name: ...}]` pull-secret list, if the kind has
+    /// one (not for built-in kinds: theirs is the pod spec's).
     #[serde(default)]
     pub pull_secrets: Option<String>,
+    /// Built-in workload kinds only: names or globs (`RELATED_IMAGE_*`) of
+    /// the pod spec's containers' environment variables whose `value` is
+    /// an image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<Glob>,
 }
 
 /// An object inside a document: the document itself, or an item of a List.
@@ -105,7 +117,12 @@ pub fn api_group(api_version: &str) -> &str {
 
 /// Where the pod spec of a built-in workload kind is, relative to the object.
 pub fn pod_spec_path(api_version: &str, kind: &str) -> Option<&'static str> {
-    match (api_group(api_version), kind) {
+    pod_spec_path_in_group(api_group(api_version), kind)
+}
+
+/// [`pod_spec_path`] by API group (empty for the core group).
+pub fn pod_spec_path_in_group(group: &str, kind: &str) -> Option<&'static str> {
+    match (group, kind) {
         ("", "Pod") => Some("/spec"),
         ("", "PodTemplate") => Some("/template/spec"),
         ("", "ReplicationController")
@@ -190,33 +207,85 @@ pub fn find(object: Object<'_>, custom: &[ImageFields]) -> Sites {
         sites.service_account = None;
         return sites;
     }
-    if let Some(path) = pod_spec_path(api_version, kind) {
-        if let Some(spec) = pointer::get(object.value, path) {
-            pod_spec(&format!("{}{path}", object.prefix), spec, &mut sites);
+    let group = api_group(api_version);
+    let configured = custom.iter().filter(|f| f.group == group && f.kind == kind);
+    if let Some(path) = pod_spec_path_in_group(group, kind) {
+        let spec = pointer::get(object.value, path);
+        let base = format!("{}{path}", object.prefix);
+        if let Some(spec) = spec {
+            pod_spec(&base, spec, &mut sites);
+        }
+        for fields in configured {
+            if let Some(spec) = spec {
+                env_images(&base, spec, &fields.env, &mut sites);
+            }
+            configured_images(object, fields, &mut sites);
         }
         return sites;
     }
-    let group = api_group(api_version);
-    for fields in custom.iter().filter(|f| f.group == group && f.kind == kind) {
-        for pattern in &fields.images {
-            for (ptr, v) in expand(object.value, pattern) {
-                if let Some(written) = v.as_str() {
-                    sites.images.push(ImageSite {
-                        kind: SiteKind::Custom,
-                        pointer: format!("{}{ptr}", object.prefix),
-                        container: None,
-                        written: written.to_string(),
-                        image: ImageRef::parse(written),
-                    });
-                }
-            }
-        }
+    for fields in configured {
+        configured_images(object, fields, &mut sites);
         if let Some(ps) = &fields.pull_secrets {
             sites.pull_secrets_pointer = Some(format!("{}{ps}", object.prefix));
             sites.pull_secrets = secret_names(pointer::get(object.value, ps));
         }
     }
     sites
+}
+
+/// The images at `fields.images`' pointers, each once (a pointer that names
+/// a container's `image` of a built-in kind is already a site).
+fn configured_images(object: Object<'_>, fields: &ImageFields, sites: &mut Sites) {
+    for pattern in &fields.images {
+        for (ptr, v) in expand(object.value, pattern) {
+            let Some(written) = v.as_str() else { continue };
+            let pointer = format!("{}{ptr}", object.prefix);
+            if sites.images.iter().any(|s| s.pointer == pointer) {
+                continue;
+            }
+            sites.images.push(ImageSite {
+                kind: SiteKind::Custom,
+                pointer,
+                container: None,
+                written: written.to_string(),
+                image: ImageRef::parse(written),
+            });
+        }
+    }
+}
+
+/// The values of the containers' environment variables named by `names`
+/// (a variable set from `valueFrom` has no image to rewrite here).
+fn env_images(base: &str, spec: &Value, names: &[Glob], sites: &mut Sites) {
+    if names.is_empty() {
+        return;
+    }
+    for field in ["initContainers", "containers"] {
+        let Some(list) = spec.get(field).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, c) in list.iter().enumerate() {
+            let Some(env) = c.get("env").and_then(Value::as_array) else {
+                continue;
+            };
+            for (j, var) in env.iter().enumerate() {
+                let (Some(name), Some(written)) = (str_at(var, "name"), str_at(var, "value"))
+                else {
+                    continue;
+                };
+                if !names.iter().any(|g| g.matches(name)) {
+                    continue;
+                }
+                sites.images.push(ImageSite {
+                    kind: SiteKind::Custom,
+                    pointer: format!("{base}/{field}/{i}/env/{j}/value"),
+                    container: str_at(c, "name").map(str::to_string),
+                    written: written.to_string(),
+                    image: ImageRef::parse(written),
+                });
+            }
+        }
+    }
 }
 
 fn secret_names(list: Option<&Value>) -> Vec<String> {
@@ -355,6 +424,83 @@ mod tests {
     }
 
     #[test]
+    fn an_operators_related_image_variables_and_fields_of_a_built_in_kind() {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"annotations": {"operand": "quay.io/acme/db:1"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "manager", "image": "quay.io/acme/operator:2",
+                "env": [{"name": "WATCH_NAMESPACE", "value": "shop"},
+                        {"name": "RELATED_IMAGE_DB", "value": "quay.io/acme/db:1"},
+                        {"name": "RELATED_IMAGE_FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+                        {"name": "RELATED_IMAGE_BACKUP", "value": "quay.io/acme/backup:3"}]}]}}}});
+        let fields = ImageFields {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            images: vec![
+                "/metadata/annotations/operand".into(),
+                // Already a site: found once.
+                "/spec/template/spec/containers/0/image".into(),
+            ],
+            pull_secrets: None,
+            env: vec![Glob::new("RELATED_IMAGE_*").expect("glob")],
+        };
+        let s = find(
+            Object {
+                prefix: "",
+                value: &v,
+            },
+            std::slice::from_ref(&fields),
+        );
+        let found: Vec<(&str, &str, Option<&str>)> = s
+            .images
+            .iter()
+            .map(|i| {
+                (
+                    i.pointer.as_str(),
+                    i.written.as_str(),
+                    i.container.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "/spec/template/spec/containers/0/image",
+                    "quay.io/acme/operator:2",
+                    Some("manager")
+                ),
+                (
+                    "/spec/template/spec/containers/0/env/1/value",
+                    "quay.io/acme/db:1",
+                    Some("manager")
+                ),
+                (
+                    "/spec/template/spec/containers/0/env/3/value",
+                    "quay.io/acme/backup:3",
+                    Some("manager")
+                ),
+                ("/metadata/annotations/operand", "quay.io/acme/db:1", None),
+            ]
+        );
+        assert_eq!(s.images[1].kind, SiteKind::Custom);
+        // The pod spec's pull secrets stay where they are.
+        assert_eq!(
+            s.pull_secrets_pointer.as_deref(),
+            Some("/spec/template/spec/imagePullSecrets")
+        );
+        // Another kind is not affected.
+        let mut other = v.clone();
+        other["kind"] = json!("StatefulSet");
+        let s = find(
+            Object {
+                prefix: "",
+                value: &other,
+            },
+            std::slice::from_ref(&fields),
+        );
+        assert_eq!(s.images.len(), 1);
+    }
+
+    #[test]
     fn postgres_cluster_custom_resource() {
         let v = json!({"apiVersion": "postgres-operator.crunchydata.com/v1beta1", "kind": "PostgresCluster",
             "spec": {"image": "registry.example.com/crunchy/postgres:16",
@@ -368,6 +514,7 @@ mod tests {
                 "/spec/backups/pgbackrest/image".into(),
             ],
             pull_secrets: Some("/spec/imagePullSecrets".into()),
+            env: vec![],
         };
         let s = find(
             Object {
