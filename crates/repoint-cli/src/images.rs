@@ -13,6 +13,9 @@ pub fn run(args: &ImagesArgs) -> Result<ExitCode> {
     let limits = crate::args::limits(args.max_document_size, args.max_input_size);
     let inventory =
         repoint_pipeline::images::inventory(&args.inputs, limits, repoint_core::parallel::cores())?;
+    for warning in &inventory.left_out {
+        eprintln!("repoint: warning: {warning}");
+    }
     if !inventory.invalid.is_empty() {
         for line in &inventory.invalid {
             eprintln!("repoint: error: {line}");

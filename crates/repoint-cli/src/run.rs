@@ -12,17 +12,17 @@ use repoint_pipeline::kustomize;
 use repoint_pipeline::render::{self, Renderer};
 use repoint_pipeline::report::{self, Finding, Level, Status};
 
-use crate::args::{CheckArgs, CheckFormat, EvalArgs, OutputFormat, RunArgs};
+use crate::args::{CheckArgs, CheckFormat, OutputFormat, RunArgs};
 
 /// Evaluate the files a command names; problems not about one object go
 /// to stderr at once, before any output.
 fn evaluate(
-    args: &EvalArgs,
+    options: &evaluate::Options,
     config: &std::path::Path,
     inputs: &[std::path::PathBuf],
     retain: Retain,
 ) -> Result<Evaluated> {
-    let ev = evaluate::files(config, inputs, &args.options(), retain)?;
+    let ev = evaluate::files(config, inputs, options, retain)?;
     print_warnings(&ev);
     Ok(ev)
 }
@@ -98,7 +98,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         OutputFormat::JsonPatch => Retain::Results,
         OutputFormat::Yaml | OutputFormat::Json | OutputFormat::Diff => Retain::Output,
     };
-    let ev = evaluate(&args.eval, &args.config, &args.inputs, retain)?;
+    let options = evaluate::Options {
+        // An overlay refers to a kustomize base by its directory, and its
+        // patches apply to the objects the base builds.
+        kustomize_bases: kustomize_dir.is_some(),
+        ..args.eval.options()
+    };
+    let ev = evaluate(&options, &args.config, &args.inputs, retain)?;
     if let Some(dir) = kustomize_dir {
         let code = report_stderr(&ev.findings);
         if has_errors(&ev.findings) {
@@ -150,7 +156,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let ev = evaluate(&args.eval, &args.config, &args.inputs, Retain::Results)?;
+    let ev = evaluate(
+        &args.eval.options(),
+        &args.config,
+        &args.inputs,
+        Retain::Results,
+    )?;
     let code = exit_code(Status::of(&ev.findings, true));
     finish(code, || write_findings(args.format, &ev.findings))
 }

@@ -130,6 +130,79 @@ fn overlay_above_the_inputs_builds_without_flags() {
     assert!(text.contains("- manifests/shop.yaml\n"), "{text}");
 }
 
+/// A kustomize base as input, as a vendor's midstream overlay has it: the
+/// overlay refers to the base directory, its patches apply to the objects
+/// the base builds (name prefix, namespace and the base's own image
+/// transform included), and `kubectl kustomize` of the overlay gives what
+/// `repoint run` makes of the built base.
+#[test]
+fn an_overlay_over_a_kustomize_base_refers_to_the_base() {
+    let Some(kubectl) = kubectl() else { return };
+    let dir = temp_dir("kustomize-base");
+    let base = dir.join("base");
+    std::fs::create_dir_all(&base).expect("test I/O");
+    std::fs::copy(
+        repo_root().join("examples/manifests/shop.yaml"),
+        base.join("shop.yaml"),
+    )
+    .expect("test I/O");
+    std::fs::write(
+        base.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamePrefix: vendor-\nnamespace: shop\nresources: [shop.yaml]\nimages:\n- {name: nginx, newTag: '1.27.1'}\n",
+    )
+    .expect("test I/O");
+    let overlay = dir.join("overlay");
+    let target = format!("kustomize={}", overlay.display());
+    let out = repoint(
+        &[
+            "run",
+            "-c",
+            &example_config(),
+            "-o",
+            &target,
+            &base.display().to_string(),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(overlay.join("kustomization.yaml")).expect("kustomization");
+    assert!(text.contains("resources:\n- ../base\n"), "{text}");
+
+    let built_base = kustomize(&kubectl, &base, false);
+    let expected = repoint(&["run", "-c", &example_config(), "-"], &built_base);
+    assert_eq!(expected.code, 0, "{}", expected.stderr);
+    let expected = objects_by_identity(&expected.stdout);
+    let built = objects_by_identity(&kustomize(&kubectl, &overlay, false));
+    assert_eq!(
+        built.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    for (id, object) in &expected {
+        assert_eq!(&built[id], object, "{id:?} differs");
+    }
+    assert!(
+        expected.keys().any(|id| id.3.starts_with("vendor-")),
+        "the base's name prefix is in what the overlay patches: {:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+
+    // Read without --output kustomize, the base directory is its files:
+    // the kustomization is left out, with a warning.
+    let out = repoint(
+        &["run", "-c", &example_config(), &base.display().to_string()],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("kustomization.yaml: left out"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("kind: Kustomization"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn corpus_overlays_build_to_the_run_output() {
     let Some(kubectl) = kubectl() else { return };

@@ -353,6 +353,143 @@ fn a_symlink_loop_in_a_directory_is_not_followed() {
     );
 }
 
+/// A directory holds more than manifests: files found by walking that are
+/// not Kubernetes objects are left out with a warning naming them, and the
+/// run goes on; named, the same file is an error; a walked manifest with a
+/// bad document is still an error.
+#[test]
+fn walked_files_that_are_not_manifests_are_left_out_with_a_warning() {
+    let dir = temp_dir("walk-non-manifests");
+    let original = std::fs::read_to_string(example("manifests/shop.yaml")).expect("read");
+    std::fs::create_dir_all(dir.join("base")).expect("mkdir");
+    std::fs::write(dir.join("base/app.yaml"), &original).expect("write");
+    let others = [
+        (
+            "base/kustomization.yaml",
+            "resources: [app.yaml]\nimages:\n- {name: nginx, newTag: '1.27'}\n",
+            "a kustomization file",
+        ),
+        (
+            "overlay/kustomization.yml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\n",
+            "a kustomize Kustomization file",
+        ),
+        (
+            "package.json",
+            "{\"name\": \"policy\", \"version\": \"1.0.0\"}\n",
+            "no apiVersion and kind",
+        ),
+        (
+            "mappingTable.json",
+            "[[\"a\", 1], [\"b\", 2]]\n",
+            "not a mapping",
+        ),
+        (
+            "chart/values.yaml",
+            "replicaCount: 2\nimage: {repository: nginx, tag: '1.27'}\n",
+            "no apiVersion and kind",
+        ),
+        (
+            "repoint-test.yaml",
+            "apiVersion: repoint.dev/v1alpha1\nkind: TestSuite\npolicy: builtin:registry-mirror\ncases: []\n",
+            "a repoint TestSuite",
+        ),
+    ];
+    for (path, text, _) in &others {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    let arg = dir.to_str().expect("utf-8");
+    let out = repoint(&["run", "-c", &example("repoint.yaml"), arg], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (path, _, why) in &others {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(&dir.join(path).display().to_string()))
+            .unwrap_or_else(|| panic!("no warning for {path}: {}", out.stderr));
+        assert!(
+            line.starts_with("repoint: warning: ")
+                && line.contains("left out, not a Kubernetes manifest")
+                && line.contains(why),
+            "{line}"
+        );
+    }
+    let alone = repoint(
+        &[
+            "run",
+            "-c",
+            &example("repoint.yaml"),
+            dir.join("base/app.yaml").to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert_eq!(out.stdout, alone.stdout, "only the manifest is read");
+    // `repoint images` walks the same way.
+    let images = repoint(&["images", "--unique", arg], "");
+    assert_eq!(images.code, 0, "{}", images.stderr);
+    assert!(
+        images.stderr.contains("package.json: left out"),
+        "{}",
+        images.stderr
+    );
+
+    // Named, a file that is not a manifest is an error.
+    let named = repoint(
+        &[
+            "run",
+            "-c",
+            &example("repoint.yaml"),
+            dir.join("mappingTable.json").to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert_eq!(named.code, 2, "{}", named.stderr);
+    assert!(
+        named.stderr.contains("expected a Kubernetes object"),
+        "{}",
+        named.stderr
+    );
+    // A walked manifest whose later document is broken fails the run.
+    std::fs::write(
+        dir.join("base/app.yaml"),
+        format!("{original}---\n- not: an object\n"),
+    )
+    .expect("write");
+    let broken = repoint(&["run", "-c", &example("repoint.yaml"), arg], "");
+    assert_eq!(broken.code, 2, "{}", broken.stderr);
+    assert!(broken.stdout.is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// An operator takes its operands' images from `RELATED_IMAGE_*` variables
+/// of its own Deployment: with `imageFields` naming them, they are rewritten
+/// with the container images.
+#[test]
+fn an_operators_related_image_variables_are_rewritten() {
+    let dir = temp_dir("related-images");
+    let config = write_config(
+        &dir,
+        "policies:\n- name: mirror\n  module: builtin:registry-mirror\n  settings: {rules: [{match: quay.io, replace: mirror.corp.example/quay}]}\nimageFields:\n- {group: apps, kind: Deployment, env: ['RELATED_IMAGE_*']}\n",
+    );
+    let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: pgo, namespace: postgres-operator}\nspec:\n  template:\n    spec:\n      containers:\n      - name: operator\n        image: quay.io/crunchy/postgres-operator:v5.7\n        env:\n        - name: PGO_NAMESPACE\n          value: postgres-operator\n        - name: RELATED_IMAGE_POSTGRES_16\n          value: quay.io/crunchy/crunchy-postgres:ubi8-16.4-1\n        - name: RELATED_IMAGE_PGBACKREST\n          value: \"quay.io/crunchy/crunchy-pgbackrest:ubi8-2.53-1\"\n";
+    let out = repoint(&["run", "-c", &config, "-"], input);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        diff(input, &out.stdout),
+        [
+            "-        image: quay.io/crunchy/postgres-operator:v5.7",
+            "+        image: mirror.corp.example/quay/crunchy/postgres-operator:v5.7",
+            "-          value: quay.io/crunchy/crunchy-postgres:ubi8-16.4-1",
+            "+          value: mirror.corp.example/quay/crunchy/crunchy-postgres:ubi8-16.4-1",
+            "-          value: \"quay.io/crunchy/crunchy-pgbackrest:ubi8-2.53-1\"",
+            "+          value: \"mirror.corp.example/quay/crunchy/crunchy-pgbackrest:ubi8-2.53-1\"",
+        ]
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn in_place_rewrites_atomically() {
     let dir = temp_dir("inplace");
@@ -469,14 +606,14 @@ fn policy_inspect() {
     let out = repoint(&["policy", "inspect", "builtin:allowed-registries"], "");
     assert!(
         out.stdout.contains(
-            "settings:\n  allow          array of string, required: Registries, registry/path prefixes or globs images may come from.\n"
+            "settings:\n  allow              array of string, required: Registries, registry/path prefixes or globs images may come from.\n"
         ),
         "{}",
         out.stdout
     );
     assert!(
         out.stdout
-            .contains("  enforcement    \"deny\" | \"warn\", default \"deny\"\n"),
+            .contains("  enforcement        \"deny\" | \"warn\", default \"deny\"\n"),
         "{}",
         out.stdout
     );

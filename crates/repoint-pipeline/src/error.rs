@@ -23,6 +23,9 @@ pub enum Error {
     /// An input document could not be parsed, or an output re-read.
     #[error(transparent)]
     Document(#[from] repoint_core::DocumentError),
+    /// A kustomize base could not be built.
+    #[error("{}: a kustomize base, which could not be built: {why}", .dir.display())]
+    KustomizeBase { dir: PathBuf, why: String },
     /// A path given on the command line does not exist.
     #[error("{}: no such file or directory", .0.display())]
     NoSuchInput(PathBuf),

@@ -29,6 +29,10 @@ pub struct Options {
     /// keep every thread busy, few enough that their trees are small
     /// beside the input.
     pub window: usize,
+    /// Read a directory holding a kustomization as the base it is: its
+    /// objects as `kubectl kustomize` builds them, the directory itself as
+    /// the file (what `--output kustomize` lists under `resources:`).
+    pub kustomize_bases: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,7 @@ impl Default for Options {
             namespace: "default".into(),
             limits: Limits::default(),
             window: 512,
+            kustomize_bases: false,
         }
     }
 }
@@ -255,7 +260,10 @@ pub fn files(
 ) -> Result<Evaluated> {
     let config = Config::load(config_path)?;
     let chain = crate::chain::build(&config, &options.settings, false)?;
-    let inputs = input::read_all(inputs, options.limits.max_input_bytes)?;
+    let inputs = match options.kustomize_bases {
+        true => input::read_all_with_bases(inputs, options.limits.max_input_bytes)?,
+        false => input::read_all(inputs, options.limits.max_input_bytes)?,
+    };
     // Keep the trees of what policies see, and of the ServiceAccounts and
     // Secrets that generated objects may merge into.
     let keep = |v: &Value| {
@@ -272,6 +280,7 @@ pub fn files(
     let mut inputs = inputs.into_iter();
     let mut requests = materialize::Requests::default();
     let mut findings = Vec::new();
+    let mut left_out = Vec::new();
     let window = options.window.max(1);
     loop {
         // The next window of documents, from as many files as it takes.
@@ -287,6 +296,10 @@ pub fn files(
                     &keep,
                     &budget,
                 )?;
+                if let Some(why) = input::left_out(&input.name, input.walked, &reader) {
+                    left_out.push(why);
+                    continue;
+                }
                 files.push(Reading {
                     path: input.path,
                     reader,
@@ -324,7 +337,9 @@ pub fn files(
         }
     }
     let files = files.into_iter().map(Reading::finish).collect();
-    materialized(&config, files, requests, findings, options)
+    let mut evaluated = materialized(&config, files, requests, findings, options)?;
+    evaluated.warnings.splice(0..0, left_out);
+    Ok(evaluated)
 }
 
 /// A file being read window by window, and what its documents came to:

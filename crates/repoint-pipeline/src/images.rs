@@ -38,6 +38,8 @@ pub struct Row {
 pub struct Inventory {
     pub rows: Vec<Row>,
     pub invalid: Vec<String>,
+    /// Walked files that are not manifests, each with why.
+    pub left_out: Vec<String>,
 }
 
 fn meta(value: &Value, pointer: &str) -> Option<String> {
@@ -53,14 +55,17 @@ pub fn inventory(inputs: &[PathBuf], limits: Limits, threads: usize) -> Result<I
             .iter()
             .any(|o| !o.sites.images.is_empty())
     };
-    let streams = input::parse_all(
+    let parsed = input::parse_all(
         input::read_all(inputs, limits.max_input_bytes)?,
         limits,
         threads,
         &has_images,
     )?;
-    let mut inventory = Inventory::default();
-    for (_, stream) in &streams {
+    let mut inventory = Inventory {
+        left_out: parsed.left_out,
+        ..Inventory::default()
+    };
+    for (_, stream) in &parsed.streams {
         add_stream(&mut inventory, stream);
     }
     Ok(inventory)

@@ -1,5 +1,7 @@
 //! `repoint run --output kustomize=DIR`: the same change as a kustomize
-//! overlay over the untouched inputs.
+//! overlay over the untouched inputs. An input directory holding a
+//! kustomization is a base: the overlay refers to the directory, and its
+//! patches are made against the objects `kubectl kustomize` builds from it.
 //!
 //! Image renames go into `images:` where kustomize's images transformer
 //! gives exactly repoint's result; everything else (pull secrets, tags and
@@ -34,7 +36,8 @@ pub struct ObjectChange {
 /// An input file the overlay lists under `resources:`.
 #[derive(Debug)]
 pub enum Resource<'a> {
-    /// A file on disk, referenced where it is.
+    /// A file on disk, or a kustomize base's directory, referenced where
+    /// it is.
     File(&'a Path),
     /// Standard input, which the overlay has to keep a copy of.
     Stdin(&'a str),
@@ -85,7 +88,9 @@ pub fn write(dir: &Path, overlay: &Overlay<'_>) -> Result<Vec<String>> {
                     .canonicalize()
                     .map_err(|e| Error::write("resolving", path, e))?;
                 let relative = relative_path(&dir, &path);
-                if relative.starts_with("..") {
+                // kustomize loads a base directory from anywhere; only
+                // files outside the overlay need its load restrictor off.
+                if relative.starts_with("..") && !path.is_dir() {
                     outside.push(relative.clone());
                 }
                 resources.push(Value::String(relative));

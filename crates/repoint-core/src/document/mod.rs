@@ -686,6 +686,26 @@ impl<'r> Reader<'r> {
         Ok(Some(read))
     }
 
+    /// The value of the first document with content, parsed on its own
+    /// and not kept: how a directory walk tells a manifest from another
+    /// YAML or JSON file (a kustomization, a `package.json`) before any of
+    /// it is evaluated. `None` when no document has content, or when the
+    /// first one is too large or does not parse (reading it says so).
+    pub fn first_value(&self) -> Option<Value> {
+        for segment in &self.segments {
+            if segment.range.len() > self.limits.max_document_bytes {
+                return None;
+            }
+            let text = &self.stream.text[segment.range.clone()];
+            let values =
+                build::segment_values(text, segment.range.start, self.stream.limits).ok()?;
+            if let Some(value) = values.into_iter().find(|v| !v.is_null()) {
+                return Some(value);
+            }
+        }
+        None
+    }
+
     /// Whether every segment is read.
     pub fn is_done(&self) -> bool {
         self.next >= self.segments.len()
