@@ -15,6 +15,30 @@ use crate::args::ServeArgs;
 use repoint_core::webhook;
 use repoint_pipeline::chain;
 
+/// Built-in policies that ask for pull Secrets. An admission response can
+/// only change the object, so without a reconciler nothing makes them: say
+/// so at startup (each response that adds one says it too).
+fn warn_unmade_pull_secrets(config: &Config) {
+    let asking: Vec<&str> = config
+        .file
+        .policies
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.module.as_str(),
+                "builtin:pull-secrets" | "builtin:private-proxy"
+            )
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if !asking.is_empty() {
+        tracing::warn!(
+            "policies {} add image pull secrets at admission, but no reconciler runs to create those Secrets (add a `reconcile:` section and run with --reconcile, or run `repoint controller`); each response that adds one carries a warning",
+            asking.join(", ")
+        );
+    }
+}
+
 pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let reconcile = match args.reconcile {
@@ -28,6 +52,13 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     };
     // Bad certificate files fail now, not at the first connection.
     repoint_webhook::serve::tls_config(&tls).context("TLS")?;
+    let reconciled = reconcile.as_ref().map(|spec| repoint_webhook::Reconciled {
+        secret_name: spec.secret_name.clone(),
+        excluded_namespaces: spec.exclude_namespaces.clone(),
+    });
+    if reconciled.is_none() {
+        warn_unmade_pull_secrets(&config);
+    }
     let exclude = config.webhook_excluded_namespaces(&args.own_namespace);
     let timeout = config.webhook_timeout();
     let settings = args.eval.options.settings();
@@ -41,6 +72,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         queue_wait: timeout / 4,
         body_budget: args.body_budget.unwrap_or(webhook::DEFAULT_BODY_BUDGET),
         body_timeout: args.body_timeout.unwrap_or(webhook::DEFAULT_BODY_TIMEOUT),
+        reconciled,
         ..Options::default()
     });
     let options = ServeOptions {

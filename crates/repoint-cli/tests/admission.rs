@@ -120,7 +120,10 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
             .cloned()
             .collect()
     };
-    let tls = &of_kind("Secret")[0];
+    let tls = of_kind("Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "repoint-tls")
+        .expect("the serving Secret");
     for field in ["tls.crt", "tls.key", "ca.crt"] {
         let pem = repoint_credentials::unbase64(tls["data"][field].as_str().expect("pem"))
             .expect("base64");

@@ -207,3 +207,112 @@ fn cert_manager_instead_of_a_generated_certificate() {
             .is_none()
     );
 }
+
+/// What the config reads at run time goes into the cluster as a Secret the
+/// server mounts, never into the ConfigMap: a password file, a password
+/// from the environment, a Secret to copy, a registry's CA.
+#[test]
+fn credentials_and_files_the_config_reads_go_in_a_secret() {
+    const PASSWORD: &str = "pa55-from-file-never-in-configmap";
+    const FROM_ENV: &str = "pa55-from-env-never-in-configmap";
+    let dir = temp_dir("manifests-files");
+    std::fs::write(dir.join("token"), format!("{PASSWORD}\n")).expect("token");
+    std::fs::write(
+        dir.join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("ca");
+    let source = "apiVersion: v1\nkind: Secret\nmetadata: {name: regcred}\ntype: kubernetes.io/dockerconfigjson\nstringData: {.dockerconfigjson: '{\"auths\":{}}'}\n";
+    std::fs::write(dir.join("regcred.yaml"), source).expect("secret");
+    let config_text = "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n  - name: secrets\n    module: builtin:pull-secrets\n    settings: {secretName: corp-pull, registries: [mirror.corp.example]}\ncredentials:\n  - {registry: mirror.corp.example, username: robot, passwordFile: token}\n  - {registry: quay.io, username: bot, passwordEnv: QUAY_TOKEN}\nsecretFrom: {file: regcred.yaml}\nregistries:\n  mirror.corp.example: {ca: ca.pem}\n";
+    let config = dir.join("repoint.yaml");
+    std::fs::write(&config, config_text).expect("config");
+    let config = config.display().to_string();
+    let repoint = Path::new(env!("CARGO_BIN_EXE_repoint"));
+    let out = repoint_tests::run_command_env(
+        repoint,
+        &["webhook", "manifests", "-c", &config],
+        "",
+        &[("QUAY_TOKEN", FROM_ENV)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains(PASSWORD) && !out.stderr.contains(FROM_ENV));
+    let objects = objects_by_identity(&out.stdout);
+    let files = objects
+        .values()
+        .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == "repoint-files")
+        .expect("the files Secret");
+    let data = files["data"].as_object().expect("data");
+    assert_eq!(
+        decode(&data["credentials-0-password"]),
+        format!("{PASSWORD}\n")
+    );
+    assert_eq!(decode(&data["credentials-1-password-env"]), FROM_ENV);
+    assert_eq!(decode(&data["secret-from.yaml"]), source);
+    assert!(decode(&data["registry-0-ca.pem"]).starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // The ConfigMap's config names the mounted files, holds no password,
+    // and is otherwise the config as written.
+    let carried = get(&objects, "ConfigMap")["data"]["repoint.yaml"]
+        .as_str()
+        .expect("config text")
+        .to_string();
+    assert!(
+        !carried.contains(PASSWORD) && !carried.contains(FROM_ENV),
+        "{carried}"
+    );
+    let expected = config_text
+        .replace(
+            "passwordFile: token",
+            "passwordFile: /etc/repoint/files/credentials-0-password",
+        )
+        .replace(
+            "{file: regcred.yaml}",
+            "{file: /etc/repoint/files/secret-from.yaml}",
+        )
+        .replace("{ca: ca.pem}", "{ca: /etc/repoint/files/registry-0-ca.pem}");
+    assert_eq!(carried, expected);
+
+    let pod = &get(&objects, "Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(container["env"].as_array().expect("env").contains(&json!(
+        {"name": "QUAY_TOKEN", "valueFrom": {"secretKeyRef": {"name": "repoint-files", "key": "credentials-1-password-env"}}}
+    )));
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .contains(&json!(
+                {"name": "files", "mountPath": "/etc/repoint/files", "readOnly": true}
+            ))
+    );
+    assert!(pod["volumes"].as_array().expect("volumes").contains(&json!(
+        {"name": "files", "secret": {"secretName": "repoint-files"}}
+    )));
+
+    // What cannot be carried fails, naming the key, before anything is printed.
+    let out = run_command(repoint, &["webhook", "manifests", "-c", &config], "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr
+            .contains("credentials[1].passwordEnv: QUAY_TOKEN is not set"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(dir.join("token")).expect("remove");
+    let out = repoint_tests::run_command_env(
+        repoint,
+        &["webhook", "manifests", "-c", &config],
+        "",
+        &[("QUAY_TOKEN", FROM_ENV)],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("credentials[0].passwordFile: cannot read"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

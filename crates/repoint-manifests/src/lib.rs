@@ -1,5 +1,6 @@
 //! Everything a cluster needs to run `repoint serve` (`repoint webhook
-//! manifests`): the namespace, account, config, serving certificate (made
+//! manifests`): the namespace, account, config, the files and passwords
+//! the config reads (as a Secret, [`carried`]), serving certificate (made
 //! here, or cert-manager's), Deployment, Service, disruption budget, the
 //! reconciler's RBAC when the config has `reconcile:`, and one webhook
 //! configuration entry per policy set, with the set's failure policy and
@@ -12,6 +13,8 @@
 //! `reconcile:`), repoint-runtime (whether a set's policies mutate),
 //! repoint-core (writing the documents) and repoint-credentials (base64);
 //! on rcgen for the self-signed certificate.
+
+mod carried;
 
 use std::time::Duration;
 
@@ -37,6 +40,13 @@ pub enum Error {
     /// A document would not read back as itself.
     #[error("writing the manifests")]
     Emit(#[source] repoint_core::document::EmitError),
+    /// A file or variable the config names could not be carried into the
+    /// cluster.
+    #[error("{key}: {why}")]
+    Carried { key: String, why: String },
+    /// The config's text could not be rewritten to name the carried files.
+    #[error("rewriting the config for the ConfigMap: {0}")]
+    Config(String),
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -186,7 +196,14 @@ fn rules(config: &Config, target: Target) -> Vec<Value> {
         json!({"operations": ops, "apiGroups": ["batch"], "apiVersions": batch,
                "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}),
     ];
-    for f in &config.file.image_fields {
+    // An entry for a built-in workload kind only adds image fields: the
+    // rules above already cover it.
+    let custom = config
+        .file
+        .image_fields
+        .iter()
+        .filter(|f| repoint_core::sites::pod_spec_path_in_group(&f.group, &f.kind).is_none());
+    for f in custom {
         rules.push(json!({
             "operations": ops,
             "apiGroups": [f.group],
@@ -314,15 +331,40 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
             ));
         }
     }
+    let carried = carried::Carried::of(config)?;
+    notes.extend(carried.notes.iter().cloned());
     let mut docs = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": namespace_labels}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": NAME, "namespace": ns, "labels": labels()}}),
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
-               "data": {"repoint.yaml": config_text}}),
+               "data": {"repoint.yaml": carried.config_text(config_text)?}}),
     ];
     let secret_name = format!("{NAME}-tls");
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": NAME}}),
+        json!({"name": "tls", "secret": {"secretName": secret_name}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "config", "mountPath": "/etc/repoint", "readOnly": true}),
+        json!({"name": "tls", "mountPath": "/etc/repoint/tls", "readOnly": true}),
+    ];
+    if !carried.data.is_empty() {
+        let data: serde_json::Map<String, Value> = carried
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), repoint_credentials::base64(v).into()))
+            .collect();
+        docs.push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": carried::SECRET, "namespace": ns, "labels": labels()},
+            "type": "Opaque", "data": data}));
+        volumes.push(json!({"name": "files", "secret": {"secretName": carried::SECRET}}));
+        mounts.push(json!({"name": "files", "mountPath": carried::MOUNT, "readOnly": true}));
+    }
+    let mut env = vec![json!({"name": "POD_NAMESPACE",
+                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})];
+    env.extend(carried.env.iter().cloned());
     // Either the CA bundle goes into the webhook configurations, or
     // cert-manager injects it (annotation on them).
     let mut ca_bundle = None;
@@ -415,8 +457,7 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
                         "name": "server",
                         "image": image,
                         "args": server_args,
-                        "env": [{"name": "POD_NAMESPACE",
-                                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                        "env": env,
                         "ports": [{"name": "https", "containerPort": 8443},
                                   {"name": "metrics", "containerPort": 9090}],
                         "readinessProbe": probe("/readyz"),
@@ -426,15 +467,9 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
                         "securityContext": {"readOnlyRootFilesystem": true,
                                             "allowPrivilegeEscalation": false,
                                             "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": "/etc/repoint", "readOnly": true},
-                            {"name": "tls", "mountPath": "/etc/repoint/tls", "readOnly": true},
-                        ],
+                        "volumeMounts": mounts,
                     }],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": NAME}},
-                        {"name": "tls", "secret": {"secretName": secret_name}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use repoint_runtime::chain::{ObjectError, Operation as ChainOperation, Origin};
 use serde_json::Value;
 
-use crate::Webhook;
 use crate::admission::{AdmissionRequest, Operation, Verdict};
 use crate::guard::Served;
 use crate::labels::{Endpoint, FailureCause, Outcome, PolicyResult};
+use crate::{Reconciled, Webhook};
 
 impl Webhook {
     /// Evaluate on a worker, within the queue wait and the deadline; the
@@ -110,11 +110,28 @@ impl Webhook {
                     };
                     self.metrics.evaluation(&set.name, name, result);
                 }
-                let warnings: Vec<String> = outcome
+                let mut warnings: Vec<String> = outcome
                     .warnings
                     .iter()
                     .map(|w| format!("[{}] {}", w.policy, w.message))
                     .collect();
+                for ensure in &outcome.ensure {
+                    let namespace = ensure
+                        .item
+                        .namespace
+                        .as_deref()
+                        .or(request.namespace.as_deref())
+                        .unwrap_or("default");
+                    let name = &ensure.item.name;
+                    if let Some(why) =
+                        Reconciled::missing(self.options.reconciled.as_ref(), namespace, name)
+                    {
+                        warnings.push(format!(
+                            "[{}] the pull Secret {namespace}/{name} must exist for this to pull its images; {why}",
+                            ensure.policy
+                        ));
+                    }
+                }
                 if !outcome.denials.is_empty() {
                     let mut denying: Vec<&str> =
                         outcome.denials.iter().map(|d| d.policy.as_str()).collect();

@@ -75,6 +75,39 @@ pub struct Options {
     pub body_budget: usize,
     /// How long a request's body may take to arrive.
     pub body_timeout: Duration,
+    /// What creates the pull Secrets policies ask for at admission (an
+    /// admission response can only change the object); `None`: nothing
+    /// does, and every response that adds one says so.
+    pub reconciled: Option<Reconciled>,
+}
+
+/// The pull Secret a reconciler keeps present (`repoint serve --reconcile`,
+/// or `repoint controller` beside the server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The Secret's name.
+    pub secret_name: String,
+    /// Namespaces it is never made in.
+    pub excluded_namespaces: Vec<String>,
+}
+
+impl Reconciled {
+    /// Why the pull Secret `namespace/name` a policy asked for is not made
+    /// by `reconciled`, if it is not. (A reconciler's namespace selector
+    /// is not checked: that needs the namespace's labels.)
+    pub fn missing(reconciled: Option<&Self>, namespace: &str, name: &str) -> Option<String> {
+        match reconciled {
+            None => Some("nothing creates it at admission: add a `reconcile:` section for it and run `repoint serve --reconcile` or `repoint controller`".into()),
+            Some(r) if r.secret_name != name => Some(format!(
+                "the reconciler makes {:?}, not this one: name the same Secret in the policy and in `reconcile.secretName`",
+                r.secret_name
+            )),
+            Some(r) if r.excluded_namespaces.iter().any(|n| n == namespace) => Some(format!(
+                "the reconciler leaves namespace {namespace} out (`reconcile.excludeNamespaces`)"
+            )),
+            Some(_) => None,
+        }
+    }
 }
 
 impl Default for Options {
@@ -90,6 +123,7 @@ impl Default for Options {
             body_limit: repoint_core::webhook::DEFAULT_BODY_LIMIT,
             body_budget: repoint_core::webhook::DEFAULT_BODY_BUDGET,
             body_timeout: repoint_core::webhook::DEFAULT_BODY_TIMEOUT,
+            reconciled: None,
         }
     }
 }

@@ -315,6 +315,74 @@ async fn warnings_go_to_the_response() {
     );
 }
 
+/// An admission response can only change the object: when a policy asks
+/// for a pull Secret and no reconciler makes that one, the response says so.
+#[tokio::test]
+async fn a_pull_secret_nothing_makes_is_a_warning() {
+    let secret_warnings = |body: &Value| -> Vec<String> {
+        body["response"]["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str())
+            .filter(|w| w.contains("the pull Secret"))
+            .map(str::to_string)
+            .collect()
+    };
+    let reconciled = |name: &str| {
+        Some(repoint_webhook::Reconciled {
+            secret_name: name.into(),
+            excluded_namespaces: vec!["kube-system".into(), "legacy".into()],
+        })
+    };
+    for (reconciled, namespace, expected) in [
+        (None, "shop", Some("nothing creates it at admission")),
+        (
+            reconciled("other-pull"),
+            "shop",
+            Some("the reconciler makes \"other-pull\""),
+        ),
+        (
+            reconciled("corp-pull"),
+            "legacy",
+            Some("leaves namespace legacy out"),
+        ),
+        (reconciled("corp-pull"), "shop", None),
+    ] {
+        let w = webhook(Options {
+            reconciled,
+            ..Options::default()
+        });
+        let (_, body) = post(
+            &w,
+            "/mutate/default",
+            &review(
+                "CREATE",
+                namespace,
+                Some(deployment("nginx:1.27", Some(namespace))),
+            ),
+        )
+        .await;
+        assert_eq!(body["response"]["allowed"], true, "{body}");
+        assert!(
+            body["response"].get("patch").is_some(),
+            "still patched: {body}"
+        );
+        let found = secret_warnings(&body);
+        match expected {
+            Some(why) => assert!(
+                found.len() == 1
+                    && found[0].starts_with(&format!(
+                        "[secrets] the pull Secret {namespace}/corp-pull must exist"
+                    ))
+                    && found[0].contains(why),
+                "{namespace}: {found:?}"
+            ),
+            None => assert!(found.is_empty(), "{found:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn delete_connect_excluded_namespaces_and_dry_run() {
     let w = webhook(Options {
