@@ -31,6 +31,21 @@ fn kustomize(kubectl: &Path, dir: &Path, outside: bool) -> String {
     out.stdout
 }
 
+/// `built` (kubectl's output) holds the objects of `expected` (repoint's),
+/// each the same.
+fn assert_same_objects(built: &str, expected: &str) {
+    let built = objects_by_identity(built);
+    let expected = objects_by_identity(expected);
+    assert_eq!(
+        built.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    for (id, object) in &expected {
+        assert_eq!(&built[id], object, "{id:?} differs");
+    }
+}
+
 /// Write the overlay for `inputs` into `dir` and check kubectl builds the
 /// objects `repoint run` prints. Returns the kustomization text.
 fn assert_equivalent(kubectl: &Path, config: &str, inputs: &[&str], dir: &Path) -> String {
@@ -55,16 +70,7 @@ fn assert_equivalent(kubectl: &Path, config: &str, inputs: &[&str], dir: &Path) 
             .expect("test I/O")
             .starts_with(dir)
     });
-    let built = objects_by_identity(&kustomize(kubectl, dir, outside));
-    let expected = objects_by_identity(&expected.stdout);
-    assert_eq!(
-        built.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "the same objects"
-    );
-    for (id, object) in &expected {
-        assert_eq!(&built[id], object, "{id:?} differs");
-    }
+    assert_same_objects(&kustomize(kubectl, dir, outside), &expected.stdout);
     std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml")
 }
 
@@ -171,20 +177,13 @@ fn an_overlay_over_a_kustomize_base_refers_to_the_base() {
     let built_base = kustomize(&kubectl, &base, false);
     let expected = repoint(&["run", "-c", &example_config(), "-"], &built_base);
     assert_eq!(expected.code, 0, "{}", expected.stderr);
-    let expected = objects_by_identity(&expected.stdout);
-    let built = objects_by_identity(&kustomize(&kubectl, &overlay, false));
-    assert_eq!(
-        built.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "the same objects"
-    );
-    for (id, object) in &expected {
-        assert_eq!(&built[id], object, "{id:?} differs");
-    }
+    assert_same_objects(&kustomize(&kubectl, &overlay, false), &expected.stdout);
     assert!(
-        expected.keys().any(|id| id.3.starts_with("vendor-")),
-        "the base's name prefix is in what the overlay patches: {:?}",
-        expected.keys().collect::<Vec<_>>()
+        objects_by_identity(&expected.stdout)
+            .keys()
+            .any(|id| id.3.starts_with("vendor-")),
+        "the base's name prefix is in what the overlay patches: {}",
+        expected.stdout
     );
 
     // Read without --output kustomize, the base directory is its files:
