@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod cluster;
+pub mod containerd;
 pub mod http;
 pub mod kube;
 pub mod registry;
@@ -336,4 +337,32 @@ pub fn dockerconfigjson(secret: &serde_json::Value) -> serde_json::Value {
         .expect("a .dockerconfigjson string");
     serde_json::from_str(&repoint_credentials::unbase64(encoded).expect("base64"))
         .expect("JSON inside")
+}
+
+/// A private CA and a certificate it signed for `names`, as PEM: for
+/// servers under test that serve TLS.
+#[derive(Debug)]
+pub struct Issued {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// Issue an [`Issued`] for `names` (`127.0.0.1`, DNS names).
+pub fn issue(names: &[&str]) -> Issued {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    Issued {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
 }

@@ -16,6 +16,8 @@ pub struct Registry {
     pub addr: String,
     /// Basic-auth user and password, when the registry requires them.
     pub credentials: Option<(String, String)>,
+    /// `https` when it serves TLS, else `http`.
+    pub scheme: &'static str,
     child: Child,
     dir: PathBuf,
 }
@@ -98,6 +100,7 @@ impl Registry {
         let registry = Self {
             addr,
             credentials: basic_auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            scheme: if tls.is_some() { "https" } else { "http" },
             child,
             dir,
         };
@@ -120,9 +123,16 @@ impl Registry {
         );
     }
 
+    /// A client for pushing: it trusts this registry's own certificate
+    /// (the test made it; what is under test is the other side).
     fn agent() -> ureq::Agent {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
             .build()
             .into()
     }
@@ -143,8 +153,8 @@ impl Registry {
         let agent = Self::agent();
         let start = self
             .authorize(agent.post(format!(
-                "http://{}/v2/{repository}/blobs/uploads/",
-                self.addr
+                "{}://{}/v2/{repository}/blobs/uploads/",
+                self.scheme, self.addr
             )))
             .send_empty()
             .expect("start upload");
@@ -156,7 +166,7 @@ impl Registry {
             .expect("upload location")
             .to_string();
         let location = if location.starts_with('/') {
-            format!("http://{}{location}", self.addr)
+            format!("{}://{}{location}", self.scheme, self.addr)
         } else {
             location
         };
@@ -189,8 +199,8 @@ impl Registry {
         .to_string();
         let response = self
             .authorize(Self::agent().put(format!(
-                "http://{}/v2/{repository}/manifests/{tag}",
-                self.addr
+                "{}://{}/v2/{repository}/manifests/{tag}",
+                self.scheme, self.addr
             )))
             .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
             .send(manifest.as_bytes())
@@ -206,6 +216,19 @@ impl Registry {
         let needle = format!(" /v2/{repository}/manifests/");
         log.lines()
             .filter(|l| l.contains(&needle) && l.contains("\"repoint/") && l.contains(" - - ["))
+            .count()
+    }
+
+    /// Requests for `path` (`/v2/hub/app/manifests/1`, any query) the
+    /// access log shows from a client whose user agent starts with `agent`
+    /// (`containerd/`, `skopeo/`).
+    pub fn requests_from(&self, agent: &str, path: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
+        let (plain, queried) = (format!(" {path} "), format!(" {path}?"));
+        let agent = format!("\"{agent}");
+        log.lines()
+            .filter(|l| l.contains(" - - [") && l.contains(&agent))
+            .filter(|l| l.contains(&plain) || l.contains(&queried))
             .count()
     }
 

@@ -49,6 +49,10 @@ pub enum Command {
     /// What a cluster needs to run the webhook.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Write the config's registry-mirror rules as node configuration:
+    /// containerd hosts.toml files, a CRI-O/podman registries.conf, and a
+    /// DaemonSet that installs the containerd files on every node.
+    NodeConfig(NodeConfigArgs),
     /// Run the policy test suites (`repoint-test.yaml`) under PATH; exit 0
     /// when every case passes, 1 when one fails, 2 when a suite cannot run.
     Test(TestArgs),
@@ -98,6 +102,31 @@ pub struct ManifestsArgs {
     /// the URL's host.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeConfigArgs {
+    /// The repoint config file; its builtin:registry-mirror rules are read.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// The directory to write (replaced whole on every run; refused if it
+    /// holds files repoint did not write).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+    /// containerd's registry hosts directory on the nodes (its CRI
+    /// `config_path`), where the DaemonSet installs the files.
+    #[arg(long, value_name = "PATH", default_value = repoint_nodes::DEFAULT_HOSTS_DIR)]
+    pub hosts_dir: String,
+    /// Namespace of the ConfigMap and DaemonSet.
+    #[arg(long, short = 'n', default_value = "kube-system")]
+    pub namespace: String,
+    /// The image whose `sh` installs the files (written through the
+    /// config's rules, like the pause image).
+    #[arg(long, default_value = repoint_nodes::DEFAULT_INSTALLER_IMAGE)]
+    pub installer_image: String,
+    /// The image the DaemonSet's pods idle in.
+    #[arg(long, default_value = repoint_nodes::DEFAULT_PAUSE_IMAGE)]
+    pub pause_image: String,
 }
 
 /// `1.20`, `v1.20.2` as (major, minor).

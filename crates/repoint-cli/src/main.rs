@@ -5,13 +5,14 @@
 //! error, exit codes, progress, signals. The work is the library crates':
 //! the file commands (`run`, `check`, `fn`, `images`) are
 //! `repoint-pipeline`'s, `test` is `repoint-suite`'s, `serve` is
-//! `repoint-webhook`'s, `webhook manifests` is `repoint-manifests`', and
-//! `audit`, `apply` and the reconciler's spec are `repoint-cluster`'s.
+//! `repoint-webhook`'s, `webhook manifests` is `repoint-manifests`',
+//! `node-config` is `repoint-nodes`', and `audit`, `apply` and the
+//! reconciler's spec are `repoint-cluster`'s.
 //! Exit codes: 0 ok, 1 findings (changes or denials), 2 error.
 //!
 //! Depends on repoint-pipeline, repoint-suite, repoint-cluster,
-//! repoint-manifests, repoint-webhook, repoint-kube, repoint-runtime,
-//! repoint-config and repoint-core; on clap, tokio, tracing and mimalloc.
+//! repoint-manifests, repoint-nodes, repoint-webhook, repoint-kube,
+//! repoint-runtime, repoint-config and repoint-core; on clap, tokio, tracing and mimalloc.
 
 mod cluster;
 mod controller;
@@ -19,6 +20,7 @@ mod images;
 mod inspect;
 mod krm;
 mod manifests;
+mod node_config;
 mod run;
 mod scaffold;
 mod serve;
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         args::Command::Serve(a) => serve::run(a),
         args::Command::Controller(a) => controller::run(a),
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
+        args::Command::NodeConfig(a) => node_config::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
         args::Command::Test(a) => test::run(a),
         args::Command::New(args::NewCommand::Policy(a)) => scaffold::run(a),

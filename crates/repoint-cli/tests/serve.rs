@@ -7,36 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use repoint_core::patch::{self, PatchOp};
 use repoint_tests::registry::free_port;
+use repoint_tests::{Issued, issue};
 use repoint_tests::{objects_by_identity, repo_root, run_command, temp_dir};
 use serde_json::{Value, json};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
-
-/// A CA and a certificate it signed, as PEM.
-struct Issued {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn issue(names: &[&str]) -> Issued {
-    let ca_key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).expect("CA");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("certificate");
-    Issued {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
 
 struct Server {
     child: Child,

@@ -13,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use repoint_tests::registry::free_port;
 use repoint_tests::{temp_dir, wait_for};
 use rustls::pki_types::pem::PemObject;
@@ -47,18 +46,10 @@ impl Server {
     /// `wrapper` runs it under another program (`prlimit`).
     fn start(tag: &str, extra: &[&str], wrapper: &[&str]) -> Self {
         let dir = temp_dir(tag);
-        let ca_key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&ca_key).expect("CA");
-        let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .expect("params")
-            .signed_by(&key, &ca, &ca_key)
-            .expect("cert");
+        let issued = repoint_tests::issue(&["127.0.0.1"]);
         std::fs::write(dir.join("repoint.yaml"), CONFIG).expect("config");
-        std::fs::write(dir.join("tls.crt"), cert.pem()).expect("cert");
-        std::fs::write(dir.join("tls.key"), key.serialize_pem()).expect("key");
+        std::fs::write(dir.join("tls.crt"), &issued.cert).expect("cert");
+        std::fs::write(dir.join("tls.key"), &issued.key).expect("key");
         let addr = format!("127.0.0.1:{}", free_port());
         let metrics = format!("127.0.0.1:{}", free_port());
         let log = dir.join("serve.log");
@@ -88,7 +79,7 @@ impl Server {
             addr,
             metrics,
             log,
-            ca: ca.pem(),
+            ca: issued.ca.clone(),
         };
         wait_for(
             "the server to be ready",

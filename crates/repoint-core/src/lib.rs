@@ -9,6 +9,8 @@
 //! - [`glob`]: Go `path.Match` globs, as `FamiliarMatch` uses.
 //! - [`matching`]: registry/path/glob image patterns and label selectors,
 //!   as policies' settings write them.
+//! - [`mirror`]: registry-mirror rules and the rewrite they describe,
+//!   for the policy and for node mirror configuration.
 //! - [`sites`]: where images and pull secrets are written in each kind of
 //!   object, custom resources included.
 //! - [`actions`]: what policies ask for, turned into JSON Patch and
@@ -29,6 +31,7 @@ pub mod document;
 pub mod evaluation;
 pub mod glob;
 pub mod matching;
+pub mod mirror;
 pub mod parallel;
 pub mod patch;
 pub mod pointer;

@@ -36,6 +36,16 @@ impl Prober for Offline {
     }
 }
 
+/// Registries docker treats as insecure without being told: loopback
+/// hosts, reached over plain http.
+pub fn is_loopback(host_port: &str) -> bool {
+    let host = match host_port.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 /// How to reach one registry (the config's `registries.<name>`).
 #[derive(Debug, Clone, Default)]
 pub struct RegistrySettings {

@@ -83,7 +83,8 @@ pub enum Error {
     /// The Secret `secretFrom.file` names could not be read.
     #[error("secretFrom")]
     SecretFrom(#[source] CredentialError),
-    /// The kustomize overlay cannot be written into that directory.
+    /// An output directory (a kustomize overlay, node configuration)
+    /// cannot be written there.
     #[error("{0}")]
     Overlay(String),
     /// A KRM function's input is not a ResourceList it can work on.

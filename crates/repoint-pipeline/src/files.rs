@@ -204,3 +204,66 @@ fn sync_dir(file: &Path) {
         let _ = handle.sync_all();
     }
 }
+
+/// Replace the directory `dir` with exactly `files` (paths relative to it,
+/// `/`-separated): the new tree is written and synced beside `dir`, then
+/// renamed into its place, so a reader finds the old set of files or the
+/// new one, never a mix, and files the previous run wrote but this one
+/// does not are gone. `marker` is a file kept in the directory to show
+/// that repoint made it: an existing directory without it (and not empty)
+/// is refused, never replaced.
+pub fn write_directory(dir: &Path, marker: &str, files: &[(&str, &str)]) -> crate::Result<()> {
+    use crate::Error;
+    let refuse = |why: &str| {
+        Err(Error::Overlay(format!(
+            "{} {why}; choose another directory",
+            dir.display()
+        )))
+    };
+    let exists = match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() && !dir.join(marker).is_file() {
+                return refuse("exists and was not written by repoint");
+            }
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return refuse("is not a directory");
+        }
+        Err(e) => return Err(Error::write("reading", dir, e)),
+    };
+    let parent = dir
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::write("creating", parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".repoint-new-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::write("creating a directory in", parent, e))?;
+    let marked = std::iter::once((marker, ""));
+    for (relative, text) in files.iter().copied().chain(marked) {
+        let path = staging.path().join(relative);
+        atomic_write_creating_dirs(&path, text, 0o644)?;
+    }
+    if exists {
+        let old = tempfile::Builder::new()
+            .prefix(".repoint-old-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::write("creating a directory in", parent, e))?;
+        let aside = old.path().join("previous");
+        std::fs::rename(dir, &aside).map_err(|e| Error::write("moving aside", dir, e))?;
+        if let Err(e) = std::fs::rename(staging.path(), dir) {
+            // Put the old tree back: the run fails with it intact.
+            let _ = std::fs::rename(&aside, dir);
+            return Err(Error::write("replacing", dir, e));
+        }
+        let _ = staging.keep();
+    } else {
+        std::fs::rename(staging.path(), dir).map_err(|e| Error::write("creating", dir, e))?;
+        let _ = staging.keep();
+    }
+    sync_dir(dir);
+    Ok(())
+}

@@ -70,6 +70,7 @@ pub use bindings::repoint::policy::types::{
 };
 pub use repoint_core::glob::Glob;
 pub use repoint_core::matching::{ImagePattern, LabelSelector};
+pub use repoint_core::mirror;
 pub use repoint_core::{ImageRef, RegistryPath};
 
 /// Everything a policy usually needs.

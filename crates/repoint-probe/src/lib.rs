@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use repoint_core::ImageRef;
+use repoint_core::probe::is_loopback;
 use repoint_core::probe::{ProbeAnswer, Prober};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -175,15 +176,6 @@ fn system_roots() -> Vec<Certificate<'static>> {
                 .collect()
         })
         .clone()
-}
-
-/// Registries docker treats as insecure without being told: loopback.
-fn is_loopback(host_port: &str) -> bool {
-    let host = match host_port.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 impl RegistryProber {

@@ -265,24 +265,13 @@ fn get_when_head_is_not_allowed() {
 /// with `ca:`, refused without it, and reached with `insecure: true`.
 #[test]
 fn private_ca_and_insecure_tls() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let server_key = KeyPair::generate().expect("key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&server_key, &ca, &ca_key)
-        .expect("server certificate");
-    let Some(registry) =
-        Registry::start_tls("probe-tls", &server.pem(), &server_key.serialize_pem())
-    else {
+    let issued = repoint_tests::issue(&["127.0.0.1"]);
+    let Some(registry) = Registry::start_tls("probe-tls", &issued.cert, &issued.key) else {
         return;
     };
     let dir = repoint_tests::temp_dir("probe-ca");
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    std::fs::write(&ca_file, &issued.ca).expect("write CA");
     let endpoint = format!("https://{}", registry.addr);
     let with = |settings: RegistrySettings| {
         let mut registries = BTreeMap::new();
