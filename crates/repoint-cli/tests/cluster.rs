@@ -997,3 +997,62 @@ fn kinds_the_server_does_not_serve_are_skipped_with_a_warning() {
         [format!("{ns}/deployment.apps/web")]
     );
 }
+
+/// The names in a ServiceAccount's `imagePullSecrets`.
+fn account_pull_secrets(ns: &Namespace, account: &str) -> Vec<String> {
+    let sa = ns
+        .cluster
+        .get("v1", "ServiceAccount", Some(&ns.ns), account)
+        .expect("account");
+    sa["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+/// What `repoint run`'s warning on accounts it writes whole says, on a
+/// real API server: `kubectl apply` of such an account replaces the live
+/// `imagePullSecrets` (an atomic list), dropping an entry the cluster
+/// added, as OpenShift adds `default-dockercfg-*`; `repoint apply` adds to
+/// the live list and keeps it.
+#[test]
+fn an_account_written_whole_replaces_the_live_pull_secrets_and_apply_adds() {
+    let Some(ns) = Namespace::start("whole-account") else {
+        return;
+    };
+    eventually("the controller manager made the default account", || {
+        ns.cluster
+            .get("v1", "ServiceAccount", Some(&ns.ns), "default")
+            .is_some()
+    });
+    let cluster_added = json!({"imagePullSecrets": [{"name": "default-dockercfg-x7k2p"}]});
+    ns.cluster
+        .merge_patch("v1", "ServiceAccount", &ns.ns, "default", &cluster_added);
+    let dir = temp_dir("whole-account");
+    let app = dir.join("app.json");
+    std::fs::write(&app, deployment(&ns.ns, "web", "nginx:1.27").to_string()).expect("app");
+    let run = repoint(&["run", "-c", &ns.config, app.to_str().expect("utf-8")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "ServiceAccount {}/default written whole: `kubectl apply` over a live account replaces its imagePullSecrets",
+            ns.ns
+        )),
+        "{}",
+        run.stderr
+    );
+    let applied = ns.kubectl(&["apply", "-f", "-"], &run.stdout);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert_eq!(account_pull_secrets(&ns, "default"), ["corp-registry"]);
+
+    ns.cluster
+        .merge_patch("v1", "ServiceAccount", &ns.ns, "default", &cluster_added);
+    let out = ns.apply(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        account_pull_secrets(&ns, "default"),
+        ["default-dockercfg-x7k2p", "corp-registry"]
+    );
+}

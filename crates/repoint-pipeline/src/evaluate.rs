@@ -451,13 +451,14 @@ fn materialized(
 ) -> Result<Evaluated> {
     let mut generated =
         materialize::service_accounts(&files, requests.accounts, &options.namespace);
-    let warnings = materialize::secrets(
+    let mut warnings = materialize::secrets(
         &files,
         requests.secrets,
         config,
         &options.namespace,
         &mut generated,
     )?;
+    warnings.extend(materialize::whole_accounts_warning(&generated));
     Ok(Evaluated {
         files,
         generated,

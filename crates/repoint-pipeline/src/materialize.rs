@@ -228,6 +228,35 @@ pub fn service_accounts(
     generated
 }
 
+/// The warning for ServiceAccounts written whole: `imagePullSecrets` is an
+/// atomic list, so `kubectl apply` (client- or server-side) over a live
+/// account makes it exactly this list, dropping entries the cluster added
+/// (OpenShift's `default-dockercfg-*`). `repoint apply` adds to the live
+/// list instead (crates/repoint-cli/tests/cluster.rs shows both).
+pub fn whole_accounts_warning(generated: &Generated) -> Option<String> {
+    let accounts: Vec<String> = generated
+        .documents
+        .iter()
+        .map(|(_, doc)| doc)
+        .filter(|doc| doc.get("kind").and_then(Value::as_str) == Some("ServiceAccount"))
+        .map(|doc| {
+            let meta = |key: &str| {
+                doc["metadata"][key]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            format!("{}/{}", meta("namespace"), meta("name"))
+        })
+        .collect();
+    (!accounts.is_empty()).then(|| {
+        format!(
+            "ServiceAccount {} written whole: `kubectl apply` over a live account replaces its imagePullSecrets with this list (the field is atomic), dropping entries the cluster added there (OpenShift's default-dockercfg-*); `repoint apply --cluster` adds to the live list instead",
+            accounts.join(", ")
+        )
+    })
+}
+
 /// Make each Secret `ensure-pull-secret` requests ask for real: reuse one
 /// of that name already in the input (it must cover the requested
 /// registries), copy `secretFrom`, or build one from `credentials`. Returns

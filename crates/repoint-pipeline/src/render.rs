@@ -106,15 +106,22 @@ pub fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
 
 /// Write file texts as one stream, with `---` between files, each
 /// separator in the line ending of the file it introduces; returns whether
-/// the stream so far ends with a line break.
+/// the stream so far ends with a line break. When the stream holds more
+/// than one document (`several`) and starts with a JSON document, it
+/// starts with `---` too: kubectl reads a stream whose first character is
+/// `{` as JSON only, and would fail at the first `---`.
 fn write_stream(
     out: &mut impl Write,
     texts: impl IntoIterator<Item = (impl AsRef<str>, &'static str)>,
+    several: bool,
 ) -> std::io::Result<bool> {
     let mut first = true;
     let mut ends_with_newline = true;
     for (text, newline) in texts {
         let text = text.as_ref();
+        if first && several && text.trim_start().starts_with('{') {
+            out.write_all(format!("---{newline}").as_bytes())?;
+        }
         if !first {
             if !ends_with_newline {
                 out.write_all(newline.as_bytes())?;
@@ -145,6 +152,7 @@ pub fn yaml(out: &mut impl Write, ev: &Evaluated, renderer: &mut Renderer<'_>) -
         &mut out,
         std::iter::from_fn(|| renderer.next_file())
             .zip(ev.files.iter().map(|f| f.stream.newline())),
+        ev.files.len() > 1 || !new_docs.is_empty(),
     )
     .map_err(Error::Output)?;
     let mut tail = || -> std::io::Result<()> {
