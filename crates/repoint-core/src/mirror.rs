@@ -72,13 +72,14 @@ impl Rewrite {
     }
 }
 
-/// The rules with their targets parsed, ready to apply.
+/// The rules with their targets parsed, ready to apply; it borrows the
+/// patterns from the settings, as the policy makes one per object.
 #[derive(Debug, Clone)]
-pub struct Mirrors {
+pub struct Mirrors<'a> {
     /// Each rule's pattern and rewrite, in order.
-    pub rules: Vec<(ImagePattern, Rewrite)>,
+    pub rules: Vec<(&'a ImagePattern, Rewrite)>,
     /// Images never rewritten.
-    pub exclude_images: Vec<ImagePattern>,
+    pub exclude_images: &'a [ImagePattern],
 }
 
 /// What the rules make of one image.
@@ -123,7 +124,7 @@ impl MirrorRule {
 
 impl MirrorSettings {
     /// The rules parsed, or what is wrong with them.
-    pub fn mirrors(&self) -> Result<Mirrors, String> {
+    pub fn mirrors(&self) -> Result<Mirrors<'_>, String> {
         if self.rules.is_empty() {
             return Err("rules: at least one rule is needed".into());
         }
@@ -131,11 +132,11 @@ impl MirrorSettings {
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| Ok((r.pattern.clone(), r.rewrite(i)?)))
+            .map(|(i, r)| Ok((&r.pattern, r.rewrite(i)?)))
             .collect::<Result<_, String>>()?;
         Ok(Mirrors {
             rules,
-            exclude_images: self.exclude_images.clone(),
+            exclude_images: &self.exclude_images,
         })
     }
 }
@@ -148,7 +149,7 @@ fn join(a: Option<&str>, b: &str) -> String {
     }
 }
 
-impl Mirrors {
+impl Mirrors<'_> {
     /// What the rules do to `image`.
     pub fn apply(&self, image: &ImageRef) -> Outcome {
         let already_there = self.rules.iter().any(|(_, r)| image.is_under(r.target()));
@@ -189,10 +190,8 @@ impl Mirrors {
 mod tests {
     use super::*;
 
-    fn mirrors(yaml_rules: &str) -> Mirrors {
-        let settings: MirrorSettings =
-            serde_json::from_str(&format!("{{\"rules\": {yaml_rules}}}")).expect("settings");
-        settings.mirrors().expect("valid rules")
+    fn settings(json_rules: &str) -> MirrorSettings {
+        serde_json::from_str(&format!("{{\"rules\": {json_rules}}}")).expect("settings")
     }
 
     fn applied(m: &Mirrors, image: &str) -> Outcome {
@@ -201,10 +200,11 @@ mod tests {
 
     #[test]
     fn replace_and_prefix_keep_tag_and_digest() {
-        let m = mirrors(
+        let s = settings(
             r#"[{"match": "quay.io", "replace": "mirror.corp/quay"},
                 {"match": "ghcr.io", "prefix": "proxy.corp/p"}]"#,
         );
+        let m = s.mirrors().expect("valid rules");
         let Outcome::Rewritten { rule, image } = applied(&m, "quay.io/org/api:v1") else {
             panic!("rewritten");
         };
@@ -228,7 +228,8 @@ mod tests {
 
     #[test]
     fn a_port_under_a_prefix_is_invalid() {
-        let m = mirrors(r#"[{"match": "localhost:5000", "prefix": "proxy.corp"}]"#);
+        let s = settings(r#"[{"match": "localhost:5000", "prefix": "proxy.corp"}]"#);
+        let m = s.mirrors().expect("valid rules");
         assert_eq!(
             applied(&m, "localhost:5000/app:1"),
             Outcome::Invalid {

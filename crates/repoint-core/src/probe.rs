@@ -46,6 +46,15 @@ pub fn is_loopback(host_port: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
+/// The host that serves a registry's API: Docker Hub's is
+/// registry-1.docker.io, every other registry's is its name.
+pub fn api_host(registry: &str) -> String {
+    match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io".into(),
+        other => other.into(),
+    }
+}
+
 /// How to reach one registry (the config's `registries.<name>`).
 #[derive(Debug, Clone, Default)]
 pub struct RegistrySettings {

@@ -39,12 +39,13 @@ struct Host {
     skip_verify: bool,
 }
 
-/// The registry's URL as containerd's `server`: Docker Hub's API lives at
-/// registry-1.docker.io, which containerd itself uses for docker.io.
+/// The registry as containerd's `server`: its API host (Docker Hub's is
+/// registry-1.docker.io, which containerd itself uses for docker.io),
+/// unless `registries:` gives an endpoint.
 fn server_url(plan: &Plan, registry: &str) -> Reach {
     let mut reach = plan.reach(registry);
-    if registry == "docker.io" && !plan.registries.contains_key(registry) {
-        reach.host = "registry-1.docker.io".into();
+    if !plan.registries.contains_key(registry) {
+        reach.host = repoint_core::probe::api_host(registry);
     }
     reach
 }

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::{NodeFile, Plan, Reach, Result, covers};
+use crate::{NodeFile, Plan, Reach, Result};
 use repoint_core::RegistryPath;
 use repoint_core::matching::ImagePattern;
 
@@ -92,7 +92,7 @@ pub(crate) fn files(
         });
     }
     for x in &plan.exclusions {
-        let below_a_mirror = |p: &RegistryPath| plan.mirrors.iter().any(|m| covers(&m.scope, p));
+        let below_a_mirror = |p: &RegistryPath| plan.mirrors.iter().any(|m| m.scope.covers(p));
         match &x.pattern {
             ImagePattern::Prefix(p) if below_a_mirror(p) => {
                 if registries.iter().any(|r| r.prefix == p.to_string()) {

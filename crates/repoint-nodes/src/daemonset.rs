@@ -65,7 +65,11 @@ fn through_rules(plan: &Plan, image: &str) -> Result<String> {
         image: image.to_string(),
         why: e.to_string(),
     })?;
-    for mirrors in &plan.chain {
+    for settings in &plan.chain {
+        // Checked when the plan was made.
+        let Ok(mirrors) = settings.mirrors() else {
+            continue;
+        };
         if let Outcome::Rewritten { image, .. } = mirrors.apply(&reference) {
             reference = image;
         }

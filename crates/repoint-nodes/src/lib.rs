@@ -123,9 +123,9 @@ pub(crate) struct Plan {
     pub exclusions: Vec<Exclusion>,
     pub notes: Vec<String>,
     pub registries: BTreeMap<String, RegistrySettings>,
-    /// Each registry-mirror policy's rules, in chain order, to write the
-    /// DaemonSet's own images as the chain would.
-    pub chain: Vec<repoint_core::mirror::Mirrors>,
+    /// Each registry-mirror policy's settings (checked), in chain order,
+    /// to write the DaemonSet's own images as the chain would.
+    pub chain: Vec<MirrorSettings>,
 }
 
 /// How a node reaches a registry, from `registries:` (or by its name).
@@ -171,18 +171,6 @@ fn loopback_scheme(host: &str) -> &'static str {
     }
 }
 
-/// Whether every image under `inner` is under `outer`.
-pub(crate) fn covers(outer: &RegistryPath, inner: &RegistryPath) -> bool {
-    if !outer.registry.eq_ignore_ascii_case(&inner.registry) {
-        return false;
-    }
-    match (outer.path.as_deref(), inner.path.as_deref()) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(o), Some(i)) => i == o || i.strip_prefix(o).is_some_and(|r| r.starts_with('/')),
-    }
-}
-
 /// Whether `pattern` may match images on `registry`: its registry part is
 /// the registry, or a glob over it that matches it.
 pub(crate) fn may_match_on(pattern: &ImagePattern, registry: &str) -> bool {
@@ -199,7 +187,7 @@ pub(crate) fn may_match_on(pattern: &ImagePattern, registry: &str) -> bool {
 /// (`Some(true)`), some of them (`Some(false)`), or none (`None`).
 fn takes_first(earlier: &ImagePattern, later: &RegistryPath) -> Option<bool> {
     match earlier {
-        ImagePattern::Prefix(e) if covers(e, later) => Some(true),
+        ImagePattern::Prefix(e) if e.covers(later) => Some(true),
         // `docker.io/bitnami` before `docker.io`: some images go elsewhere,
         // which the later rule's own output does not change.
         ImagePattern::Prefix(_) => None,
@@ -257,7 +245,6 @@ pub(crate) fn plan(config: &Config) -> Result<Plan> {
         let settings: MirrorSettings =
             serde_json::from_value(entry.settings.clone()).map_err(|e| invalid(e.to_string()))?;
         let mirrors = settings.mirrors().map_err(invalid)?;
-        plan.chain.push(mirrors.clone());
         let name = &entry.name;
         if !settings.exclude_namespaces.is_empty() {
             plan.notes.push(format!(
@@ -271,18 +258,18 @@ pub(crate) fn plan(config: &Config) -> Result<Plan> {
         }
         for (i, (pattern, rewrite)) in mirrors.rules.iter().enumerate() {
             let rule = format!("policy {name} rules[{i}] ({pattern})");
-            let ImagePattern::Prefix(scope) = pattern else {
+            let ImagePattern::Prefix(scope) = *pattern else {
                 plan.notes.push(format!(
                     "{rule}: a glob is not node configuration: containerd and CRI-O name registries one by one; add a rule per registry it is meant for"
                 ));
-                earlier.push((pattern.clone(), rule));
+                earlier.push(((*pattern).clone(), rule));
                 continue;
             };
             let first = earlier
                 .iter()
                 .filter_map(|(e, r)| takes_first(e, scope).map(|all| (all, r.clone())))
                 .min_by_key(|(all, _)| !*all);
-            earlier.push((pattern.clone(), rule.clone()));
+            earlier.push(((*pattern).clone(), rule.clone()));
             match first {
                 Some((true, by)) => {
                     plan.notes.push(format!(
@@ -298,7 +285,7 @@ pub(crate) fn plan(config: &Config) -> Result<Plan> {
             if let Some(excluded) = settings
                 .exclude_images
                 .iter()
-                .find(|x| matches!(x, ImagePattern::Prefix(x) if covers(x, scope)))
+                .find(|x| matches!(x, ImagePattern::Prefix(x) if x.covers(scope)))
             {
                 plan.notes.push(format!(
                     "{rule}: never applies, excludeImages {excluded} leaves all its images out; left out"
@@ -334,6 +321,7 @@ pub(crate) fn plan(config: &Config) -> Result<Plan> {
                 rule: format!("policy {name} excludeImages {pattern}"),
             });
         }
+        plan.chain.push(settings);
     }
     Ok(plan)
 }

@@ -12,15 +12,17 @@ fn built(body: &str) -> NodeConfig {
 }
 
 fn build_in(body: &str, dir: &std::path::Path) -> NodeConfig {
-    let config = config(body, dir);
+    build_with_defaults(&config(body, dir)).expect("node config")
+}
+
+fn build_with_defaults(config: &Config) -> Result<NodeConfig> {
     build(&Request {
-        config: &config,
+        config,
         hosts_dir: DEFAULT_HOSTS_DIR,
         namespace: "kube-system",
         installer_image: DEFAULT_INSTALLER_IMAGE,
         pause_image: DEFAULT_PAUSE_IMAGE,
     })
-    .expect("node config")
 }
 
 fn file<'a>(out: &'a NodeConfig, path: &str) -> &'a str {
@@ -297,14 +299,7 @@ fn bad_settings_are_located_in_the_config() {
         "policies:\n- name: mirror\n  module: builtin:registry-mirror\n  settings:\n    rules:\n    - {match: docker.io}\n",
         dir.path(),
     );
-    let error = build(&Request {
-        config: &config,
-        hosts_dir: DEFAULT_HOSTS_DIR,
-        namespace: "kube-system",
-        installer_image: DEFAULT_INSTALLER_IMAGE,
-        pause_image: DEFAULT_PAUSE_IMAGE,
-    })
-    .expect_err("no target");
+    let error = build_with_defaults(&config).expect_err("no target");
     assert_eq!(
         error.to_string(),
         "repoint.yaml:6: policies[0].settings: rules[0]: give exactly one of `replace` or `prefix`"

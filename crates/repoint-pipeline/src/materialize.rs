@@ -229,8 +229,8 @@ pub fn service_accounts(
 }
 
 /// The warning for ServiceAccounts written whole: `imagePullSecrets` is an
-/// atomic list, so `kubectl apply` (client- or server-side) over a live
-/// account makes it exactly this list, dropping entries the cluster added
+/// atomic list, so `kubectl apply` over a live account makes it exactly
+/// this list, dropping entries the cluster added
 /// (OpenShift's `default-dockercfg-*`). `repoint apply` adds to the live
 /// list instead (crates/repoint-cli/tests/cluster.rs shows both).
 pub fn whole_accounts_warning(generated: &Generated) -> Option<String> {

@@ -205,7 +205,10 @@ impl RegistryProber {
                     });
                 }
             }
-            let target = r.endpoint.clone().unwrap_or_else(|| default_host(name));
+            let target = r
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| repoint_core::probe::api_host(name));
             let (base, http_fallback) = match target.split_once("://") {
                 Some(("http" | "https", rest)) if !rest.is_empty() => {
                     (target.trim_end_matches('/').to_string(), false)
@@ -263,7 +266,7 @@ impl RegistryProber {
         if let Some(e) = self.configured.get(registry) {
             return e.clone();
         }
-        let host = default_host(registry);
+        let host = repoint_core::probe::api_host(registry);
         let insecure = is_loopback(&host);
         Endpoint {
             base: format!("https://{host}"),
@@ -429,13 +432,6 @@ fn answer_for(code: u16) -> ProbeAnswer {
 
 /// Where a registry name is served when the config says nothing: Docker
 /// Hub's API is not at `docker.io`.
-fn default_host(registry: &str) -> String {
-    match registry {
-        "docker.io" | "index.docker.io" => "registry-1.docker.io".into(),
-        other => other.into(),
-    }
-}
-
 /// What matters of a response.
 #[derive(Debug)]
 struct Status {

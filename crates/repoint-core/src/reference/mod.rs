@@ -193,18 +193,17 @@ impl ImageRef {
     /// `mirror.corp/quay` contains `mirror.corp/quay/org/app` but not
     /// `mirror.corp/quay-old/app` nor `mirror.corp:5000/quay/app`.
     pub fn is_under(&self, prefix: &RegistryPath) -> bool {
-        if !self.registry.eq_ignore_ascii_case(&prefix.registry) {
-            return false;
-        }
-        match prefix.path.as_deref() {
-            None => true,
-            Some(path) => {
-                self.repository == path
-                    || (self.repository.starts_with(path)
-                        && self.repository.as_bytes().get(path.len()) == Some(&b'/'))
-            }
-        }
+        self.registry.eq_ignore_ascii_case(&prefix.registry)
+            && prefix
+                .path
+                .as_deref()
+                .is_none_or(|path| path_is_under(&self.repository, path))
     }
+}
+
+/// Whether `path` is `prefix` or below it, at a segment boundary.
+fn path_is_under(path: &str, prefix: &str) -> bool {
+    path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
 impl fmt::Display for ImageRef {
@@ -273,6 +272,20 @@ impl RegistryPath {
             registry: registry.to_string(),
             path: path.map(str::to_string),
         })
+    }
+}
+
+impl RegistryPath {
+    /// Whether every image under `inner` is under this one too (the
+    /// comparison of [`ImageRef::is_under`], between two prefixes):
+    /// `docker.io` covers `docker.io/bitnami`, not the other way round.
+    pub fn covers(&self, inner: &RegistryPath) -> bool {
+        self.registry.eq_ignore_ascii_case(&inner.registry)
+            && match (self.path.as_deref(), inner.path.as_deref()) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(outer), Some(inner)) => path_is_under(inner, outer),
+            }
     }
 }
 
