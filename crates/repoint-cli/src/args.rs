@@ -181,6 +181,13 @@ pub struct EvalArgs {
     /// Namespace for objects that have none (where generated objects go).
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
+    /// Leave objects that have no namespace, and the Secrets and
+    /// ServiceAccounts generated for them, without one, for whoever
+    /// applies them to place (a Helm release's namespace, `kubectl apply
+    /// -n`). For Helm post-renderers: Helm tells a post-renderer neither
+    /// the release nor its namespace.
+    #[arg(long, conflicts_with = "namespace")]
+    pub leave_namespace_unset: bool,
     /// Largest document to read, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub max_document_size: usize,
@@ -240,7 +247,11 @@ impl EvalArgs {
     pub fn options(&self) -> repoint_pipeline::evaluate::Options {
         repoint_pipeline::evaluate::Options {
             settings: self.options.settings(),
-            namespace: self.namespace.clone(),
+            namespace: if self.leave_namespace_unset {
+                String::new()
+            } else {
+                self.namespace.clone()
+            },
             limits: limits(self.max_document_size, self.max_input_size),
             ..repoint_pipeline::evaluate::Options::default()
         }

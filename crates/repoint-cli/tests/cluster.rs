@@ -1056,3 +1056,116 @@ fn an_account_written_whole_replaces_the_live_pull_secrets_and_apply_adds() {
         ["default-dockercfg-x7k2p", "corp-registry"]
     );
 }
+
+/// The real helm with repoint as its post-renderer, installing
+/// `examples/helm/chart` on the real API server. The chart names no
+/// namespace and Helm tells a post-renderer neither the release nor its
+/// namespace, so the pull Secret is generated without one and Helm puts it
+/// in the release namespace, owned by the release. A second release in
+/// that namespace generating the same Secret is refused by Helm before it
+/// creates anything (the Secret belongs to the first); in another namespace
+/// a release gets its own; uninstalling a release deletes its Secret.
+#[test]
+fn helm_releases_own_the_pull_secret_in_their_namespace() {
+    let Some(ns) = Namespace::start("helm") else {
+        return;
+    };
+    let Some(helm) = repoint_tests::helm() else {
+        return;
+    };
+    let other = ns.cluster.namespace("helm-other", &[]);
+    let root = repoint_tests::repo_root();
+    let chart = root.join("examples/helm/chart");
+    let script = root.join("examples/helm/post-render.sh");
+    let home = temp_dir("helm-home");
+    let home = home.to_str().expect("utf-8");
+    let helm_in = |namespace: &str, args: &[&str]| -> Output {
+        let mut all = vec!["--kubeconfig", &ns.kubeconfig, "-n", namespace];
+        all.extend_from_slice(args);
+        repoint_tests::run_command_env(
+            &helm,
+            &all,
+            "",
+            &[
+                ("REPOINT", env!("CARGO_BIN_EXE_repoint")),
+                ("HELM_CONFIG_HOME", home),
+                ("HELM_CACHE_HOME", home),
+                ("HELM_DATA_HOME", home),
+            ],
+        )
+    };
+    let install = |release: &str, namespace: &str| {
+        helm_in(
+            namespace,
+            &[
+                "install",
+                release,
+                chart.to_str().expect("utf-8"),
+                "--post-renderer",
+                script.to_str().expect("utf-8"),
+            ],
+        )
+    };
+    let secret_of = |namespace: &str| {
+        ns.cluster
+            .get("v1", "Secret", Some(namespace), "corp-registry")
+    };
+    let owner = |secret: &Value| {
+        let annotations = &secret["metadata"]["annotations"];
+        (
+            annotations["meta.helm.sh/release-name"].clone(),
+            annotations["meta.helm.sh/release-namespace"].clone(),
+        )
+    };
+
+    let out = install("shop", &ns.ns);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let secret = secret_of(&ns.ns).expect("the pull Secret in the release namespace");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(owner(&secret), (json!("shop"), json!(ns.ns)));
+    let pod = &ns.deployment("shop")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "mirror.corp.example/ghcr/acme/shop:2.4.0"
+    );
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "corp-registry"}]));
+
+    let refused = install("shop-canary", &ns.ns);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&format!(
+            "Secret \"corp-registry\" in namespace \"{}\" exists and cannot be imported into the current release",
+            ns.ns
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        ns.cluster
+            .get("apps/v1", "Deployment", Some(&ns.ns), "shop-canary")
+            .is_none(),
+        "nothing of the refused release is created"
+    );
+    assert_eq!(
+        owner(&secret_of(&ns.ns).expect("still there")),
+        (json!("shop"), json!(ns.ns))
+    );
+
+    let out = install("shop", &other);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        owner(&secret_of(&other).expect("its own Secret")),
+        (json!("shop"), json!(other))
+    );
+
+    let out = helm_in(&ns.ns, &["uninstall", "shop"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        secret_of(&ns.ns).is_none(),
+        "the release's Secret goes with it"
+    );
+    assert!(
+        secret_of(&other).is_some(),
+        "the other release keeps its own"
+    );
+}

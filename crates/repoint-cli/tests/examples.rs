@@ -267,6 +267,17 @@ fn helm_post_renderer_script() {
     let token = std::fs::read_to_string(example("mirror-token.txt")).expect("token");
     check_auth(&config, "mirror.corp.example", "robot", token.trim());
 
+    // Without REPOINT_NAMESPACE (what Helm gives it), the Secret names no
+    // namespace and lands beside the chart's objects, wherever they go.
+    let unset = post_render(&rendered, &[]);
+    assert_eq!(unset.code, 0, "{}", unset.stderr);
+    let secret = documents(&unset.stdout)
+        .into_iter()
+        .find(|o| o["kind"] == "Secret")
+        .expect("the pull Secret");
+    assert!(secret["metadata"].get("namespace").is_none(), "{secret}");
+    assert_eq!(dockerconfigjson(&secret), config);
+
     // A denial stops the install: non-zero exit.
     let deny = std::env::temp_dir().join(format!("repoint-helm-deny-{}.yaml", std::process::id()));
     std::fs::write(
@@ -280,6 +291,76 @@ fn helm_post_renderer_script() {
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("ghcr.io/acme/shop"), "{}", out.stderr);
+}
+
+/// The real helm: `examples/helm/chart` renders as the fixture above (so
+/// the fixture is what Helm hands a post-renderer), and `helm template
+/// --post-renderer` gives what `repoint run --leave-namespace-unset` gives,
+/// with the pull Secret left without a namespace (Helm tells the
+/// post-renderer none; it installs the Secret into the release's, as
+/// `cluster::helm_releases_own_the_pull_secret_in_their_namespace` shows).
+#[test]
+fn helm_renders_the_chart_and_runs_the_post_renderer() {
+    let Some(helm) = repoint_tests::helm() else {
+        return;
+    };
+    let home = repoint_tests::temp_dir("helm-template-home");
+    let home = home.to_str().expect("utf-8");
+    let helm_template = |args: &[&str]| {
+        let mut all = vec!["template", "shop", &example("helm/chart")]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_command_env(
+            &helm,
+            &all,
+            "",
+            &[
+                ("REPOINT", env!("CARGO_BIN_EXE_repoint")),
+                ("HELM_CONFIG_HOME", home),
+                ("HELM_CACHE_HOME", home),
+                ("HELM_DATA_HOME", home),
+            ],
+        )
+    };
+    let rendered = std::fs::read_to_string(example("helm/rendered-chart.yaml")).expect("read");
+    let plain = helm_template(&[]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(plain.stdout, rendered);
+
+    let script = example("helm/post-render.sh");
+    let out = helm_template(&["-n", "team-a", "--post-renderer", &script]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let direct = repoint_env(
+        &[
+            "run",
+            "-c",
+            &example("repoint.yaml"),
+            "--leave-namespace-unset",
+            "-",
+        ],
+        &rendered,
+        &[],
+    );
+    assert_eq!(direct.code, 0, "{}", direct.stderr);
+    assert_eq!(documents(&out.stdout), documents(&direct.stdout));
+    let objects = documents(&out.stdout);
+    let secret = objects
+        .iter()
+        .find(|o| o["kind"] == "Secret")
+        .expect("the pull Secret");
+    assert_eq!(secret["metadata"]["name"], "corp-registry");
+    assert!(
+        secret["metadata"].get("namespace").is_none(),
+        "no namespace: Helm places it: {secret}"
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["metadata"].get("namespace").is_none())
+    );
 }
 
 /// ingress-nginx's static manifest is `helm template` output of its chart:

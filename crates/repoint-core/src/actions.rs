@@ -175,13 +175,21 @@ pub fn service_account(namespace: &str, name: &str, secrets: &[String]) -> Value
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": { crate::MANAGED_BY.0: crate::MANAGED_BY.1 },
-        },
+        "metadata": metadata(namespace, name, json!({ crate::MANAGED_BY.0: crate::MANAGED_BY.1 })),
         "imagePullSecrets": secrets.iter().map(|s| json!({ "name": s })).collect::<Vec<_>>(),
     })
+}
+
+/// The `metadata` of a generated object: `name`, `namespace` unless it is
+/// empty (Kubernetes' `NamespaceNone`: the object goes where whoever applies
+/// it puts it, beside the objects it was generated for) and `labels`.
+pub fn metadata(namespace: &str, name: &str, labels: Value) -> Value {
+    let mut metadata = json!({ "name": name });
+    if !namespace.is_empty() {
+        metadata["namespace"] = json!(namespace);
+    }
+    metadata["labels"] = labels;
+    metadata
 }
 
 /// Operations that add each of `names` missing from the `[{name: ...}]`

@@ -491,7 +491,7 @@ pub fn pull_secret(namespace: &str, name: &str, dockerconfigjson: &str) -> Value
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace, "labels": { label: value }},
+        "metadata": repoint_core::actions::metadata(namespace, name, json!({ label: value })),
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": base64(dockerconfigjson)},
     })

@@ -20,7 +20,9 @@ use crate::{Result, Settings, input};
 pub struct Options {
     /// How policies run.
     pub settings: Settings,
-    /// The namespace of objects that have none (generated objects go there).
+    /// The namespace of objects that have none (generated objects go
+    /// there). Empty, as Kubernetes' `NamespaceNone`: they stay without
+    /// one, and so do the objects generated for them.
     pub namespace: String,
     /// Bounds on each input document.
     pub limits: Limits,

@@ -246,7 +246,7 @@ pub fn whole_accounts_warning(generated: &Generated) -> Option<String> {
                     .unwrap_or_default()
                     .to_string()
             };
-            format!("{}/{}", meta("namespace"), meta("name"))
+            qualified(&meta("namespace"), &meta("name"))
         })
         .collect();
     (!accounts.is_empty()).then(|| {
@@ -301,13 +301,17 @@ pub fn secrets(
             let present = creds::dockerconfigjson_of(found.value)
                 .map(|c| creds::registries_in(&c))
                 .map_err(|reason| {
-                    Error::PullSecret(format!("Secret {ns}/{name} in {file}: {reason}"))
+                    Error::PullSecret(format!(
+                        "Secret {} in {file}: {reason}",
+                        qualified(ns, name)
+                    ))
                 })?;
             let missing: Vec<&String> =
                 registries.iter().filter(|r| !present.contains(r)).collect();
             if !missing.is_empty() {
                 return Err(Error::PullSecret(format!(
-                    "Secret {ns}/{name} in {file} has no credentials for {}; repoint reuses a Secret of that name and will not replace it (rename the secret in the policy settings, or add the registry to that Secret)",
+                    "Secret {} in {file} has no credentials for {}; repoint reuses a Secret of that name and will not replace it (rename the secret in the policy settings, or add the registry to that Secret)",
+                    qualified(ns, name),
                     missing
                         .iter()
                         .map(|s| s.as_str())
@@ -378,7 +382,8 @@ pub fn pull_secret_contents(
                     .collect::<Vec<_>>()
                     .join(", ");
                 let msg = format!(
-                    "secretFrom has no credentials for {list}, needed by Secret {ns}/{name}"
+                    "secretFrom has no credentials for {list}, needed by Secret {}",
+                    qualified(ns, name)
                 );
                 match config.file.missing_credentials {
                     MissingCredentials::Error => return Err(Error::PullSecret(msg)),
@@ -392,7 +397,8 @@ pub fn pull_secret_contents(
             for registry in registries {
                 let Some((_, source)) = sources.iter().find(|(r, _)| r == registry) else {
                     let msg = format!(
-                        "no credentials are configured for {registry} (needed by Secret {ns}/{name})"
+                        "no credentials are configured for {registry} (needed by Secret {})",
+                        qualified(ns, name)
                     );
                     match config.file.missing_credentials {
                         MissingCredentials::Error => return Err(Error::PullSecret(msg)),
@@ -417,6 +423,16 @@ pub fn pull_secret_contents(
         }
     };
     Ok(Some(dockerconfigjson))
+}
+
+/// `namespace/name` as kubectl prints it, or `name` for an object left
+/// without a namespace (`--leave-namespace-unset`).
+fn qualified(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
 }
 
 /// A v1 object in the input.
