@@ -232,6 +232,17 @@ impl Registry {
             .count()
     }
 
+    /// Where the registry keeps the blob `digest` (`sha256:...`) on disk,
+    /// for tests that alter what it serves.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.dir
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// The registry's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()

@@ -41,7 +41,7 @@ pub enum Command {
     /// the pull Secrets and ServiceAccounts they need.
     Apply(ApplyArgs),
     /// Serve the policy sets as a Kubernetes admission webhook (TLS).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Keep the config's `reconcile:` pull Secret present and current in
     /// every matching namespace, and listed by its ServiceAccounts, until
     /// stopped.
@@ -145,6 +145,9 @@ fn parse_kube_version(text: &str) -> Result<(u32, u32), String> {
 pub enum PolicyCommand {
     /// Print a policy's info and check that it implements the contract.
     Inspect(InspectArgs),
+    /// Push a policy component to a registry as a Wasm OCI artifact and
+    /// print its digest.
+    Push(PushArgs),
 }
 
 /// Output format of `repoint images`.
@@ -489,14 +492,41 @@ pub struct TestArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A `.wasm` component or `builtin:NAME`.
+    /// A `.wasm` component, `builtin:NAME` or `oci://REGISTRY/REPOSITORY:TAG`
+    /// (or `@sha256:DIGEST`).
     pub module: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Do not use the on-disk cache of compiled policies.
+    /// Do not use the on-disk caches (compiled policies, pulled artifacts).
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Where `oci://` references are pulled from and pushed to.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// A repoint config whose `registries:` (endpoint, ca, insecure) and
+    /// `credentials:` apply to the registry.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Pull nothing: use what the cache holds.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The policy component (`.wasm`).
+    pub file: PathBuf,
+    /// `oci://REGISTRY/REPOSITORY:TAG`.
+    pub reference: String,
+    /// A repoint config whose `registries:` and `credentials:` apply to the
+    /// registry.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
 }
 
 /// Which cluster, as kubectl finds it.

@@ -24,12 +24,21 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     };
     let runtime = Runtime::new(options, Arc::new(Offline))?;
     let source = PolicySource::parse(&args.module, std::path::Path::new(""));
-    let loaded = runtime.load(&source)?;
+    let mut digest = None;
+    let loaded = match &source {
+        PolicySource::Oci(reference) => {
+            let pulled = crate::oci::pull(&args.registry, reference, runtime.options())?;
+            digest = Some(pulled.manifest_digest.clone());
+            runtime.load_bytes(source.clone(), &pulled.bytes)?
+        }
+        _ => runtime.load(&source)?,
+    };
     let info = &loaded.info;
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({
             "source": source.to_string(),
+            "digest": digest,
             "name": info.name,
             "version": info.version,
             "description": info.description,
@@ -42,6 +51,9 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         writeln!(out)?;
     } else {
         writeln!(out, "source:      {source}")?;
+        if let Some(digest) = &digest {
+            writeln!(out, "digest:      {digest}")?;
+        }
         writeln!(out, "name:        {}", info.name)?;
         writeln!(out, "version:     {}", info.version)?;
         writeln!(out, "description: {}", info.description)?;

@@ -21,6 +21,7 @@ mod inspect;
 mod krm;
 mod manifests;
 mod node_config;
+mod oci;
 mod run;
 mod scaffold;
 mod serve;
@@ -91,6 +92,7 @@ fn main() -> ExitCode {
         args::Command::Webhook(args::WebhookCommand::Manifests(a)) => manifests::run(a),
         args::Command::NodeConfig(a) => node_config::run(a),
         args::Command::Policy(args::PolicyCommand::Inspect(a)) => inspect::run(a),
+        args::Command::Policy(args::PolicyCommand::Push(a)) => oci::push(a),
         args::Command::Test(a) => test::run(a),
         args::Command::New(args::NewCommand::Policy(a)) => scaffold::run(a),
         args::Command::Completions(a) => {

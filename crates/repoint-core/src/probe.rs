@@ -1,5 +1,5 @@
 //! The `probe-image` host import's seam: can an image be pulled without
-//! credentials? `repoint-probe` answers over the network (the OCI
+//! credentials? `repoint-registry` answers over the network (the OCI
 //! distribution API); [`Offline`] answers `unknown` without touching it.
 
 use std::path::PathBuf;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use repoint_config::Config;
-use repoint_probe::RegistryProber;
+use repoint_registry::RegistryProber;
 use repoint_runtime::chain::Chain;
 use repoint_runtime::probe::{Offline, Prober};
 use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions};
@@ -78,22 +78,44 @@ pub fn build_with(
     };
     let mut runtime = Runtime::new(settings.runtime_options(config), prober)?;
     prepare(&mut runtime);
-    load(config, &Arc::new(runtime))
+    load(
+        config,
+        &Arc::new(runtime),
+        settings.offline || config.file.offline,
+    )
 }
 
 /// Load and configure the config's policies, in order, on `runtime`;
-/// errors point at the config's line.
-pub fn load(config: &Config, runtime: &Arc<Runtime>) -> Result<Chain> {
+/// errors point at the config's line. `oci://` modules are pulled (from
+/// the cache only when `offline`).
+pub fn load(config: &Config, runtime: &Arc<Runtime>, offline: bool) -> Result<Chain> {
     let mut policies = Vec::new();
     for (i, entry) in config.file.policies.iter().enumerate() {
         let source = PolicySource::parse(&entry.module, &config.base_dir);
-        let loaded = runtime.load(&source).map_err(|e| {
+        let invalid = |message: String| {
             config.invalid(
                 &format!("/policies/{i}/module"),
                 &format!("policies[{i}].module"),
-                e.to_string(),
+                message,
             )
-        })?;
+        };
+        let loaded = match &source {
+            PolicySource::Oci(reference) => {
+                let options = runtime.options();
+                let pulled = crate::oci::pull(
+                    config,
+                    &entry.name,
+                    reference,
+                    crate::oci::cache_dir(options.cache_dir.as_deref()),
+                    offline,
+                    options.max_module_bytes,
+                )
+                .map_err(|why| invalid(format!("policy {}: {reference}: {why}", entry.name)))?;
+                runtime.load_bytes(source.clone(), &pulled.bytes)
+            }
+            _ => runtime.load(&source),
+        }
+        .map_err(|e| invalid(e.to_string()))?;
         // Settings came from YAML, so they are JSON values already: the
         // encoding cannot fail.
         let settings = entry.settings.to_string();

@@ -19,7 +19,7 @@ pub enum Error {
     Runtime(#[from] repoint_runtime::RuntimeError),
     /// The registry prober could not be set up (a CA file, say).
     #[error(transparent)]
-    Probe(#[from] repoint_probe::ProbeError),
+    Probe(#[from] repoint_registry::SettingsError),
     /// An input document could not be parsed, or an output re-read.
     #[error(transparent)]
     Document(#[from] repoint_core::DocumentError),

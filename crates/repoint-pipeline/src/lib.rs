@@ -24,7 +24,8 @@
 //! `repoint-config` reads the config; this crate puts them in order.
 //!
 //! Depends on repoint-core, repoint-config, repoint-credentials,
-//! repoint-runtime and repoint-probe (the registry prober a run uses), on
+//! repoint-runtime and repoint-registry (the registry prober a run uses,
+//! and [`oci`]'s pulls of `oci://` policies), on
 //! `ignore` for walking directories, `similar` for diffs and `tempfile`
 //! for atomic writes; not on kube, tokio or an HTTP server.
 
@@ -37,6 +38,7 @@ pub mod input;
 pub mod krm;
 pub mod kustomize;
 pub mod materialize;
+pub mod oci;
 pub mod render;
 pub mod report;
 

@@ -153,12 +153,19 @@ pub enum PolicySource {
     Builtin(String),
     /// A `.wasm` component file.
     File(PathBuf),
+    /// `oci://REGISTRY/REPOSITORY:TAG` or `@sha256:DIGEST`: a component
+    /// in a registry, which the caller pulls and hands to
+    /// [`Runtime::load_bytes`] (the runtime has no network).
+    Oci(String),
 }
 
 impl PolicySource {
-    /// Parse `builtin:NAME` or a path (relative paths are taken relative to
-    /// `base`, the directory of the config file).
+    /// Parse `builtin:NAME`, `oci://...` or a path (relative paths are
+    /// taken relative to `base`, the directory of the config file).
     pub fn parse(s: &str, base: &Path) -> Self {
+        if s.starts_with("oci://") {
+            return Self::Oci(s.to_string());
+        }
         match s.strip_prefix("builtin:") {
             Some(name) => Self::Builtin(name.to_string()),
             None => Self::File(base.join(s)),
@@ -171,6 +178,7 @@ impl std::fmt::Display for PolicySource {
         match self {
             Self::Builtin(n) => write!(f, "builtin:{n}"),
             Self::File(p) => write!(f, "{}", p.display()),
+            Self::Oci(reference) => f.write_str(reference),
         }
     }
 }
@@ -436,6 +444,17 @@ impl Runtime {
         &self.options
     }
 
+    /// The names `loaded` imports and exports (interfaces and functions),
+    /// as a Wasm OCI artifact's config lists them.
+    pub fn interfaces(&self, loaded: &LoadedPolicy) -> (Vec<String>, Vec<String>) {
+        let component = loaded.pre.instance_pre().component().component_type();
+        let names = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
+        (
+            names(&mut component.imports(&self.engine).map(|(name, _)| name)),
+            names(&mut component.exports(&self.engine).map(|(name, _)| name)),
+        )
+    }
+
     /// A chain of `policies`, each configured on this runtime (see
     /// [`Runtime::configure`]), in evaluation order, that sees the custom
     /// resources of `image_fields`. The chain holds the runtime: it
@@ -471,6 +490,12 @@ impl Runtime {
                         path: path.clone(),
                         reason,
                     })?
+            }
+            PolicySource::Oci(reference) => {
+                return Err(RuntimeError::Invalid {
+                    source_name: reference.clone(),
+                    message: "an oci:// module is pulled first (repoint_pipeline::oci) and loaded with load_bytes".into(),
+                });
             }
         };
         self.load_bytes(source.clone(), &bytes)

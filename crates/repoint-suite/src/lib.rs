@@ -353,7 +353,7 @@ impl Subject {
                 ..Default::default()
             };
             let runtime = Arc::new(Runtime::new(settings.runtime_options(&config), prober)?);
-            let chain = repoint_pipeline::chain::load(&config, &runtime)?;
+            let chain = repoint_pipeline::chain::load(&config, &runtime, config.file.offline)?;
             return Ok(Self {
                 runtime,
                 what: What::Chain(chain),

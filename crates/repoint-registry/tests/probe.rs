@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use repoint_core::ImageRef;
 use repoint_core::probe::{ProbeAnswer, Prober};
-use repoint_probe::{ProbeSettings, RegistryProber, RegistrySettings};
+use repoint_registry::{ProbeSettings, RegistryProber, RegistrySettings};
 use repoint_tests::http::{Response, Server};
 use repoint_tests::registry::Registry;
 

@@ -1,0 +1,109 @@
+//! `repoint policy push` and the `oci://` side of `policy inspect`: policy
+//! components as Wasm OCI artifacts, with a config's registry settings and
+//! credentials.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use repoint_config::Config;
+use repoint_pipeline::oci::Pulled;
+use repoint_runtime::probe::Offline;
+use repoint_runtime::{PolicySource, Runtime, RuntimeOptions};
+use serde_json::json;
+
+use crate::args::{PushArgs, RegistryArgs};
+
+/// The config `-c` names, or one with no registries and no credentials.
+fn config(path: Option<&std::path::Path>) -> Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::parse(
+            "(no config)",
+            "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies: []\n".into(),
+            std::env::current_dir()?,
+        )?),
+    }
+}
+
+/// Pull `reference` for `policy inspect`, cached as the runtime caches.
+pub fn pull(args: &RegistryArgs, reference: &str, options: &RuntimeOptions) -> Result<Pulled> {
+    let config = config(args.config.as_deref())?;
+    repoint_pipeline::oci::pull(
+        &config,
+        "(inspected)",
+        reference,
+        repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
+        args.offline,
+        options.max_module_bytes,
+    )
+    .map_err(|why| anyhow!("{reference}: {why}"))
+}
+
+pub fn push(args: &PushArgs) -> Result<ExitCode> {
+    let config = config(args.config.as_deref())?;
+    let bytes = repoint_core::bounded::read_regular_file(&args.file, config.module_size())
+        .map_err(|reason| anyhow!("{}: {reason}", args.file.display()))?;
+    // Only a component that implements the contract is pushed: loading it
+    // checks that, and gives the names its artifact config lists.
+    let runtime = Runtime::new(
+        RuntimeOptions {
+            cache_dir: None,
+            ..RuntimeOptions::default()
+        },
+        Arc::new(Offline),
+    )?;
+    let loaded = runtime.load_bytes(PolicySource::File(args.file.clone()), &bytes)?;
+    let (imports, exports) = runtime.interfaces(&loaded);
+    let artifact_config = json!({
+        "created": rfc3339_now(),
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": [repoint_pipeline::oci::sha256(&bytes)],
+        "component": {"exports": exports, "imports": imports, "target": null},
+    });
+    let digest = repoint_pipeline::oci::push(&config, &args.reference, &bytes, &artifact_config)
+        .map_err(|why| anyhow!(why))
+        .with_context(|| format!("pushing {} to {}", args.file.display(), args.reference))?;
+    println!("{digest}");
+    eprintln!(
+        "pushed {} {} as {}@{digest}",
+        loaded.info.name, loaded.info.version, args.reference
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Now as RFC 3339 UTC (`2026-12-03T08:15:00Z`), what the artifact
+/// config's `created` holds.
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_rfc3339() {
+        let now = super::rfc3339_now();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
+    }
+}
