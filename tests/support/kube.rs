@@ -203,6 +203,22 @@ impl ControlPlane {
     /// Start one, with `extra` flags for the API server (see [`shared`]
     /// for the one of a test binary).
     pub fn start(extra: &[&str]) -> Self {
+        // Ports are picked free, then released for the servers to bind:
+        // another process of the test run can take one in between. A
+        // server that says so is started again on other ports.
+        for attempt in 1.. {
+            match Self::start_once(extra) {
+                Ok(plane) => return plane,
+                Err(taken) if attempt < 4 => {
+                    eprintln!("control plane, attempt {attempt}: {taken}; starting again")
+                }
+                Err(taken) => panic!("control plane: {taken}, four times"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn start_once(extra: &[&str]) -> Result<Self, String> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let started = Instant::now();
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -328,7 +344,7 @@ impl ControlPlane {
             plane
                 .get(agent, "/readyz")
                 .is_some_and(|(status, _)| status == 200)
-        });
+        })?;
 
         // The controller manager authenticates with a client certificate.
         let cm_kubeconfig = plane.kubeconfig_with_certificate(
@@ -367,22 +383,36 @@ impl ControlPlane {
                     .get(agent, "/api/v1/namespaces/default/serviceaccounts/default")
                     .is_some_and(|(status, _)| status == 200)
             },
-        );
+        )?;
         eprintln!(
             "control plane {VERSION} ready at {} in {:.1} s",
             plane.url,
             started.elapsed().as_secs_f64()
         );
-        plane
+        Ok(plane)
     }
 
-    /// Poll `ready` (GETs with the admin token) for up to 120 s.
-    fn wait_until(&self, what: &str, log: &str, mut ready: impl FnMut(&ureq::Agent) -> bool) {
+    /// Poll `ready` (GETs with the admin token) for up to 120 s; `Err`
+    /// when a server of the plane could not bind its port.
+    fn wait_until(
+        &self,
+        what: &str,
+        log: &str,
+        mut ready: impl FnMut(&ureq::Agent) -> bool,
+    ) -> Result<(), String> {
         let agent = self.agent();
         crate::wait_for(
             what,
             Duration::from_secs(120),
-            || ready(&agent).then_some(()),
+            || {
+                if ready(&agent) {
+                    return Some(Ok(()));
+                }
+                ["etcd", "kube-apiserver", "kube-controller-manager"]
+                    .into_iter()
+                    .find(|c| self.log(c).contains("address already in use"))
+                    .map(|c| Err(format!("{c} found its port taken")))
+            },
             || format!("{log} log:\n{}", self.log(log)),
         )
     }

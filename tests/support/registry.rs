@@ -232,6 +232,60 @@ impl Registry {
             .count()
     }
 
+    /// Sign the manifest `digest` of `repository` as `cosign sign --key`
+    /// does: a simple-signing payload naming the digest, pushed as a
+    /// layer of the manifest tagged `sha256-<hex>.sig`, its ECDSA P-256
+    /// SHA-256 signature (ASN.1 DER, base64) in the layer's
+    /// `dev.cosignproject.cosign/signature` annotation. `signed` is the
+    /// digest the payload names (the manifest's own, or another for a
+    /// forged one).
+    pub fn push_cosign_signature(
+        &self,
+        repository: &str,
+        digest: &str,
+        signed: &str,
+        key: &CosignKey,
+    ) {
+        let payload = serde_json::json!({
+            "critical": {
+                "identity": {"docker-reference": format!("{}/{repository}", self.addr)},
+                "image": {"docker-manifest-digest": signed},
+                "type": "cosign container image signature",
+            },
+            "optional": null,
+        })
+        .to_string();
+        let rng = ring::rand::SystemRandom::new();
+        let signature = key.pair.sign(&rng, payload.as_bytes()).expect("sign");
+        let payload_digest = self.push_blob(repository, payload.as_bytes());
+        let config =
+            br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = self.push_blob(repository, config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config.len()},
+            "layers": [{
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "digest": payload_digest, "size": payload.len(),
+                "annotations": {"dev.cosignproject.cosign/signature":
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature.as_ref())},
+            }],
+        })
+        .to_string();
+        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+        let response = self
+            .authorize(Self::agent().put(format!(
+                "{}://{}/v2/{repository}/manifests/{tag}",
+                self.scheme, self.addr
+            )))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .send(manifest.as_bytes())
+            .expect("put signature");
+        assert_eq!(response.status().as_u16(), 201, "pushing the signature");
+    }
+
     /// Where the registry keeps the blob `digest` (`sha256:...`) on disk,
     /// for tests that alter what it serves.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
@@ -254,5 +308,47 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cosign key pair: ECDSA P-256, as `cosign generate-key-pair` makes,
+/// with the public half as the PEM `cosign.pub` holds.
+pub struct CosignKey {
+    pair: ring::signature::EcdsaKeyPair,
+    /// `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo).
+    pub public_pem: String,
+}
+
+impl CosignKey {
+    pub fn generate() -> Self {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("key pair");
+        // SubjectPublicKeyInfo: id-ecPublicKey, prime256v1, the point.
+        let mut der = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        der.extend_from_slice(pair.public_key().as_ref());
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("ascii"))
+            .collect();
+        let public_pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        );
+        Self { pair, public_pem }
+    }
+}
+
+impl std::fmt::Debug for CosignKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CosignKey").finish_non_exhaustive()
     }
 }

@@ -33,6 +33,7 @@ pub fn pull(args: &RegistryArgs, reference: &str, options: &RuntimeOptions) -> R
         &config,
         "(inspected)",
         reference,
+        &[],
         repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
         args.offline,
         options.max_module_bytes,

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use repoint_tests::registry::Registry;
+use repoint_tests::registry::{CosignKey, Registry};
 use repoint_tests::{Output, documents, run_command_env, temp_dir};
 use serde_json::Value;
 
@@ -387,6 +387,89 @@ fn tls_with_a_private_ca() {
     let failed = untrusting.run(&config, &[]).expect_err("untrusted");
     assert!(
         failed.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        failed.stderr
+    );
+}
+
+/// `verify:` with cosign keys. The signatures are made as `cosign sign
+/// --key` makes them (there is no cosign binary here: not in Debian, not
+/// on PyPI or npm): the same payload, layout, tag and algorithm, built by
+/// `Registry::push_cosign_signature` with ring's ECDSA P-256 signer.
+#[test]
+fn signatures_are_verified_with_the_configured_keys() {
+    let Some(registry) = Registry::start("oci-signed", None) else {
+        return;
+    };
+    let env = Env::new("signed");
+    let file = env.policy_file("registry-mirror");
+    let tag = format!("oci://{}/policies/mirror:1.0", registry.addr);
+    let pushed = env.push(&file, &tag, &[]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let digest = pushed.stdout.trim().to_string();
+    let key = CosignKey::generate();
+    let other = CosignKey::generate();
+    let key_file = env.dir.join("cosign.pub");
+    let other_file = env.dir.join("other.pub");
+    std::fs::write(&key_file, &key.public_pem).expect("key");
+    std::fs::write(&other_file, &other.public_pem).expect("key");
+    let config = env.config(
+        "signed",
+        &format!("verify: {{keys: [{}]}}\n", key_file.display()),
+        &tag,
+    );
+    let refused = |why: &str| {
+        let failed = env.run(&config, &[]).expect_err("refused");
+        assert_eq!(failed.code, 2, "{}", failed.stderr);
+        assert!(
+            failed.stderr.contains("policies[0].module")
+                && failed.stderr.contains("policy mirror")
+                && failed.stderr.contains(&tag)
+                && failed.stderr.contains(why),
+            "{why}: {}",
+            failed.stderr
+        );
+    };
+    refused("it is not signed");
+    registry.push_cosign_signature("policies/mirror", &digest, &digest, &other);
+    refused("made with none of the keys");
+    let elsewhere = format!("sha256:{}", "0".repeat(64));
+    registry.push_cosign_signature("policies/mirror", &digest, &elsewhere, &key);
+    refused(&format!("its payload signs {elsewhere}, not this manifest"));
+
+    registry.push_cosign_signature("policies/mirror", &digest, &digest, &key);
+    let (image, logged) = env
+        .run(&config, &["--log-level", "info"])
+        .expect("verified");
+    assert_eq!(image, MIRRORED);
+    assert!(
+        logged.contains(&format!("is signed with {}", key_file.display())),
+        "{logged}"
+    );
+    // Offline, with the registry gone: checked again, from the cache.
+    drop(registry);
+    assert_eq!(
+        env.run(&config, &["--offline"]).expect("from the cache").0,
+        MIRRORED
+    );
+
+    // Only an oci:// module has a signature to verify.
+    let builtin = env.dir.join("builtin.yaml");
+    std::fs::write(
+        &builtin,
+        format!(
+            "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies:\n- name: m\n  module: builtin:registry-mirror\n  verify: {{keys: [{}]}}\n  settings: {{rules: [{{match: docker.io, replace: x.example}}]}}\n",
+            key_file.display()
+        ),
+    )
+    .expect("write");
+    let failed = env
+        .run(builtin.to_str().expect("utf-8"), &[])
+        .expect_err("refused");
+    assert!(
+        failed
+            .stderr
+            .contains("policies[0].verify: only an oci:// module"),
         "{}",
         failed.stderr
     );

@@ -79,6 +79,19 @@ pub struct PolicyEntry {
     /// Settings handed to the policy's `configure`, as JSON.
     #[serde(default = "empty_object")]
     pub settings: Value,
+    /// The signature an `oci://` module must carry (over the config-wide
+    /// `verify:`).
+    #[serde(default)]
+    pub verify: Option<VerifyEntry>,
+}
+
+/// Signatures a pulled policy must carry: cosign key-based signatures
+/// (a `cosign.pub` PEM per key); one key verifying is enough.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifyEntry {
+    /// Public key files (relative to the config's directory).
+    pub keys: Vec<String>,
 }
 
 fn empty_object() -> Value {
@@ -289,6 +302,10 @@ pub struct ConfigFile {
     /// Answer every probe `unknown` without touching the network.
     #[serde(default)]
     pub offline: bool,
+    /// The signature every `oci://` policy must carry, unless its own
+    /// `verify:` says otherwise.
+    #[serde(default)]
+    pub verify: Option<VerifyEntry>,
     /// Bounds of registry probes.
     #[serde(default)]
     pub probe: Option<ProbeEntry>,
@@ -374,6 +391,7 @@ impl Config {
                 secret_from: None,
                 registries: BTreeMap::new(),
                 offline: false,
+                verify: None,
                 probe: None,
                 webhook: None,
                 reconcile: None,
@@ -434,6 +452,30 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for (i, p) in self.file.policies.iter().enumerate() {
+            let Some(verify) = &p.verify else { continue };
+            if !p.module.starts_with("oci://") {
+                return Err(self.invalid(
+                    &format!("/policies/{i}/verify"),
+                    &format!("policies[{i}].verify"),
+                    "only an oci:// module carries a signature to verify".into(),
+                ));
+            }
+            if verify.keys.is_empty() {
+                return Err(self.invalid(
+                    &format!("/policies/{i}/verify/keys"),
+                    &format!("policies[{i}].verify.keys"),
+                    "name at least one public key".into(),
+                ));
+            }
+        }
+        if self.file.verify.as_ref().is_some_and(|v| v.keys.is_empty()) {
+            return Err(self.invalid(
+                "/verify/keys",
+                "verify.keys",
+                "name at least one public key".into(),
+            ));
         }
         if let Some(sets) = self.file.webhook.as_ref().and_then(|w| w.sets.as_ref()) {
             for (set, entry) in sets {
@@ -775,6 +817,22 @@ impl Config {
     }
 
     /// The largest policy module read (default 128 MiB).
+    /// The key files the `oci://` policy `index` must be signed with
+    /// (its own `verify:`, else the config's), resolved against the
+    /// config's directory; empty: no signature is asked for.
+    pub fn verify_keys(&self, index: usize) -> Vec<PathBuf> {
+        let entry = &self.file.policies[index];
+        if !entry.module.starts_with("oci://") {
+            return Vec::new();
+        }
+        entry
+            .verify
+            .as_ref()
+            .or(self.file.verify.as_ref())
+            .map(|v| v.keys.iter().map(|k| self.path(k)).collect())
+            .unwrap_or_default()
+    }
+
     pub fn module_size(&self) -> u64 {
         self.file
             .limits

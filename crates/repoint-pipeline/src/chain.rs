@@ -106,6 +106,7 @@ pub fn load(config: &Config, runtime: &Arc<Runtime>, offline: bool) -> Result<Ch
                     config,
                     &entry.name,
                     reference,
+                    &config.verify_keys(i),
                     crate::oci::cache_dir(options.cache_dir.as_deref()),
                     offline,
                     options.max_module_bytes,

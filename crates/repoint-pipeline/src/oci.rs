@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use repoint_config::Config;
 use repoint_registry::artifact::{self, PullOptions};
+use repoint_registry::signature::{self, PublicKey};
 use repoint_registry::{Basic, Registries};
 
 pub use repoint_registry::artifact::{Pulled, parse_reference, sha256};
@@ -34,30 +35,59 @@ pub fn credentials_for(config: &Config, registry: &str) -> Result<Option<Basic>,
     }))
 }
 
+/// The cosign public keys in `files`.
+fn public_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
+    files
+        .iter()
+        .map(|file| {
+            let name = file.display().to_string();
+            let bytes = repoint_core::bounded::read_regular_file(file, 64 << 10)
+                .map_err(|reason| format!("verify: {name}: {reason}"))?;
+            PublicKey::from_pem(&name, &String::from_utf8_lossy(&bytes))
+                .map_err(|why| format!("verify: {why}"))
+        })
+        .collect()
+}
+
 /// Pull the component `reference` (an `oci://` module) names for the
-/// policy `policy`, logging what the tag resolved to.
+/// policy `policy`, logging what the tag resolved to; with `keys` (files
+/// of cosign public keys), only when a signature made with one of them
+/// verifies.
 pub fn pull(
     config: &Config,
     policy: &str,
     reference: &str,
+    keys: &[PathBuf],
     cache: Option<PathBuf>,
     offline: bool,
     max_bytes: u64,
 ) -> Result<Pulled, String> {
     let image = parse_reference(reference)?;
+    let keys = public_keys(keys)?;
     let registries = Registries::new(&config.registry_settings()).map_err(|e| e.to_string())?;
     let basic = credentials_for(config, &image.registry)?;
-    let pulled = artifact::pull(
-        &registries,
-        &image,
-        basic,
-        &PullOptions {
-            cache,
-            offline,
-            timeout: PULL_TIMEOUT,
-            max_bytes,
-        },
-    )?;
+    let options = PullOptions {
+        cache,
+        offline,
+        timeout: PULL_TIMEOUT,
+        max_bytes,
+    };
+    let pulled = artifact::pull(&registries, &image, basic.clone(), &options)?;
+    if !keys.is_empty() {
+        let key = signature::verify(
+            &registries,
+            &image,
+            &pulled.manifest_digest,
+            &keys,
+            basic,
+            &options,
+        )
+        .map_err(|why| format!("{} is refused: {why}", pulled.manifest_digest))?;
+        tracing::info!(
+            "policy {policy}: {reference} ({}) is signed with {key}",
+            pulled.manifest_digest
+        );
+    }
     if let Some(previous) = &pulled.previous_digest {
         tracing::warn!(
             "policy {policy}: {reference} now names {}, not the {previous} it named when last pulled here",

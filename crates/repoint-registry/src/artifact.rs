@@ -347,7 +347,7 @@ fn registry_error(response: &mut ureq::http::Response<ureq::Body>) -> String {
 }
 
 /// Why a fetch failed.
-enum Failure {
+pub(crate) enum Failure {
     /// Nothing answered (network, TLS, deadline).
     Unreachable(String),
     /// The registry answered, but not with the thing.
@@ -355,7 +355,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_reason(self) -> String {
+    pub(crate) fn into_reason(self) -> String {
         match self {
             Self::Unreachable(r) | Self::Refused(r) => r,
         }
@@ -363,7 +363,12 @@ impl Failure {
 }
 
 /// GET `path` and read at most `limit` bytes of a 200 answer.
-fn fetch(session: &mut Session, path: &str, accept: &str, limit: u64) -> Result<Vec<u8>, Failure> {
+pub(crate) fn fetch(
+    session: &mut Session,
+    path: &str,
+    accept: &str,
+    limit: u64,
+) -> Result<Vec<u8>, Failure> {
     let mut response = session
         .send(&Call {
             method: "GET",
@@ -405,6 +410,7 @@ fn fetch(session: &mut Session, path: &str, accept: &str, limit: u64) -> Result<
 }
 
 /// The component layer a manifest lists.
+#[derive(Debug)]
 struct Layer {
     digest: String,
     size: u64,
@@ -457,7 +463,7 @@ fn component_layer(manifest: &[u8], max_bytes: u64) -> Result<Layer, String> {
 }
 
 /// `sha256:<64 lowercase hex>`.
-fn is_sha256(digest: &str) -> bool {
+pub(crate) fn is_sha256(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {
         hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
@@ -469,7 +475,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A blob is what its descriptor says, or the artifact was altered.
-fn check_blob(bytes: &[u8], digest: &str, size: u64) -> Result<(), String> {
+pub(crate) fn check_blob(bytes: &[u8], digest: &str, size: u64) -> Result<(), String> {
     let found = sha256(bytes);
     if found != digest || bytes.len() as u64 != size {
         return Err(format!(
@@ -482,12 +488,12 @@ fn check_blob(bytes: &[u8], digest: &str, size: u64) -> Result<(), String> {
 
 /// The on-disk cache: blobs by digest, verified whenever read, and the
 /// digest each tag last resolved to.
-struct Cache<'a> {
+pub(crate) struct Cache<'a> {
     dir: &'a Path,
 }
 
 impl<'a> Cache<'a> {
-    fn new(dir: &'a Path) -> Self {
+    pub(crate) fn new(dir: &'a Path) -> Self {
         Self { dir }
     }
 
@@ -496,7 +502,7 @@ impl<'a> Cache<'a> {
         self.dir.join("blobs/sha256").join(hex)
     }
 
-    fn tag_path(&self, registry: &str, repository: &str, tag: &str) -> PathBuf {
+    pub(crate) fn tag_path(&self, registry: &str, repository: &str, tag: &str) -> PathBuf {
         self.dir
             .join("tags")
             .join(registry)
@@ -507,7 +513,7 @@ impl<'a> Cache<'a> {
     /// The cached blob `digest` of `size` bytes, if it is there and still
     /// is what its digest says (a blob that is not is an error: the cache
     /// was altered).
-    fn blob(&self, digest: &str, size: u64) -> Result<Option<Vec<u8>>, String> {
+    pub(crate) fn blob(&self, digest: &str, size: u64) -> Result<Option<Vec<u8>>, String> {
         let path = self.blob_path(digest);
         let bytes = match repoint_core::bounded::read_regular_file(&path, size) {
             Ok(bytes) => bytes,
@@ -519,14 +525,14 @@ impl<'a> Cache<'a> {
         Ok(Some(bytes))
     }
 
-    /// The component of the cached manifest `digest`, if both are cached.
-    fn component(&self, digest: &str, max_bytes: u64) -> Result<Option<Pulled>, String> {
+    /// The cached manifest `digest` (at most `limit` bytes), if it is
+    /// there; one that is not what its digest says is an error.
+    pub(crate) fn manifest(&self, digest: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         if !is_sha256(digest) {
             return Ok(None);
         }
         let path = self.blob_path(digest);
-        let Ok(manifest) = repoint_core::bounded::read_regular_file(&path, MAX_MANIFEST_BYTES)
-        else {
+        let Ok(manifest) = repoint_core::bounded::read_regular_file(&path, limit) else {
             return Ok(None);
         };
         if sha256(&manifest) != digest {
@@ -535,6 +541,14 @@ impl<'a> Cache<'a> {
                 path.display()
             ));
         }
+        Ok(Some(manifest))
+    }
+
+    /// The component of the cached manifest `digest`, if both are cached.
+    fn component(&self, digest: &str, max_bytes: u64) -> Result<Option<Pulled>, String> {
+        let Some(manifest) = self.manifest(digest, MAX_MANIFEST_BYTES)? else {
+            return Ok(None);
+        };
         let layer = component_layer(&manifest, max_bytes)?;
         Ok(self.blob(&layer.digest, layer.size)?.map(|bytes| Pulled {
             bytes,
@@ -546,13 +560,13 @@ impl<'a> Cache<'a> {
         }))
     }
 
-    fn store(&self, digest: &str, bytes: &[u8]) -> Result<(), String> {
+    pub(crate) fn store(&self, digest: &str, bytes: &[u8]) -> Result<(), String> {
         write_atomically(&self.blob_path(digest), bytes)
     }
 }
 
 /// Write `path` whole or not at all (a temporary file beside it, renamed).
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("writing the cache's {}: {e}", path.display());
     let dir = path
         .parent()
@@ -609,16 +623,14 @@ mod tests {
         );
         assert!(
             image
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .contains("not a Wasm component artifact")
         );
         let two = component_layer(&manifest(CONFIG_MEDIA_TYPE, json!([wasm(1), wasm(1)])), 10);
-        assert!(two.err().expect("refused").contains("this one has 2"));
+        assert!(two.expect_err("refused").contains("this one has 2"));
         let big = component_layer(&manifest(CONFIG_MEDIA_TYPE, json!([wasm(11)])), 10);
         assert!(
-            big.err()
-                .expect("refused")
+            big.expect_err("refused")
                 .contains("more than the 10 allowed")
         );
         assert!(check_blob(b"y", &sha256(b"x"), 1).is_err());

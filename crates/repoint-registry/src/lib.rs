@@ -30,6 +30,7 @@ use repoint_core::ImageRef;
 use repoint_core::probe::{ProbeAnswer, Prober};
 
 pub mod artifact;
+pub mod signature;
 pub mod transport;
 
 pub use transport::{Basic, Registries, SettingsError};
