@@ -1,6 +1,7 @@
 //! The files and environment variables a config reads at run time
 //! (credentials, the Secret `secretFrom.file` copies, registries' CA
-//! files), carried into the cluster. A path in the config means nothing in
+//! files, the public keys `verify:` checks pulled policies with), carried
+//! into the cluster. A path in the config means nothing in
 //! the server's pod, and a password must never sit in a ConfigMap: each is
 //! read now, stored in the Secret `repoint-files`, mounted at
 //! [`MOUNT`], and the ConfigMap's copy of the config names it there. A
@@ -119,6 +120,28 @@ impl Carried {
                 )?;
             }
         }
+        if let Some(verify) = &config.file.verify {
+            for (k, file) in verify.keys.iter().enumerate() {
+                carried.file(
+                    config,
+                    &format!("verify.keys[{k}]"),
+                    file,
+                    format!("verify-key-{k}.pub"),
+                    &format!("/verify/keys/{k}"),
+                )?;
+            }
+        }
+        for (i, policy) in config.file.policies.iter().enumerate() {
+            for (k, file) in policy.verify.iter().flat_map(|v| &v.keys).enumerate() {
+                carried.file(
+                    config,
+                    &format!("policies[{i}].verify.keys[{k}]"),
+                    file,
+                    format!("policy-{i}-verify-key-{k}.pub"),
+                    &format!("/policies/{i}/verify/keys/{k}"),
+                )?;
+            }
+        }
         Ok(carried)
     }
 
@@ -170,4 +193,34 @@ fn read(what: &str, path: &std::path::Path) -> Result<String> {
         key: what.to_string(),
         why: format!("{} is not UTF-8 text", path.display()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The public keys of `verify:` reach the pod like the other files:
+    /// into the Secret, and the config names them at the mount.
+    #[test]
+    fn verify_keys_are_carried() {
+        const TEXT: &str = "apiVersion: repoint.dev/v1alpha1\nkind: Config\nverify: {keys: [team.pub]}\npolicies:\n- name: m\n  module: oci://registry.corp.example/p/m:1\n  verify: {keys: [vendor.pub]}\n";
+        let dir = std::env::temp_dir().join(format!("repoint-carried-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("team.pub"), "TEAM KEY").expect("key");
+        std::fs::write(dir.join("vendor.pub"), "VENDOR KEY").expect("key");
+        let config = Config::parse("repoint.yaml", TEXT.into(), dir.clone()).expect("config");
+        let carried = Carried::of(&config).expect("carried");
+        assert_eq!(carried.data["verify-key-0.pub"], "TEAM KEY");
+        assert_eq!(carried.data["policy-0-verify-key-0.pub"], "VENDOR KEY");
+        let text = carried.config_text(TEXT).expect("rendered");
+        assert!(
+            text.contains(&format!("{MOUNT}/verify-key-0.pub")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{MOUNT}/policy-0-verify-key-0.pub")),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
