@@ -275,7 +275,7 @@ fn slow_bodies(
     Ok((during, after, answered))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -525,7 +525,7 @@ fn review(object: &Value, resource: &str) -> Value {
     })
 }
 
-fn write_certificate(dir: &Path) -> Result<()> {
+pub(crate) fn write_certificate(dir: &Path) -> Result<()> {
     let key = rcgen::KeyPair::generate()?;
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.self_signed(&key)?;
     std::fs::write(dir.join("tls.crt"), cert.pem())?;
@@ -534,7 +534,7 @@ fn write_certificate(dir: &Path) -> Result<()> {
 }
 
 /// A client trusting the server's self-signed certificate.
-fn agent(dir: &Path) -> Result<ureq::Agent> {
+pub(crate) fn agent(dir: &Path) -> Result<ureq::Agent> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let pem = std::fs::read(dir.join("tls.crt"))?;
     let cert = Certificate::from_pem(&pem)

@@ -25,6 +25,7 @@
 
 mod bench;
 mod codegen;
+mod coldstart;
 mod fuzz;
 mod languages;
 mod loadtest;
@@ -42,12 +43,13 @@ fn main() -> ExitCode {
         Some("check-wasm") => check_wasm(),
         Some("bench") => bench::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
+        Some("coldstart") => coldstart::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
         Some("bench-languages") => languages::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask check-wasm | codegen [--root DIR] [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | fuzz [--seconds N] [TARGET] | loadtest [--seconds N] [--concurrency N] [--rate N]"
+                "usage: cargo xtask check-wasm | codegen [--root DIR] [--check] | bench [--size MB] [--runs N] | bench-languages [--objects N] [--runs N] | fuzz [--seconds N] [TARGET] | loadtest [--seconds N] [--concurrency N] [--rate N] | coldstart [--runs N]"
             );
             return ExitCode::from(2);
         }
