@@ -244,6 +244,29 @@ pub fn helm() -> Option<PathBuf> {
     program_or_skip("helm", "REPOINT_REQUIRE_HELM")
 }
 
+/// Run `helm ARGS` with its config, cache and data under `home` (never
+/// the user's), and `repoint` as the `REPOINT` its post-renderer scripts
+/// run.
+pub fn run_helm(
+    helm: &std::path::Path,
+    args: &[&str],
+    home: &std::path::Path,
+    repoint: &str,
+) -> Output {
+    let home = home.to_str().expect("utf-8");
+    run_command_env(
+        helm,
+        args,
+        "",
+        &[
+            ("REPOINT", repoint),
+            ("HELM_CONFIG_HOME", home),
+            ("HELM_CACHE_HOME", home),
+            ("HELM_DATA_HOME", home),
+        ],
+    )
+}
+
 /// Identity of a Kubernetes object: (apiVersion, kind, namespace, name).
 pub type ObjectId = (String, String, String, String);
 

@@ -197,6 +197,12 @@ impl Registry {
                         "digest": layer_digest, "size": layer.len()}],
         })
         .to_string();
+        self.put_manifest(repository, tag, &manifest);
+        format!("sha256:{:x}", Sha256::digest(manifest.as_bytes()))
+    }
+
+    /// PUT an OCI image manifest as `repository:tag`.
+    fn put_manifest(&self, repository: &str, tag: &str, manifest: &str) {
         let response = self
             .authorize(Self::agent().put(format!(
                 "{}://{}/v2/{repository}/manifests/{tag}",
@@ -205,8 +211,11 @@ impl Registry {
             .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
             .send(manifest.as_bytes())
             .expect("put manifest");
-        assert_eq!(response.status().as_u16(), 201, "pushing the manifest");
-        format!("sha256:{:x}", Sha256::digest(manifest.as_bytes()))
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "pushing the manifest {tag}"
+        );
     }
 
     /// Manifest requests repoint sent for `repository`, from the registry's
@@ -275,15 +284,7 @@ impl Registry {
         })
         .to_string();
         let tag = format!("{}.sig", digest.replacen(':', "-", 1));
-        let response = self
-            .authorize(Self::agent().put(format!(
-                "{}://{}/v2/{repository}/manifests/{tag}",
-                self.scheme, self.addr
-            )))
-            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-            .send(manifest.as_bytes())
-            .expect("put signature");
-        assert_eq!(response.status().as_u16(), 201, "pushing the signature");
+        self.put_manifest(repository, &tag, &manifest);
     }
 
     /// Where the registry keeps the blob `digest` (`sha256:...`) on disk,

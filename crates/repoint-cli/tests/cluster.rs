@@ -1078,21 +1078,10 @@ fn helm_releases_own_the_pull_secret_in_their_namespace() {
     let chart = root.join("examples/helm/chart");
     let script = root.join("examples/helm/post-render.sh");
     let home = temp_dir("helm-home");
-    let home = home.to_str().expect("utf-8");
     let helm_in = |namespace: &str, args: &[&str]| -> Output {
         let mut all = vec!["--kubeconfig", &ns.kubeconfig, "-n", namespace];
         all.extend_from_slice(args);
-        repoint_tests::run_command_env(
-            &helm,
-            &all,
-            "",
-            &[
-                ("REPOINT", env!("CARGO_BIN_EXE_repoint")),
-                ("HELM_CONFIG_HOME", home),
-                ("HELM_CACHE_HOME", home),
-                ("HELM_DATA_HOME", home),
-            ],
-        )
+        repoint_tests::run_helm(&helm, &all, &home, env!("CARGO_BIN_EXE_repoint"))
     };
     let install = |release: &str, namespace: &str| {
         helm_in(

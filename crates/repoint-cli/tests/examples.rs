@@ -305,25 +305,11 @@ fn helm_renders_the_chart_and_runs_the_post_renderer() {
         return;
     };
     let home = repoint_tests::temp_dir("helm-template-home");
-    let home = home.to_str().expect("utf-8");
+    let chart = example("helm/chart");
     let helm_template = |args: &[&str]| {
-        let mut all = vec!["template", "shop", &example("helm/chart")]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_command_env(
-            &helm,
-            &all,
-            "",
-            &[
-                ("REPOINT", env!("CARGO_BIN_EXE_repoint")),
-                ("HELM_CONFIG_HOME", home),
-                ("HELM_CACHE_HOME", home),
-                ("HELM_DATA_HOME", home),
-            ],
-        )
+        let mut all = vec!["template", "shop", &chart];
+        all.extend_from_slice(args);
+        repoint_tests::run_helm(&helm, &all, &home, env!("CARGO_BIN_EXE_repoint"))
     };
     let rendered = std::fs::read_to_string(example("helm/rendered-chart.yaml")).expect("read");
     let plain = helm_template(&[]);

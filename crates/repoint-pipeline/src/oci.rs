@@ -13,7 +13,7 @@ use repoint_registry::{Basic, Registries};
 
 pub use repoint_registry::artifact::{Pulled, parse_reference, sha256};
 
-/// How long one pull (all its requests) may take.
+/// How long one pull or push (all its requests together) may take.
 pub const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The cache of pulled artifacts under the runtime's `cache_dir`.

@@ -130,14 +130,7 @@ pub fn pull(
         });
     }
     let deadline = Instant::now() + options.timeout;
-    let mut session = Session::new(
-        registries,
-        &reference.registry,
-        &reference.repository,
-        "pull",
-        basic,
-        deadline,
-    );
+    let mut session = Session::new(registries, reference, "pull", basic, deadline);
     let target = reference
         .digest
         .as_deref()
@@ -167,7 +160,7 @@ pub fn pull(
             }
             return Err(reason);
         }
-        Err(Failure::Refused(reason)) => return Err(reason),
+        Err(refused) => return Err(refused.into_reason()),
     };
     let manifest_digest = sha256(&manifest);
     if let Some(digest) = &reference.digest
@@ -235,8 +228,7 @@ pub fn push(
     let manifest_digest = sha256(&manifest);
     let mut session = Session::new(
         registries,
-        &reference.registry,
-        &reference.repository,
+        reference,
         "pull,push",
         basic,
         Instant::now() + timeout,
@@ -352,12 +344,14 @@ pub(crate) enum Failure {
     Unreachable(String),
     /// The registry answered, but not with the thing.
     Refused(String),
+    /// The registry has no such thing (404).
+    NotFound(String),
 }
 
 impl Failure {
     pub(crate) fn into_reason(self) -> String {
         match self {
-            Self::Unreachable(r) | Self::Refused(r) => r,
+            Self::Unreachable(r) | Self::Refused(r) | Self::NotFound(r) => r,
         }
     }
 }
@@ -384,7 +378,7 @@ pub(crate) fn fetch(
             404 => "not found",
             _ => "",
         };
-        return Err(Failure::Refused(format!(
+        let reason = format!(
             "GET {path}: the registry answered {status}{}{}",
             registry_error(&mut response),
             if why.is_empty() {
@@ -392,7 +386,12 @@ pub(crate) fn fetch(
             } else {
                 format!(": {why}")
             }
-        )));
+        );
+        return Err(if status == 404 {
+            Failure::NotFound(reason)
+        } else {
+            Failure::Refused(reason)
+        });
     }
     // One byte past the limit tells "too large" from "exactly the limit".
     let bytes = response

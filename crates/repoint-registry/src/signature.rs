@@ -113,8 +113,7 @@ pub fn verify(
     };
     let mut session = Session::new(
         registries,
-        &reference.registry,
-        &reference.repository,
+        reference,
         "pull",
         basic,
         Instant::now() + options.timeout,
@@ -137,12 +136,12 @@ pub fn verify(
                 online = false;
                 cached_manifest()?.ok_or(why)?
             }
-            Err(Failure::Refused(why)) if why.contains("answered 404") => {
+            Err(Failure::NotFound(_)) => {
                 return Err(format!(
                     "it is not signed: `verify:` asks for a cosign signature, and the registry has none ({tag})"
                 ));
             }
-            Err(Failure::Refused(why)) => return Err(why),
+            Err(refused) => return Err(refused.into_reason()),
         }
     };
     let parsed: Value = serde_json::from_slice(&manifest)

@@ -463,22 +463,21 @@ pub(crate) struct Call<'b> {
 }
 
 impl<'a> Session<'a> {
-    /// A session for `repository` of `registry`.
+    /// A session for the repository of `image`.
     pub fn new(
         registries: &'a Registries,
-        registry: &str,
-        repository: &str,
+        image: &repoint_core::ImageRef,
         actions: &'static str,
         basic: Option<Basic>,
         deadline: Instant,
     ) -> Self {
-        let endpoint = registries.endpoint(registry);
+        let endpoint = registries.endpoint(&image.registry);
         let base = registries.base_of(&endpoint);
         Self {
             registries,
             endpoint,
             base,
-            repository: repository.to_string(),
+            repository: image.repository.clone(),
             actions,
             basic,
             authorization: None,
@@ -560,6 +559,38 @@ impl<'a> Session<'a> {
                 let request = request.body(()).map_err(|e| e.to_string())?;
                 self.registries.send(agent, request, self.deadline)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the README says: neither the password nor the authorization a
+    /// session holds shows in its `Debug` form.
+    #[test]
+    fn debug_forms_leave_secrets_out() {
+        let basic = Basic {
+            username: "robot".into(),
+            password: "hunter2-secret".into(),
+        };
+        let registries = Registries::new(&BTreeMap::new()).expect("registries");
+        let image = repoint_core::ImageRef::parse("registry.example/p/m:1").expect("image");
+        let mut session = Session::new(
+            &registries,
+            &image,
+            "pull",
+            Some(basic.clone()),
+            Instant::now(),
+        );
+        session.authorization = Some("Bearer token-secret".into());
+        for shown in [format!("{basic:?}"), format!("{session:?}")] {
+            assert!(shown.contains("robot"), "{shown}");
+            assert!(
+                !shown.contains("hunter2-secret") && !shown.contains("token-secret"),
+                "{shown}"
+            );
         }
     }
 }
