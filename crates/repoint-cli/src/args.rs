@@ -515,6 +515,12 @@ pub struct RegistryArgs {
     /// Pull nothing: use what the cache holds.
     #[arg(long)]
     pub offline: bool,
+    /// Accept the artifact only with a cosign signature made with this
+    /// public key (repeatable: any one of them). Without it, the `verify:`
+    /// keys of the `-c` config apply: those of a policy with this module,
+    /// else the config-wide ones.
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

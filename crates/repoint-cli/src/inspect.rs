@@ -24,12 +24,13 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     };
     let runtime = Runtime::new(options, Arc::new(Offline))?;
     let source = PolicySource::parse(&args.module, std::path::Path::new(""));
-    let mut digest = None;
+    let (mut digest, mut signed_with) = (None, None);
     let loaded = match &source {
         PolicySource::Oci(reference) => {
-            let pulled = crate::oci::pull(&args.registry, reference, runtime.options())?;
-            digest = Some(pulled.manifest_digest.clone());
-            runtime.load_bytes(source.clone(), &pulled.bytes)?
+            let fetched = crate::oci::pull(&args.registry, reference, runtime.options())?;
+            digest = Some(fetched.pulled.manifest_digest.clone());
+            signed_with = fetched.signed_with;
+            runtime.load_bytes(source.clone(), &fetched.pulled.bytes)?
         }
         _ => runtime.load(&source)?,
     };
@@ -39,6 +40,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         let v = json!({
             "source": source.to_string(),
             "digest": digest,
+            "signedWith": signed_with,
             "name": info.name,
             "version": info.version,
             "description": info.description,
@@ -53,6 +55,9 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         writeln!(out, "source:      {source}")?;
         if let Some(digest) = &digest {
             writeln!(out, "digest:      {digest}")?;
+        }
+        if let Some(key) = &signed_with {
+            writeln!(out, "signed with: {key}")?;
         }
         writeln!(out, "name:        {}", info.name)?;
         writeln!(out, "version:     {}", info.version)?;

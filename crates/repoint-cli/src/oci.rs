@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use repoint_config::Config;
-use repoint_pipeline::oci::Pulled;
+use repoint_pipeline::oci::Fetched;
 use repoint_runtime::probe::Offline;
 use repoint_runtime::{PolicySource, Runtime, RuntimeOptions};
 use serde_json::json;
@@ -26,14 +26,19 @@ fn config(path: Option<&std::path::Path>) -> Result<Config> {
     }
 }
 
-/// Pull `reference` for `policy inspect`, cached as the runtime caches.
-pub fn pull(args: &RegistryArgs, reference: &str, options: &RuntimeOptions) -> Result<Pulled> {
+/// Pull `reference` for `policy inspect`, cached as the runtime caches,
+/// and verified with `--key`, else with the config's `verify:` keys.
+pub fn pull(args: &RegistryArgs, reference: &str, options: &RuntimeOptions) -> Result<Fetched> {
     let config = config(args.config.as_deref())?;
+    let keys = match args.keys.is_empty() {
+        true => config.verify_keys_for_module(reference),
+        false => args.keys.clone(),
+    };
     repoint_pipeline::oci::pull(
         &config,
         "(inspected)",
         reference,
-        &[],
+        &keys,
         repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
         args.offline,
         options.max_module_bytes,
@@ -57,7 +62,7 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
     let loaded = runtime.load_bytes(PolicySource::File(args.file.clone()), &bytes)?;
     let (imports, exports) = runtime.interfaces(&loaded);
     let artifact_config = json!({
-        "created": rfc3339_now(),
+        "created": rfc3339(created()?),
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [repoint_pipeline::oci::sha256(&bytes)],
@@ -74,12 +79,23 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Now as RFC 3339 UTC (`2026-12-03T08:15:00Z`), what the artifact
-/// config's `created` holds.
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// When the artifact was made, in seconds since the epoch:
+/// `SOURCE_DATE_EPOCH` when set (https://reproducible-builds.org/specs/source-date-epoch/),
+/// so the same file pushed twice has one digest, else now.
+fn created() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            anyhow!("SOURCE_DATE_EPOCH: {text:?} is not a count of seconds since 1970")
+        }),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())),
+    }
+}
+
+/// `secs` since the epoch as RFC 3339 UTC (`2026-12-03T08:15:00Z`), what
+/// the artifact config's `created` holds.
+fn rfc3339(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -101,10 +117,14 @@ fn rfc3339_now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::rfc3339;
+
     #[test]
     fn dates_are_rfc3339() {
-        let now = super::rfc3339_now();
-        assert_eq!(now.len(), 20, "{now}");
-        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // A leap day, and the last second of a century year.
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(1_796_286_900), "2026-12-03T08:35:00Z");
     }
 }

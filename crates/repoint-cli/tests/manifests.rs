@@ -100,6 +100,23 @@ fn everything_a_cluster_needs() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(!container["args"].to_string().contains("--reconcile"));
+    // The cache outlives a container restart, beside the read-only root.
+    assert!(!container["args"].to_string().contains("--no-cache"));
+    assert!(
+        container["env"]
+            .as_array()
+            .expect("env")
+            .contains(&json!({"name": "XDG_CACHE_HOME", "value": "/var/cache"}))
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .contains(&json!({"name": "cache", "mountPath": "/var/cache/repoint"}))
+    );
+    assert!(pod["volumes"].as_array().expect("volumes").contains(&json!(
+        {"name": "cache", "emptyDir": {"sizeLimit": "512Mi"}}
+    )));
     assert_eq!(
         get(&objects, "PodDisruptionBudget")["spec"]["minAvailable"],
         1

@@ -2,7 +2,9 @@
 //! docker-registry): `repoint policy push`, `module: oci://` by tag and by
 //! digest, the cache by digest with the registry stopped and offline, a
 //! digest moved behind a tag, an altered layer and an altered cache
-//! refused, htpasswd credentials (never printed) and TLS with a private CA.
+//! refused, htpasswd credentials (never printed), TLS with a private CA,
+//! reproducible pushes, and signatures checked by `run`, `serve` (which
+//! exits, never ready) and `policy inspect`.
 //! skopeo (containers-image) reads what `push` wrote, as another client of
 //! the format would.
 
@@ -26,15 +28,17 @@ impl Env {
     }
 
     fn repoint(&self, args: &[&str], stdin: &str) -> Output {
-        run_command_env(
-            Path::new(env!("CARGO_BIN_EXE_repoint")),
-            args,
-            stdin,
-            &[
-                ("XDG_CACHE_HOME", &self.cache),
-                ("REGISTRY_PASSWORD", "push-pass-7f3a"),
-            ],
-        )
+        self.repoint_with(args, stdin, &[])
+    }
+
+    /// `repoint` with `more` environment variables.
+    fn repoint_with(&self, args: &[&str], stdin: &str, more: &[(&str, &str)]) -> Output {
+        let mut env = vec![
+            ("XDG_CACHE_HOME", self.cache.as_str()),
+            ("REGISTRY_PASSWORD", "push-pass-7f3a"),
+        ];
+        env.extend_from_slice(more);
+        run_command_env(Path::new(env!("CARGO_BIN_EXE_repoint")), args, stdin, &env)
     }
 
     /// A component file of the built-in `name`.
@@ -60,6 +64,35 @@ impl Env {
         )
         .expect("write config");
         path.display().to_string()
+    }
+
+    /// `repoint serve -c CONFIG` on a loopback port, to its exit (at most
+    /// 120 s, then `timeout` stops it with status 124).
+    fn serve(&self, config: &str) -> Output {
+        let issued = repoint_tests::issue(&["localhost"]);
+        let (cert, key) = (self.dir.join("tls.crt"), self.dir.join("tls.key"));
+        std::fs::write(&cert, &issued.cert).expect("cert");
+        std::fs::write(&key, &issued.key).expect("key");
+        run_command_env(
+            Path::new("timeout"),
+            &[
+                "120",
+                env!("CARGO_BIN_EXE_repoint"),
+                "--log-level",
+                "info",
+                "serve",
+                "-c",
+                config,
+                "--addr",
+                "127.0.0.1:0",
+                "--tls-cert",
+                cert.to_str().expect("utf-8"),
+                "--tls-key",
+                key.to_str().expect("utf-8"),
+            ],
+            "",
+            &[("XDG_CACHE_HOME", &self.cache)],
+        )
     }
 
     fn push(&self, file: &str, reference: &str, extra: &[&str]) -> Output {
@@ -107,6 +140,21 @@ fn push_pull_by_tag_and_digest_and_the_cache_without_the_registry() {
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     let digest = pushed.stdout.trim().to_string();
     assert!(is_digest(&digest), "{}", pushed.stdout);
+
+    // With SOURCE_DATE_EPOCH the same file pushes as the same artifact.
+    let reproducible = |tag: &str| {
+        let reference = format!("oci://{}/policies/mirror:{tag}", registry.addr);
+        let out = env.repoint_with(
+            &["policy", "push", &file, &reference],
+            "",
+            &[("SOURCE_DATE_EPOCH", "1796286900")],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    };
+    let first = reproducible("repro-1");
+    assert_eq!(reproducible("repro-2"), first);
+    assert_ne!(first, digest, "the creation time is in the artifact");
 
     // Another client of the format reads it: skopeo sees a Wasm artifact
     // whose one layer is the component, byte for byte.
@@ -431,6 +479,25 @@ fn signatures_are_verified_with_the_configured_keys() {
         );
     };
     refused("it is not signed");
+    // `serve` listens from its start, and exits at the refusal, never ready.
+    // (`timeout` only turns a regression into a failure instead of a hang.)
+    let served = env.serve(&config);
+    assert_eq!(served.code, 2, "{}", served.stderr);
+    assert!(
+        served.stderr.contains("it is not signed")
+            && served.stderr.contains(&tag)
+            && !served.stderr.contains("configured: ready"),
+        "{}",
+        served.stderr
+    );
+    // `policy inspect -c` verifies with the config's keys.
+    let inspected = env.repoint(&["policy", "inspect", &tag, "-c", &config], "");
+    assert_eq!(inspected.code, 2, "{}", inspected.stderr);
+    assert!(
+        inspected.stderr.contains("it is not signed"),
+        "{}",
+        inspected.stderr
+    );
     registry.push_cosign_signature("policies/mirror", &digest, &digest, &other);
     refused("made with none of the keys");
     let elsewhere = format!("sha256:{}", "0".repeat(64));
@@ -445,6 +512,24 @@ fn signatures_are_verified_with_the_configured_keys() {
     assert!(
         logged.contains(&format!("is signed with {}", key_file.display())),
         "{logged}"
+    );
+    let inspected = env.repoint(&["policy", "inspect", &tag, "-c", &config], "");
+    assert_eq!(inspected.code, 0, "{}", inspected.stderr);
+    assert!(
+        inspected
+            .stdout
+            .contains(&format!("signed with: {}", key_file.display())),
+        "{}",
+        inspected.stdout
+    );
+    // `--key` takes the place of the config's keys.
+    let other_key = other_file.display().to_string();
+    let inspected = env.repoint(&["policy", "inspect", &tag, "--key", &other_key], "");
+    assert_eq!(inspected.code, 2, "{}", inspected.stderr);
+    assert!(
+        inspected.stderr.contains("made with none of the keys"),
+        "{}",
+        inspected.stderr
     );
     // Offline, with the registry gone: checked again, from the cache.
     drop(registry);

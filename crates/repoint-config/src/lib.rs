@@ -816,7 +816,6 @@ impl Config {
         }
     }
 
-    /// The largest policy module read (default 128 MiB).
     /// The key files the `oci://` policy `index` must be signed with
     /// (its own `verify:`, else the config's), resolved against the
     /// config's directory; empty: no signature is asked for.
@@ -825,14 +824,26 @@ impl Config {
         if !entry.module.starts_with("oci://") {
             return Vec::new();
         }
-        entry
-            .verify
-            .as_ref()
-            .or(self.file.verify.as_ref())
+        self.keys_of(entry.verify.as_ref().or(self.file.verify.as_ref()))
+    }
+
+    /// The key files an `oci://` reference read outside the chain (`policy
+    /// inspect -c`) must be signed with: those of the first policy whose
+    /// module it is, else the config-wide `verify:`.
+    pub fn verify_keys_for_module(&self, module: &str) -> Vec<PathBuf> {
+        match self.file.policies.iter().position(|p| p.module == module) {
+            Some(index) => self.verify_keys(index),
+            None => self.keys_of(self.file.verify.as_ref()),
+        }
+    }
+
+    fn keys_of(&self, verify: Option<&VerifyEntry>) -> Vec<PathBuf> {
+        verify
             .map(|v| v.keys.iter().map(|k| self.path(k)).collect())
             .unwrap_or_default()
     }
 
+    /// The largest policy module read (default 128 MiB).
     pub fn module_size(&self) -> u64 {
         self.file
             .limits

@@ -99,6 +99,12 @@ impl Manifests {
 
 const NAME: &str = "repoint";
 const LABELS: &str = "app.kubernetes.io/name";
+/// The server's `XDG_CACHE_HOME`; its cache is `repoint/` below it.
+const CACHE_HOME: &str = "/var/cache";
+/// Room for the compiled policies and pulled artifacts of a few configs
+/// (a compiled interpreter-carrying policy is tens of MiB); past it the
+/// kubelet evicts the pod.
+const CACHE_SIZE_LIMIT: &str = "512Mi";
 
 fn labels() -> Value {
     json!({LABELS: NAME, "app.kubernetes.io/managed-by": NAME})
@@ -342,13 +348,21 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
                "data": {"repoint.yaml": carried.config_text(config_text)?}}),
     ];
     let secret_name = format!("{NAME}-tls");
+    // The root filesystem is read-only; the cache (compiled policies and
+    // pulled `oci://` artifacts) lives in an emptyDir, which outlives a
+    // container restart but not the pod, so a restarted server is ready in
+    // milliseconds instead of compiling and pulling again. Only this pod
+    // writes it, and pulled blobs are checked against their digests on
+    // every read.
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": NAME}}),
         json!({"name": "tls", "secret": {"secretName": secret_name}}),
+        json!({"name": "cache", "emptyDir": {"sizeLimit": CACHE_SIZE_LIMIT}}),
     ];
     let mut mounts = vec![
         json!({"name": "config", "mountPath": "/etc/repoint", "readOnly": true}),
         json!({"name": "tls", "mountPath": "/etc/repoint/tls", "readOnly": true}),
+        json!({"name": "cache", "mountPath": format!("{CACHE_HOME}/repoint")}),
     ];
     if !carried.data.is_empty() {
         let data: serde_json::Map<String, Value> = carried
@@ -362,8 +376,11 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
         volumes.push(json!({"name": "files", "secret": {"secretName": carried::SECRET}}));
         mounts.push(json!({"name": "files", "mountPath": carried::MOUNT, "readOnly": true}));
     }
-    let mut env = vec![json!({"name": "POD_NAMESPACE",
-                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})];
+    let mut env = vec![
+        json!({"name": "POD_NAMESPACE",
+               "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+        json!({"name": "XDG_CACHE_HOME", "value": CACHE_HOME}),
+    ];
     env.extend(carried.env.iter().cloned());
     // Either the CA bundle goes into the webhook configurations, or
     // cert-manager injects it (annotation on them).
@@ -407,7 +424,6 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
         "/etc/repoint/tls/tls.crt",
         "--tls-key",
         "/etc/repoint/tls/tls.key",
-        "--no-cache",
     ];
     // The server's bounds, written out so they can be read and changed in
     // the Deployment (the defaults of `repoint serve`).

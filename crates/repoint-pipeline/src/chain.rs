@@ -112,7 +112,7 @@ pub fn load(config: &Config, runtime: &Arc<Runtime>, offline: bool) -> Result<Ch
                     options.max_module_bytes,
                 )
                 .map_err(|why| invalid(format!("policy {}: {reference}: {why}", entry.name)))?;
-                runtime.load_bytes(source.clone(), &pulled.bytes)
+                runtime.load_bytes(source.clone(), &pulled.pulled.bytes)
             }
             _ => runtime.load(&source),
         }

@@ -49,6 +49,14 @@ fn public_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
         .collect()
 }
 
+/// A pulled policy component, and the key file its signature verified
+/// with when keys were asked for.
+#[derive(Debug)]
+pub struct Fetched {
+    pub pulled: Pulled,
+    pub signed_with: Option<String>,
+}
+
 /// Pull the component `reference` (an `oci://` module) names for the
 /// policy `policy`, logging what the tag resolved to; with `keys` (files
 /// of cosign public keys), only when a signature made with one of them
@@ -61,7 +69,7 @@ pub fn pull(
     cache: Option<PathBuf>,
     offline: bool,
     max_bytes: u64,
-) -> Result<Pulled, String> {
+) -> Result<Fetched, String> {
     let image = parse_reference(reference)?;
     let keys = public_keys(keys)?;
     let registries = Registries::new(&config.registry_settings()).map_err(|e| e.to_string())?;
@@ -73,6 +81,7 @@ pub fn pull(
         max_bytes,
     };
     let pulled = artifact::pull(&registries, &image, basic.clone(), &options)?;
+    let mut signed_with = None;
     if !keys.is_empty() {
         let key = signature::verify(
             &registries,
@@ -87,6 +96,7 @@ pub fn pull(
             "policy {policy}: {reference} ({}) is signed with {key}",
             pulled.manifest_digest
         );
+        signed_with = Some(key);
     }
     if let Some(previous) = &pulled.previous_digest {
         tracing::warn!(
@@ -105,7 +115,10 @@ pub fn pull(
         pulled.manifest_digest,
         if pulled.cached { " (cached)" } else { "" }
     );
-    Ok(pulled)
+    Ok(Fetched {
+        pulled,
+        signed_with,
+    })
 }
 
 /// Push `component` as `reference` (an `oci://` name with a tag), with
