@@ -18,11 +18,7 @@ use crate::args::{PushArgs, RegistryArgs};
 fn config(path: Option<&std::path::Path>) -> Result<Config> {
     match path {
         Some(path) => Ok(Config::load(path)?),
-        None => Ok(Config::parse(
-            "(no config)",
-            "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies: []\n".into(),
-            std::env::current_dir()?,
-        )?),
+        None => Ok(Config::empty(std::env::current_dir()?)),
     }
 }
 

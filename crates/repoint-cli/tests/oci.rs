@@ -234,6 +234,27 @@ fn push_pull_by_tag_and_digest_and_the_cache_without_the_registry() {
         let (image, _) = env.run(config, &[]).expect("runs");
         assert_eq!(image, MIRRORED);
     }
+    // `repoint test`: a suite's `policy:`, and a suite's `config:`.
+    let suite = env.dir.join("suites");
+    std::fs::create_dir_all(&suite).expect("suites");
+    let case = "cases:\n- name: moved\n  input: {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: a}, spec: {containers: [{name: c, image: nginx:1.27}]}}\n  expect:\n    output: {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: a}, spec: {containers: [{name: c, image: mirror.corp.example/hub/library/nginx:1.27}]}}\n";
+    std::fs::write(
+        suite.join("policy.repoint-test.yaml"),
+        format!("apiVersion: repoint.dev/v1alpha1\nkind: TestSuite\npolicy: {pinned}\nsettings: {{rules: [{{match: docker.io, replace: mirror.corp.example/hub}}]}}\n{case}"),
+    )
+    .expect("suite");
+    std::fs::write(
+        suite.join("config.repoint-test.yaml"),
+        format!("apiVersion: repoint.dev/v1alpha1\nkind: TestSuite\nconfig: {by_tag}\n{case}"),
+    )
+    .expect("suite");
+    for file in ["policy.repoint-test.yaml", "config.repoint-test.yaml"] {
+        let path = suite.join(file).display().to_string();
+        let tested = env.repoint(&["test", &path], "");
+        assert_eq!(tested.code, 0, "{file}: {}{}", tested.stdout, tested.stderr);
+        assert!(tested.stdout.contains("1 passed"), "{}", tested.stdout);
+    }
+
     // The tag resolves once per start, with the digest logged.
     let (_, logged) = env.run(&by_tag, &["--log-level", "info"]).expect("runs");
     assert!(

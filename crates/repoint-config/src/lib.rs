@@ -364,6 +364,18 @@ impl Config {
         Self::parse(&path.display().to_string(), text, base_dir)
     }
 
+    /// A config with no policies, registries or credentials: what reads an
+    /// `oci://` reference outside any config (`policy inspect` without
+    /// `-c`, a suite's `policy:`) goes by.
+    pub fn empty(base_dir: PathBuf) -> Self {
+        Self::parse(
+            "(no config)",
+            "apiVersion: repoint.dev/v1alpha1\nkind: Config\npolicies: []\n".into(),
+            base_dir,
+        )
+        .expect("the empty config is valid")
+    }
+
     /// Parse config text; `name` is used in errors.
     pub fn parse(name: &str, text: String, base_dir: PathBuf) -> Result<Self, ConfigError> {
         let source = Stream::parse(name, text, Limits::default())?;
@@ -966,6 +978,17 @@ mod tests {
                 .to_string()
                 .starts_with("c.yaml:4: bogus: unknown field"),
             "{unknown}"
+        );
+    }
+
+    #[test]
+    fn the_empty_config_has_nothing() {
+        let empty = Config::empty(PathBuf::from("/base"));
+        assert!(empty.file.policies.is_empty());
+        assert!(empty.credential_sources().expect("none").is_empty());
+        assert_eq!(
+            empty.verify_keys_for_module("oci://r.example/p:1"),
+            Vec::<PathBuf>::new()
         );
     }
 

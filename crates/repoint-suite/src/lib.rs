@@ -12,7 +12,7 @@
 //! ```yaml
 //! apiVersion: repoint.dev/v1alpha1
 //! kind: TestSuite
-//! policy: builtin:registry-mirror      # or a .wasm path; or `config: repoint.yaml`
+//! policy: builtin:registry-mirror      # or a .wasm path, or oci://...; or `config: repoint.yaml`
 //! settings: {rules: [{match: docker.io, replace: mirror.corp.example/hub}]}
 //! probes: {"quay.io/org/api": needs-auth}
 //! cases:
@@ -369,7 +369,26 @@ impl Subject {
         };
         let runtime = Arc::new(Runtime::new(options, prober)?);
         let module = suite.policy.as_deref().unwrap_or_default();
-        let loaded = runtime.load(&PolicySource::parse(module, dir))?;
+        let source = PolicySource::parse(module, dir);
+        let loaded = match &source {
+            // Pulled as a config's policy is, with no registry settings or
+            // credentials (a suite that needs them names a `config:`).
+            PolicySource::Oci(reference) => {
+                let options = runtime.options();
+                let fetched = repoint_pipeline::oci::pull(
+                    &repoint_config::Config::empty(dir.to_path_buf()),
+                    "(suite)",
+                    reference,
+                    &[],
+                    repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
+                    false,
+                    options.max_module_bytes,
+                )
+                .map_err(|why| anyhow!("policy: {reference}: {why}"))?;
+                runtime.load_bytes(source.clone(), &fetched.pulled.bytes)?
+            }
+            _ => runtime.load(&source)?,
+        };
         Ok(Self {
             runtime,
             what: What::Policy {
