@@ -13,10 +13,11 @@ pub fn run(args: &ManifestsArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let config_text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    // The policies are loaded to tell which sets mutate; nothing is probed.
+    // The policies are loaded (`oci://` ones pulled and verified, as the
+    // server will) to tell which sets mutate. Nothing is evaluated, so
+    // nothing is probed.
     let settings = repoint_pipeline::Settings {
         jobs: Some(1),
-        offline: true,
         ..Default::default()
     };
     let chain = repoint_pipeline::chain::build(&config, &settings, false)?;

@@ -511,14 +511,17 @@ fn signatures_are_verified_with_the_configured_keys() {
         "{}",
         served.stderr
     );
-    // `policy inspect -c` verifies with the config's keys.
-    let inspected = env.repoint(&["policy", "inspect", &tag, "-c", &config], "");
-    assert_eq!(inspected.code, 2, "{}", inspected.stderr);
-    assert!(
-        inspected.stderr.contains("it is not signed"),
-        "{}",
-        inspected.stderr
-    );
+    // `policy inspect -c` verifies with the config's keys, and `webhook
+    // manifests` loads the chain it describes.
+    for args in [
+        &["policy", "inspect", &tag, "-c", &config][..],
+        &["webhook", "manifests", "-c", &config, "-n", "repoint"],
+    ] {
+        let out = env.repoint(args, "");
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(out.stderr.contains("it is not signed"), "{}", out.stderr);
+    }
     registry.push_cosign_signature("policies/mirror", &digest, &digest, &other);
     refused("made with none of the keys");
     let elsewhere = format!("sha256:{}", "0".repeat(64));
@@ -543,6 +546,32 @@ fn signatures_are_verified_with_the_configured_keys() {
         "{}",
         inspected.stdout
     );
+    // `webhook manifests` carries the config naming the artifact, and the
+    // key, into the cluster (the chain loads, so the signature is checked).
+    let manifests = env.repoint(&["webhook", "manifests", "-c", &config], "");
+    assert_eq!(manifests.code, 0, "{}", manifests.stderr);
+    let objects = documents(&manifests.stdout);
+    let named = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+            .clone()
+    };
+    let served_config = named("ConfigMap", "repoint")["data"]["repoint.yaml"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    assert!(
+        served_config.contains(&format!("module: {tag}"))
+            && served_config.contains("verify: {keys: [/etc/repoint/files/verify-key-0.pub]}"),
+        "{served_config}"
+    );
+    let carried_key = named("Secret", "repoint-files")["data"]["verify-key-0.pub"]
+        .as_str()
+        .map(|b| repoint_credentials::unbase64(b).expect("base64"))
+        .expect("the key in the Secret");
+    assert_eq!(carried_key, key.public_pem);
     // `--key` takes the place of the config's keys.
     let other_key = other_file.display().to_string();
     let inspected = env.repoint(&["policy", "inspect", &tag, "--key", &other_key], "");
