@@ -249,20 +249,20 @@ proptest! {
         let rendered = stream.render_each(&changes);
         prop_assert!(rendered.failures.is_empty(), "{:?}\n{text}", rendered.failures);
         prop_assert!(rendered.rerendered.is_empty(), "re-rendered: {:?}\n{text}", rendered.rerendered);
-        let out = Stream::parse("out.yaml", rendered.text.to_string(), Limits::default())
-            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", rendered.text)))?;
+        let written = rendered.text.to_string();
+        let out = Stream::parse("out.yaml", written.clone(), Limits::default())
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{written}")))?;
         for (index, ops) in &changes {
             let mut expected = stream.documents()[*index].value.clone();
             repoint_core::patch::apply(&mut expected, ops).expect("apply");
             let got = &out.documents()[*index].value;
             prop_assert!(
                 repoint_core::document::first_difference(got, &expected).is_none(),
-                "--- input\n{text}\n--- output\n{}",
-                rendered.text
+                "--- input\n{text}\n--- output\n{written}"
             );
         }
         if pod.crlf {
-            prop_assert!(!rendered.text.replace("\r\n", "").contains('\n'), "{:?}", rendered.text);
+            prop_assert!(!written.replace("\r\n", "").contains('\n'), "{written:?}");
         }
     }
 }

@@ -2,7 +2,6 @@
 //! patched manifests (run) or the findings (check) on standard output, and
 //! everything else on standard error.
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -127,7 +126,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     let mut renderer = Renderer::new(&ev, args.eval.options.settings().jobs());
     if args.in_place {
-        let texts: Vec<Cow<'_, str>> = std::iter::from_fn(|| renderer.next_file()).collect();
+        let texts: Vec<_> = std::iter::from_fn(|| renderer.next_file()).collect();
         let findings = renderer.findings();
         let code = report_stderr(&findings);
         if has_errors(&findings) {

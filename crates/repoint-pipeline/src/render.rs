@@ -3,11 +3,10 @@
 //! patched objects as JSON, a unified diff, a JSON Patch listing, or the
 //! files rewritten in place. Each writes to any `io::Write`.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Write;
 
-use repoint_core::document::{self, emit, emit::IndentStyle};
+use repoint_core::document::{self, Spliced, emit, emit::IndentStyle};
 use repoint_core::{Limits, Stream, patch};
 use serde_json::{Value, json};
 use similar::TextDiff;
@@ -17,9 +16,10 @@ use crate::materialize;
 use crate::report::{self, Finding};
 use crate::{Error, Result, files};
 
-/// Files' patched texts (borrowed when nothing changes), in input order,
-/// made as output is written: a batch of as many files as there are jobs
-/// at a time, in parallel, so that few files' new texts are held at once.
+/// Files' patched texts, in input order, made as output is written: a
+/// batch of as many files as there are jobs at a time, in parallel, so
+/// that few files' changes are checked and held at once; each text is
+/// handed out as its pieces ([`Spliced`]), never made whole for writing.
 /// `Stream::render_each` parses every changed document again; a document
 /// whose change could not be written faithfully keeps its text and becomes
 /// an error finding.
@@ -30,7 +30,7 @@ pub struct Renderer<'e> {
     /// The first file not rendered yet.
     next: usize,
     /// Rendered, not yet handed out, in order.
-    ready: VecDeque<Cow<'e, str>>,
+    ready: VecDeque<Spliced<'e>>,
     failures: Vec<Finding>,
 }
 
@@ -47,7 +47,7 @@ impl<'e> Renderer<'e> {
     }
 
     /// The next file's new text; `None` after the last.
-    pub fn next_file(&mut self) -> Option<Cow<'e, str>> {
+    pub fn next_file(&mut self) -> Option<Spliced<'e>> {
         if self.ready.is_empty() && self.next < self.ev.files.len() {
             let ev = self.ev;
             let batch: Vec<usize> = (self.next..ev.files.len()).take(self.jobs).collect();
@@ -110,29 +110,28 @@ pub fn generated_yaml(docs: &[&Value], newline: &str) -> Result<String> {
 /// than one document (`several`) and starts with a JSON document, it
 /// starts with `---` too: kubectl reads a stream whose first character is
 /// `{` as JSON only, and would fail at the first `---`.
-fn write_stream(
+fn write_stream<'t>(
     out: &mut impl Write,
-    texts: impl IntoIterator<Item = (impl AsRef<str>, &'static str)>,
+    texts: impl IntoIterator<Item = (Spliced<'t>, &'static str)>,
     several: bool,
 ) -> std::io::Result<bool> {
     let mut first = true;
     let mut ends_with_newline = true;
     for (text, newline) in texts {
-        let text = text.as_ref();
-        if first && several && text.trim_start().starts_with('{') {
+        if first && several && text.trimmed_start(1) == "{" {
             out.write_all(format!("---{newline}").as_bytes())?;
         }
         if !first {
             if !ends_with_newline {
                 out.write_all(newline.as_bytes())?;
             }
-            if !text.trim_start().starts_with("---") {
+            if text.trimmed_start(3) != "---" {
                 out.write_all(format!("---{newline}").as_bytes())?;
             }
         }
-        out.write_all(text.as_bytes())?;
+        text.write_to(out)?;
         first = false;
-        ends_with_newline = text.is_empty() || text.ends_with(['\n', '\r']);
+        ends_with_newline = text.ends_with_line_break();
     }
     Ok(ends_with_newline)
 }
@@ -169,7 +168,10 @@ pub fn yaml(out: &mut impl Write, ev: &Evaluated, renderer: &mut Renderer<'_>) -
 pub fn json(out: &mut impl Write, ev: &Evaluated, renderer: &mut Renderer<'_>) -> Result<()> {
     let mut items = Vec::new();
     for file in &ev.files {
-        let text = renderer.next_file().unwrap_or_default().into_owned();
+        let text = renderer
+            .next_file()
+            .map(|t| t.to_text().into_owned())
+            .unwrap_or_default();
         let reparsed = Stream::parse(file.stream.name(), text, Limits::default())?;
         items.extend(
             reparsed
@@ -199,7 +201,10 @@ pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result
 /// (credentials redacted: a diff is for reading).
 pub fn diff(out: &mut impl Write, ev: &Evaluated, renderer: &mut Renderer<'_>) -> Result<()> {
     for file in &ev.files {
-        let after = renderer.next_file().unwrap_or_default();
+        let after = renderer
+            .next_file()
+            .map(|t| t.to_text())
+            .unwrap_or_default();
         if after != file.stream.text() {
             let name = file.stream.name();
             let diff = TextDiff::from_lines(file.stream.text(), after.as_ref());
@@ -267,10 +272,10 @@ pub fn json_patches(ev: &Evaluated) -> Value {
 /// Each input file's new text (`texts`, from a [`Renderer`]) with the
 /// objects generated for it appended, for the files that change: (index,
 /// text). Every text is made before any file is written.
-pub fn in_place_texts(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<Vec<(usize, String)>> {
+pub fn in_place_texts(ev: &Evaluated, texts: &[Spliced<'_>]) -> Result<Vec<(usize, String)>> {
     let mut changed = Vec::new();
     for (i, file) in ev.files.iter().enumerate() {
-        let mut text = texts[i].to_string();
+        let mut text = texts[i].to_text().into_owned();
         let own: Vec<&Value> = ev
             .generated
             .documents
@@ -297,7 +302,7 @@ pub fn in_place_texts(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<Vec<(usi
 /// its target; mode, owner and group kept), and only when all are staged
 /// are they renamed into place. Returns the files written. The caller
 /// decides whether to write at all (never when an object failed).
-pub fn write_in_place(ev: &Evaluated, texts: &[Cow<'_, str>]) -> Result<Vec<std::path::PathBuf>> {
+pub fn write_in_place(ev: &Evaluated, texts: &[Spliced<'_>]) -> Result<Vec<std::path::PathBuf>> {
     let mut staged = Vec::new();
     for (i, text) in in_place_texts(ev, texts)? {
         let file = &ev.files[i];

@@ -1,7 +1,6 @@
 //! The pipeline as a library, without the binary: files in, an
 //! evaluation, every output format, findings and their status.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use repoint_pipeline::evaluate::{self, Options};
@@ -165,7 +164,7 @@ fn json_output_is_a_list_of_the_patched_objects() {
 fn in_place_rewrites_only_the_changed_file_with_its_generated_objects() {
     let (ev, manifests) = evaluated("pipeline-in-place", evaluate::Retain::Results);
     let mut renderer = Renderer::new(&ev, 2);
-    let texts: Vec<Cow<'_, str>> = std::iter::from_fn(|| renderer.next_file()).collect();
+    let texts: Vec<_> = std::iter::from_fn(|| renderer.next_file()).collect();
     assert_eq!(
         render::write_in_place(&ev, &texts).expect("write"),
         vec![manifests.join("pod.yaml")]

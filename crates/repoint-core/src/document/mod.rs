@@ -20,10 +20,12 @@ pub mod build;
 pub mod edit;
 pub mod emit;
 pub mod resolve;
+mod spliced;
 pub mod split;
 pub mod tree;
 
 pub use build::RunBudget;
+pub use spliced::{Prepared, Spliced};
 
 use std::borrow::Cow;
 
@@ -89,8 +91,9 @@ pub struct Document {
     /// and the document's place in it: what is parsed again to check a
     /// change.
     segment: (std::ops::Range<usize>, usize),
-    /// Source tree; `None` for an empty or pruned document.
-    pub root: Option<Node>,
+    /// Source tree; `None` for an empty or pruned document. Boxed, so a
+    /// released document, which has none, is that much smaller.
+    pub root: Option<Box<Node>>,
     /// The document as JSON; `Null` for an empty document. For a pruned
     /// document only `apiVersion`, `kind` and `metadata` are kept.
     pub value: Value,
@@ -107,8 +110,8 @@ pub struct Document {
 /// change could not be written (they keep their original text).
 #[derive(Debug)]
 pub struct Rendered<'a> {
-    /// The stream's new text.
-    pub text: Cow<'a, str>,
+    /// The stream's new text, put together as it is written.
+    pub text: Spliced<'a>,
     /// One error per document left unchanged because its change could not
     /// be written faithfully.
     pub failures: Vec<DocumentError>,
@@ -129,23 +132,6 @@ pub struct Rerendered {
     pub splice_problem: Option<String>,
 }
 
-/// Documents' changes, written and checked, waiting to be spliced in
-/// ([`Stream::prepare`]): one flat list for all of a file's documents, so
-/// that a long stream of small changes costs its edits and no more.
-#[derive(Debug, Clone, Default)]
-pub struct Prepared {
-    edits: Vec<Edit>,
-    rerendered: Vec<Rerendered>,
-}
-
-impl Prepared {
-    /// Add `other`'s changes (of other documents) to these.
-    pub fn append(&mut self, mut other: Prepared) {
-        self.edits.append(&mut other.edits);
-        self.rerendered.append(&mut other.rerendered);
-    }
-}
-
 /// A parsed file: its text and its documents.
 #[derive(Debug, Clone)]
 pub struct Stream {
@@ -156,9 +142,9 @@ pub struct Stream {
     newline: &'static str,
     limits: build::BuildLimits,
     documents: Vec<Document>,
-    /// Byte offset of the start of each line, for locating positions
-    /// without rescanning the text.
-    line_starts: Vec<usize>,
+    /// Where lines start, for locating positions without rescanning the
+    /// text.
+    lines: LineIndex,
     /// Whether every document has been read (see [`Reader`]).
     complete: bool,
     /// Each indentation habit as the first document read that shows it
@@ -238,7 +224,7 @@ impl Stream {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        position(&self.text, &self.line_starts, offset)
+        self.lines.position(&self.text, offset)
     }
 
     /// 1-based line of the first byte of a document's content.
@@ -329,10 +315,7 @@ impl Stream {
             return Err(self.error_at(index, 0, "no such document"));
         };
         let (edits, rerendered) = self.document_edits(doc, ops)?;
-        Ok(Prepared {
-            edits,
-            rerendered: rerendered.into_iter().collect(),
-        })
+        Ok(Prepared::of(edits, rerendered))
     }
 
     /// The stream with each document's operations applied, as text.
@@ -343,7 +326,7 @@ impl Stream {
         let rendered = self.render_each(changes);
         match rendered.failures.into_iter().next() {
             Some(e) => Err(e),
-            None => Ok(rendered.text),
+            None => Ok(rendered.text.to_text()),
         }
     }
 
@@ -351,16 +334,16 @@ impl Stream {
     /// cannot be written faithfully keeps its text and is reported in
     /// [`Rendered::failures`]; the others are written.
     pub fn render_each(&self, changes: &[(usize, Vec<PatchOp>)]) -> Rendered<'_> {
-        self.render_prepared(&Prepared::default(), changes)
+        self.render_prepared(Prepared::none(), changes)
     }
 
     /// [`Stream::render_each`] with the edits of documents prepared before
     /// ([`Stream::prepare`]) spliced in too.
-    pub fn render_prepared(
-        &self,
-        prepared: &Prepared,
+    pub fn render_prepared<'a>(
+        &'a self,
+        prepared: &'a Prepared,
         changes: &[(usize, Vec<PatchOp>)],
-    ) -> Rendered<'_> {
+    ) -> Rendered<'a> {
         let mut now = Prepared::default();
         let mut failures = Vec::new();
         for (index, ops) in changes.iter().filter(|(_, ops)| !ops.is_empty()) {
@@ -374,10 +357,7 @@ impl Stream {
         // Prepared earlier or now, in document order all the same.
         rerendered.sort_by_key(|r| r.document);
         Rendered {
-            text: splice(
-                &self.text,
-                prepared.edits.iter().chain(&now.edits).collect(),
-            ),
+            text: Spliced::new(&self.text, prepared, now),
             failures,
             rerendered,
         }
@@ -401,7 +381,7 @@ impl Stream {
         // nothing to edit, and no line of its own to write a value on.
         let written =
             |root: &&Node| !matches!(root.kind, NodeKind::Scalar(ScalarStyle::Empty { .. }));
-        let Some(root) = doc.root.as_ref().filter(written) else {
+        let Some(root) = doc.root.as_deref().filter(written) else {
             let what = if doc.pruned {
                 "a document pruned at parse time"
             } else {
@@ -489,7 +469,7 @@ impl Stream {
                 ..e.clone()
             })
             .collect();
-        let text = splice(&self.text[range.clone()], local);
+        let text = spliced::splice(&self.text[range.clone()], &local);
         if self.syntax == Syntax::Json {
             check_json(&self.name, &text).map_err(|e| e.message)?;
         }
@@ -568,14 +548,15 @@ impl<'r> Reader<'r> {
         let stream = Stream {
             name: name.to_string(),
             newline: detect_newline(&text),
-            line_starts: line_starts(&text).collect(),
+            lines: LineIndex::new(&text),
             text,
             syntax,
             limits: build::BuildLimits {
                 max_nodes: limits.max_nodes,
                 max_depth: limits.max_depth,
             },
-            documents: Vec::new(),
+            // Most segments hold one document.
+            documents: Vec::with_capacity(segments.len()),
             complete: segments.is_empty(),
             shown: edit::StyleHints::default(),
         };
@@ -674,7 +655,7 @@ impl<'r> Reader<'r> {
                     index: stream.documents.len(),
                     start: b.start,
                     segment: (segment.clone(), in_segment),
-                    root: b.root,
+                    root: b.root.map(Box::new),
                     value: b.value,
                     pruned: b.pruned,
                     style: hints,
@@ -768,29 +749,6 @@ fn overlapping(edits: &[Edit]) -> bool {
     })
 }
 
-fn splice<E: std::borrow::Borrow<Edit>>(text: &str, mut edits: Vec<E>) -> Cow<'_, str> {
-    if edits.is_empty() {
-        return Cow::Borrowed(text);
-    }
-    edits.sort_by_key(|e| (e.borrow().range.start, std::cmp::Reverse(e.borrow().depth)));
-    let added: usize = edits.iter().map(|e| e.borrow().text.len() + 2).sum();
-    let mut out = String::with_capacity(text.len() + added);
-    let mut pos = 0;
-    let mut last_insertion: Option<usize> = None;
-    for e in &edits {
-        let e = e.borrow();
-        out.push_str(&text[pos..e.range.start.max(pos)]);
-        if e.range.is_empty() && last_insertion == Some(e.range.start) {
-            out.push_str(e.joiner);
-        }
-        last_insertion = e.range.is_empty().then_some(e.range.start);
-        out.push_str(&e.text);
-        pos = pos.max(e.range.end);
-    }
-    out.push_str(&text[pos..]);
-    Cow::Owned(out)
-}
-
 /// The first place where `a` and `b` differ as kubectl would see them
 /// (numbers compare by value: `1` and `1.0` are the same), as a JSON
 /// Pointer (`/` for the root); `None` when they are the same.
@@ -868,13 +826,60 @@ fn detect_newline(text: &str) -> &'static str {
     }
 }
 
-/// Byte offsets where lines start; `\n`, `\r\n` and a lone `\r` end a line.
-fn line_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+/// Byte offsets where the lines after the one at `from` start (`from` is
+/// a line's start); `\n`, `\r\n` and a lone `\r` end a line.
+fn line_starts_after(text: &str, from: usize) -> impl Iterator<Item = usize> + '_ {
     let bytes = text.as_bytes();
-    std::iter::once(0).chain(bytes.iter().enumerate().filter_map(move |(i, &c)| {
-        let ends = c == b'\n' || (c == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
-        ends.then_some(i + 1)
-    }))
+    bytes
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, &c)| {
+            let at = from + i;
+            let ends = c == b'\n' || (c == b'\r' && bytes.get(at + 1) != Some(&b'\n'));
+            ends.then_some(at + 1)
+        })
+}
+
+/// How many lines [`LineIndex`] counts at most to find a position.
+const LINE_SAMPLE: usize = 32;
+
+/// The start of every [`LINE_SAMPLE`]th line of a text. A position is
+/// found from the sample before it by counting fewer than that many lines:
+/// the start of every line took 8 bytes a line, on a stream of small
+/// manifests half the size of the input again, for as long as the run.
+#[derive(Debug, Clone)]
+struct LineIndex {
+    samples: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        Self {
+            samples: std::iter::once(0)
+                .chain(line_starts_after(text, 0))
+                .step_by(LINE_SAMPLE)
+                .collect(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset of `text`.
+    fn position(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        // The first sample is 0, so there is always one at or before.
+        let sample = self.samples.partition_point(|&s| s <= offset).max(1) - 1;
+        let mut start = self.samples.get(sample).copied().unwrap_or(0);
+        let mut line = sample * LINE_SAMPLE + 1;
+        for next in line_starts_after(text, start).take_while(|&next| next <= offset) {
+            (start, line) = (next, line + 1);
+        }
+        let column = text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line, column)
+    }
 }
 
 /// What a pruned document keeps: its identity.
@@ -901,26 +906,36 @@ fn describe(v: &Value) -> &'static str {
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let starts: Vec<usize> = line_starts(text).collect();
-    position(text, &starts, offset)
-}
-
-/// [`line_column`] with the line starts already known.
-fn position(text: &str, line_starts: &[usize], offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let line = line_starts.partition_point(|&start| start <= offset);
-    let start = line_starts[line - 1];
-    let column = text
-        .get(start..offset)
-        .map_or(offset - start, |s| s.chars().count())
-        + 1;
-    (line, column)
+    LineIndex { samples: vec![0] }.position(text, offset)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sampled_line_index_places_every_offset_as_a_full_one_does() {
+        // Every line ending, lines of every length, multi-byte characters,
+        // and more lines than several samples hold.
+        let mut text = String::new();
+        for i in 0..(LINE_SAMPLE * 5 + 3) {
+            text.push_str(&"é".repeat(i % 4));
+            text.push_str(["\n", "\r\n", "\r", "\n\n"][i % 4]);
+        }
+        text.push_str("last");
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(line_starts_after(&text, 0))
+            .collect();
+        let index = LineIndex::new(&text);
+        for offset in (0..=text.len()).filter(|&o| text.is_char_boundary(o)) {
+            let line = starts.partition_point(|&s| s <= offset);
+            let column = text[starts[line - 1]..offset].chars().count() + 1;
+            assert_eq!(index.position(&text, offset), (line, column), "{offset}");
+            assert_eq!(line_column(&text, offset), (line, column), "{offset}");
+        }
+        assert_eq!(index.position("", 0), (1, 1));
+    }
 
     /// A document whose aliases expand to about `10 * 10 * 10` nodes.
     fn small_bomb(i: usize) -> String {
@@ -1003,7 +1018,10 @@ mod tests {
             (0, vec![PatchOp::replace("/metadata/name", json!("y"))]),
             (1, vec![PatchOp::replace("/b", json!(4))]),
         ]);
-        assert_eq!(rendered.text, "metadata: {name: x}\n---\nb: 4\n");
+        assert_eq!(
+            rendered.text.to_string(),
+            "metadata: {name: x}\n---\nb: 4\n"
+        );
         assert_eq!(rendered.failures.len(), 1);
         assert_eq!(rendered.failures[0].document, 0);
         assert!(
