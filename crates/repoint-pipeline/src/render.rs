@@ -269,32 +269,29 @@ pub fn json_patches(ev: &Evaluated) -> Value {
     Value::Array(entries)
 }
 
-/// Each input file's new text (`texts`, from a [`Renderer`]) with the
-/// objects generated for it appended, for the files that change: (index,
-/// text). Every text is made before any file is written.
-pub fn in_place_texts(ev: &Evaluated, texts: &[Spliced<'_>]) -> Result<Vec<(usize, String)>> {
-    let mut changed = Vec::new();
-    for (i, file) in ev.files.iter().enumerate() {
-        let mut text = texts[i].to_text().into_owned();
-        let own: Vec<&Value> = ev
-            .generated
-            .documents
-            .iter()
-            .filter(|(f, _)| *f == i)
-            .map(|(_, d)| d)
-            .collect();
-        if !own.is_empty() {
-            let newline = file.stream.newline();
-            if !text.is_empty() && !text.ends_with(['\n', '\r']) {
-                text.push_str(newline);
-            }
-            text.push_str(&generated_yaml(&own, newline)?);
-        }
-        if text != file.stream.text() {
-            changed.push((i, text));
-        }
+/// Input file `i`'s new text (`text`, from a [`Renderer`]) with the
+/// objects generated for it appended; `None` when it does not change.
+fn in_place_text(ev: &Evaluated, i: usize, text: &Spliced<'_>) -> Result<Option<String>> {
+    let file = &ev.files[i];
+    let own: Vec<&Value> = ev
+        .generated
+        .documents
+        .iter()
+        .filter(|(f, _)| *f == i)
+        .map(|(_, d)| d)
+        .collect();
+    if text.is_unchanged() && own.is_empty() {
+        return Ok(None);
     }
-    Ok(changed)
+    let mut text = text.to_string();
+    if !own.is_empty() {
+        let newline = file.stream.newline();
+        if !text.is_empty() && !text.ends_with(['\n', '\r']) {
+            text.push_str(newline);
+        }
+        text.push_str(&generated_yaml(&own, newline)?);
+    }
+    Ok((text != file.stream.text()).then_some(text))
 }
 
 /// Rewrite the files that change, all or nothing: every new text is first
@@ -303,10 +300,12 @@ pub fn in_place_texts(ev: &Evaluated, texts: &[Spliced<'_>]) -> Result<Vec<(usiz
 /// are they renamed into place. Returns the files written. The caller
 /// decides whether to write at all (never when an object failed).
 pub fn write_in_place(ev: &Evaluated, texts: &[Spliced<'_>]) -> Result<Vec<std::path::PathBuf>> {
+    // Each new text is made and staged in turn, so that only one is held
+    // at a time; nothing is renamed into place until all are staged.
     let mut staged = Vec::new();
-    for (i, text) in in_place_texts(ev, texts)? {
+    for (i, text) in texts.iter().enumerate() {
         let file = &ev.files[i];
-        if let Some(path) = &file.path {
+        if let (Some(path), Some(text)) = (&file.path, in_place_text(ev, i, text)?) {
             staged.push(files::stage(path, &text, file.stream.text())?);
         }
     }
