@@ -174,6 +174,8 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
         "| input | run | time | µs per object over identity | vs identity | peak RSS | RSS over one Pod's / input |"
     );
     println!("|---|---|---|---|---|---|---|");
+    // Peak RSS in KB by (input, config), for the fit below.
+    let mut peaks: Vec<(&str, &str, u64)> = Vec::new();
     for input in &inputs {
         let mut identity = None;
         for ((label, config), constant) in configs.iter().zip(&constants) {
@@ -191,10 +193,11 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
                     (took.as_secs_f64() - id.as_secs_f64()) * 1e6 / input.evaluated as f64
                 )
             };
-            let rss = match (
-                crate::bench::peak_rss_kb(repoint, config, &input.path, cores)?,
-                constant,
-            ) {
+            let peak = crate::bench::peak_rss_kb(repoint, config, &input.path, cores)?;
+            if let Some(kb) = peak {
+                peaks.push((&input.label, label, kb));
+            }
+            let rss = match (peak, constant) {
                 (Some(kb), Some(constant)) => format!(
                     "{:.0} MB | {:.1}x",
                     kb as f64 / 1000.0,
@@ -211,7 +214,42 @@ pub(crate) fn run(repoint: &Path, dir: &Path, runs: usize) -> Result<()> {
             );
         }
     }
+    memory_fit(&inputs, &configs, &peaks);
     kustomize(repoint, &dir, &inputs, &configs, runs)
+}
+
+/// Peak RSS as a constant plus a multiple of the input, fitted through the
+/// 20,000 and 100,000 Pods: the multiple is what each further input byte
+/// costs, the constant what a run holds whatever its size (the engine and
+/// policies, and a window of documents in flight), which the one-Pod run
+/// above understates.
+fn memory_fit(inputs: &[Input], configs: &[(&'static str, PathBuf)], peaks: &[(&str, &str, u64)]) {
+    let (Some(small), Some(large)) = (
+        inputs.iter().find(|i| i.label == "20,000 Pods"),
+        inputs.iter().find(|i| i.label == "100,000 Pods"),
+    ) else {
+        return;
+    };
+    let peak = |input: &Input, config: &str| {
+        peaks
+            .iter()
+            .find(|(i, c, _)| *i == input.label && *c == config)
+            .map(|(_, _, kb)| *kb as f64 * 1000.0)
+    };
+    println!(
+        "
+## Peak RSS as constant + multiple x input (fitted through 20,000 and 100,000 Pods)
+"
+    );
+    println!("| run | bytes of RSS per input byte | constant |");
+    println!("|---|---|---|");
+    for (label, _) in configs {
+        if let (Some(a), Some(b)) = (peak(small, label), peak(large, label)) {
+            let multiple = (b - a) / (large.bytes - small.bytes) as f64;
+            let constant = b - multiple * large.bytes as f64;
+            println!("| {label} | {multiple:.2} | {:.0} MB |", constant / 1e6);
+        }
+    }
 }
 
 /// `kubectl kustomize` renaming the images with an `images:` list, on a
