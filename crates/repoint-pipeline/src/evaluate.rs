@@ -304,8 +304,8 @@ pub fn files(
                 }
                 files.push(Reading {
                     path: input.path,
+                    documents: Vec::with_capacity(reader.documents_at_least()),
                     reader,
-                    documents: Vec::new(),
                     prepared: Prepared::default(),
                     failures: Vec::new(),
                 });

@@ -36,7 +36,7 @@ pub struct Edit {
     pub text: String,
     /// Put between this insertion and an insertion just before it at the
     /// same place (items added to an empty flow collection: `[a, b]`).
-    pub joiner: &'static str,
+    pub joiner: Joiner,
     /// For lines inserted after a block: the column they are indented to.
     /// Of several insertions at one place, the deeper go first, so that
     /// an item for an inner list is not read as part of an outer one's
@@ -50,8 +50,27 @@ impl Edit {
         Self {
             range,
             text,
-            joiner: "",
+            joiner: Joiner::Nothing,
             depth: 0,
+        }
+    }
+}
+
+/// What goes between two insertions at one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joiner {
+    /// Nothing: they are whole lines.
+    Nothing,
+    /// `, `: they are members of one flow collection.
+    Comma,
+}
+
+impl Joiner {
+    /// The text put between them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Joiner::Nothing => "",
+            Joiner::Comma => ", ",
         }
     }
 }
@@ -492,7 +511,7 @@ impl<'a> Editor<'a> {
     fn flow_insert(&self, node: &Node, last: Option<(usize, usize)>, member: String) -> Edit {
         match last {
             None => Edit {
-                joiner: ", ",
+                joiner: Joiner::Comma,
                 ..Edit::new(node.span.start + 1..node.span.start + 1, member)
             },
             Some((last_start, last_end)) => {

@@ -87,10 +87,10 @@ pub struct Document {
     pub index: usize,
     /// Byte offset where the document starts (its `---`, or its content).
     pub start: usize,
-    /// The piece of the stream that holds the document (see [`split`]),
-    /// and the document's place in it: what is parsed again to check a
-    /// change.
-    segment: (std::ops::Range<usize>, usize),
+    /// The piece of the stream that holds the document (its index among
+    /// the stream's [`split`] segments), and the document's place in it:
+    /// what is parsed again to check a change.
+    segment: (usize, usize),
     /// Source tree; `None` for an empty or pruned document. Boxed, so a
     /// released document, which has none, is that much smaller.
     pub root: Option<Box<Node>>,
@@ -142,6 +142,8 @@ pub struct Stream {
     newline: &'static str,
     limits: build::BuildLimits,
     documents: Vec<Document>,
+    /// The pieces the text is cut into, each parsed on its own.
+    segments: Vec<split::Segment>,
     /// Where lines start, for locating positions without rescanning the
     /// text.
     lines: LineIndex,
@@ -461,7 +463,8 @@ impl Stream {
     /// Parse the document's segment with `edits` applied and compare the
     /// document's value with `expected`.
     fn check(&self, doc: &Document, edits: &[Edit], expected: &Value) -> Result<(), String> {
-        let (range, position) = &doc.segment;
+        let (segment, position) = &doc.segment;
+        let range = &self.segments[*segment].range;
         let local: Vec<Edit> = edits
             .iter()
             .map(|e| Edit {
@@ -500,7 +503,6 @@ impl Stream {
 /// [`Stream::parse_in_run`] is one window as large as the stream.
 pub struct Reader<'r> {
     stream: Stream,
-    segments: Vec<split::Segment>,
     /// The first segment not read yet.
     next: usize,
     limits: Limits,
@@ -513,7 +515,7 @@ impl std::fmt::Debug for Reader<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
             .field("stream", &self.stream.name)
-            .field("segments", &self.segments.len())
+            .field("segments", &self.stream.segments.len())
             .field("next", &self.next)
             .finish_non_exhaustive()
     }
@@ -544,7 +546,9 @@ impl<'r> Reader<'r> {
                 _ => Syntax::Yaml,
             }
         };
-        let segments = split::split(&text);
+        let mut segments = split::split(&text);
+        // Kept as long as the stream: without the room it grew into.
+        segments.shrink_to_fit();
         let stream = Stream {
             name: name.to_string(),
             newline: detect_newline(&text),
@@ -558,17 +562,23 @@ impl<'r> Reader<'r> {
             // Most segments hold one document.
             documents: Vec::with_capacity(segments.len()),
             complete: segments.is_empty(),
+            segments,
             shown: edit::StyleHints::default(),
         };
         Ok(Self {
             stream,
-            segments,
             next: 0,
             limits,
             threads,
             keep,
             budget,
         })
+    }
+
+    /// How many documents the stream holds at least (its segments; most
+    /// hold one).
+    pub fn documents_at_least(&self) -> usize {
+        self.stream.segments.len()
     }
 
     /// Parse the next `segments` segments (at least one); returns the
@@ -583,6 +593,7 @@ impl<'r> Reader<'r> {
         }
         let window = self.next
             ..self
+                .stream
                 .segments
                 .len()
                 .min(self.next.saturating_add(segments.max(1)));
@@ -625,9 +636,13 @@ impl<'r> Reader<'r> {
                 // pruned document is nobody's neighbour.
                 hints.push(b.root.as_ref().map(|root| edit::StyleHints::of(text, root)));
             }
-            Ok((segment.range.clone(), built, hints))
+            Ok((first + offset, built, hints))
         };
-        let built = crate::parallel::map(&self.segments[window.clone()], self.threads, build_one);
+        let built = crate::parallel::map(
+            &self.stream.segments[window.clone()],
+            self.threads,
+            build_one,
+        );
         self.next = window.end;
         let stream = &mut self.stream;
         let before = stream.documents.len();
@@ -654,7 +669,7 @@ impl<'r> Reader<'r> {
                 stream.documents.push(Document {
                     index: stream.documents.len(),
                     start: b.start,
-                    segment: (segment.clone(), in_segment),
+                    segment: (segment, in_segment),
                     root: b.root.map(Box::new),
                     value: b.value,
                     pruned: b.pruned,
@@ -673,7 +688,7 @@ impl<'r> Reader<'r> {
     /// it is evaluated. `None` when no document has content, or when the
     /// first one is too large or does not parse (reading it says so).
     pub fn first_value(&self) -> Option<Value> {
-        for segment in &self.segments {
+        for segment in &self.stream.segments {
             if segment.range.len() > self.limits.max_document_bytes {
                 return None;
             }
@@ -689,7 +704,7 @@ impl<'r> Reader<'r> {
 
     /// Whether every segment is read.
     pub fn is_done(&self) -> bool {
-        self.next >= self.segments.len()
+        self.next >= self.stream.segments.len()
     }
 
     /// The stream so far: every document read, in order.

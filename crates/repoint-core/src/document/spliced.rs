@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 
 use super::Rerendered;
-use super::edit::Edit;
+use super::edit::{Edit, Joiner};
 
 /// An edit as splicing reads it.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +20,7 @@ struct View<'a> {
     start: usize,
     end: usize,
     text: &'a str,
-    joiner: &'static str,
+    joiner: Joiner,
     depth: usize,
 }
 
@@ -44,27 +44,76 @@ impl<'a> From<&'a Edit> for View<'a> {
     }
 }
 
-/// One held edit: its place, and where its text is in the shared buffer.
+/// One held edit: its place, and where its text ends in its chunk's
+/// buffer (it starts where the edit before it ends). 32 bytes.
 #[derive(Debug, Clone)]
 struct Held {
     start: usize,
     end: usize,
-    text_start: usize,
     text_end: usize,
-    joiner: &'static str,
-    depth: usize,
+    /// [`Edit::depth`]: a column, so far below `u32::MAX`; only its order
+    /// matters, and saturating keeps that.
+    depth: u32,
+    joiner: Joiner,
+}
+
+/// Held edits and their texts. A file's edits fill chunks of a fixed
+/// room one after another, and a chunk never grows once made: a list
+/// grown by doubling would hold up to twice its edits, and for a moment
+/// three times, while it is copied.
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    texts: String,
+    held: Vec<Held>,
+}
+
+/// The most room a chunk is made with: edits, and bytes of their texts.
+/// A new chunk has as much room as the chunks before it together, up to
+/// these, so that a file with few changes takes little.
+const CHUNK_EDITS: usize = 4096;
+const CHUNK_TEXT: usize = 256 << 10;
+
+impl Chunk {
+    fn has_room_for(&self, other: &Chunk) -> bool {
+        self.held.capacity() - self.held.len() >= other.held.len()
+            && self.texts.capacity() - self.texts.len() >= other.texts.len()
+    }
+
+    fn extend(&mut self, other: Chunk) {
+        let shift = self.texts.len();
+        self.texts.push_str(&other.texts);
+        self.held.extend(other.held.into_iter().map(|h| Held {
+            text_end: h.text_end + shift,
+            ..h
+        }));
+    }
+
+    fn views(&self) -> impl DoubleEndedIterator<Item = View<'_>> {
+        self.held.iter().enumerate().map(|(i, h)| {
+            let text_start = match i {
+                0 => 0,
+                _ => self.held[i - 1].text_end,
+            };
+            View {
+                start: h.start,
+                end: h.end,
+                text: &self.texts[text_start..h.text_end],
+                joiner: h.joiner,
+                depth: h.depth as usize,
+            }
+        })
+    }
 }
 
 /// Documents' changes, written and checked, waiting to be spliced in
-/// ([`super::Stream::prepare`]): one flat list for all of a file's
-/// documents, the edits' texts in one buffer, so that a long stream of
-/// small changes costs its edits' bytes and little more.
+/// ([`super::Stream::prepare`]): one list for all of a file's documents,
+/// the edits' texts in shared buffers, so that a long stream of small
+/// changes costs its edits' bytes and little more.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    texts: String,
-    held: Vec<Held>,
-    /// Whether `held` is in splicing order (it is when documents are
-    /// added in stream order, as they are read).
+    chunks: Vec<Chunk>,
+    /// Whether the edits are in splicing order (they are when documents
+    /// are added in stream order, as they are read).
     in_order: bool,
     pub(super) rerendered: Vec<Rerendered>,
 }
@@ -77,8 +126,7 @@ impl Default for Prepared {
 
 /// No changes.
 static NONE: Prepared = Prepared {
-    texts: String::new(),
-    held: Vec::new(),
+    chunks: Vec::new(),
     in_order: true,
     rerendered: Vec::new(),
 };
@@ -92,23 +140,35 @@ impl Prepared {
     /// One document's edits (and whether it was written anew).
     pub(super) fn of(mut edits: Vec<Edit>, rerendered: Option<Rerendered>) -> Self {
         edits.sort_by_key(|e| View::from(e).order());
-        let mut prepared = Self {
-            rerendered: rerendered.into_iter().collect(),
-            ..Self::default()
+        let mut chunk = Chunk {
+            texts: String::with_capacity(edits.iter().map(|e| e.text.len()).sum()),
+            held: Vec::with_capacity(edits.len()),
         };
         for e in &edits {
-            let text_start = prepared.texts.len();
-            prepared.texts.push_str(&e.text);
-            prepared.held.push(Held {
+            chunk.texts.push_str(&e.text);
+            chunk.held.push(Held {
                 start: e.range.start,
                 end: e.range.end,
-                text_start,
-                text_end: prepared.texts.len(),
+                text_end: chunk.texts.len(),
+                depth: u32::try_from(e.depth).unwrap_or(u32::MAX),
                 joiner: e.joiner,
-                depth: e.depth,
             });
         }
-        prepared
+        Self {
+            chunks: vec![chunk],
+            in_order: true,
+            rerendered: rerendered.into_iter().collect(),
+        }
+    }
+
+    /// Whether there are no edits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.chunks.iter().all(|c| c.held.is_empty())
+    }
+
+    /// The bytes of the edits' texts.
+    fn text_len(&self) -> usize {
+        self.chunks.iter().map(|c| c.texts.len()).sum()
     }
 
     /// Add `other`'s changes (of other documents) to these.
@@ -118,24 +178,32 @@ impl Prepared {
             _ => true,
         };
         self.in_order = self.in_order && other.in_order && follows;
-        let shift = self.texts.len();
-        self.texts.push_str(&other.texts);
-        self.held.extend(other.held.into_iter().map(|h| Held {
-            text_start: h.text_start + shift,
-            text_end: h.text_end + shift,
-            ..h
-        }));
+        for chunk in other.chunks.drain(..).filter(|c| !c.held.is_empty()) {
+            match self.chunks.last_mut() {
+                Some(last) if last.has_room_for(&chunk) => last.extend(chunk),
+                _ => {
+                    let edits: usize = self.chunks.iter().map(|c| c.held.len()).sum();
+                    let room = |so_far: usize, most: usize, needed: usize| {
+                        so_far.clamp(16, most).max(needed)
+                    };
+                    let mut fresh = Chunk {
+                        texts: String::with_capacity(room(
+                            self.text_len(),
+                            CHUNK_TEXT,
+                            chunk.texts.len(),
+                        )),
+                        held: Vec::with_capacity(room(edits, CHUNK_EDITS, chunk.held.len())),
+                    };
+                    fresh.extend(chunk);
+                    self.chunks.push(fresh);
+                }
+            }
+        }
         self.rerendered.append(&mut other.rerendered);
     }
 
     fn views(&self) -> impl DoubleEndedIterator<Item = View<'_>> {
-        self.held.iter().map(|h| View {
-            start: h.start,
-            end: h.end,
-            text: &self.texts[h.text_start..h.text_end],
-            joiner: h.joiner,
-            depth: h.depth,
-        })
+        self.chunks.iter().flat_map(Chunk::views)
     }
 }
 
@@ -157,7 +225,7 @@ impl<'a> Spliced<'a> {
 
     /// Whether the new text is the original one.
     pub fn is_unchanged(&self) -> bool {
-        self.before.held.is_empty() && self.now.held.is_empty()
+        self.before.is_empty() && self.now.is_empty()
     }
 
     /// Hand out the new text's pieces in order; the first error stops it.
@@ -193,7 +261,7 @@ impl<'a> Spliced<'a> {
         if self.is_unchanged() {
             return Cow::Borrowed(self.text);
         }
-        let mut out = String::with_capacity(self.text.len() + self.now.texts.len());
+        let mut out = String::with_capacity(self.text.len() + self.now.text_len());
         let _ = self.try_for_each(|piece| {
             out.push_str(piece);
             Ok::<(), ()>(())
@@ -253,7 +321,7 @@ fn pieces<'e, E>(
         f(&text[pos..e.start.max(pos)])?;
         let insertion = e.start == e.end;
         if insertion && last_insertion == Some(e.start) {
-            f(e.joiner)?;
+            f(e.joiner.as_str())?;
         }
         last_insertion = insertion.then_some(e.start);
         f(e.text)?;
@@ -316,7 +384,7 @@ mod tests {
         // Insertions at one place from both lists: the earlier first, with
         // the joiner between them.
         let flow = |t: &str| Edit {
-            joiner: ", ",
+            joiner: Joiner::Comma,
             ..edit(2, 2, t)
         };
         let before = Prepared::of(vec![flow("x")], None);
@@ -345,5 +413,32 @@ mod tests {
         spliced.write_to(&mut written).expect("write");
         assert_eq!(written, b" \n---x\n");
         assert!(Spliced::new("", none, Prepared::default()).ends_with_line_break());
+    }
+}
+
+#[cfg(test)]
+mod chunks {
+    use super::*;
+
+    /// Many documents' edits appended one by one fill chunks of bounded
+    /// room, none of which grows, and splice as one list would.
+    #[test]
+    fn appended_edits_fill_bounded_chunks() {
+        let text = "x\n".repeat(20_000);
+        let mut prepared = Prepared::default();
+        let mut all = Vec::new();
+        for line in 0..10_000 {
+            let e = Edit::new(line * 2..line * 2 + 1, format!("y{line}"));
+            all.push(e.clone());
+            prepared.append(Prepared::of(vec![e], None));
+        }
+        assert!(prepared.in_order);
+        assert!(prepared.chunks.len() > 2, "{}", prepared.chunks.len());
+        assert_eq!(size_of::<Held>(), 32);
+        for c in &prepared.chunks {
+            assert!(c.held.capacity() <= CHUNK_EDITS && c.texts.capacity() <= CHUNK_TEXT);
+        }
+        let spliced = Spliced::new(&text, Prepared::none(), prepared);
+        assert_eq!(spliced.to_string(), splice(&text, &all));
     }
 }
