@@ -187,22 +187,33 @@ impl Registry {
         let config =
             br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
         let layer_digest = self.push_blob(repository, &layer);
+        self.push_manifest(
+            repository,
+            tag,
+            config,
+            serde_json::json!([{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                "digest": layer_digest, "size": layer.len()}]),
+        )
+    }
+
+    /// Push `config` and an OCI image manifest of it and `layers` (already
+    /// pushed) as `repository:tag`; returns the manifest's digest.
+    fn push_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        config: &[u8],
+        layers: serde_json::Value,
+    ) -> String {
         let config_digest = self.push_blob(repository, config);
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        "digest": layer_digest, "size": layer.len()}],
+            "layers": layers,
         })
         .to_string();
-        self.put_manifest(repository, tag, &manifest);
-        format!("sha256:{:x}", Sha256::digest(manifest.as_bytes()))
-    }
-
-    /// PUT an OCI image manifest as `repository:tag`.
-    fn put_manifest(&self, repository: &str, tag: &str, manifest: &str) {
         let response = self
             .authorize(Self::agent().put(format!(
                 "{}://{}/v2/{repository}/manifests/{tag}",
@@ -216,6 +227,7 @@ impl Registry {
             201,
             "pushing the manifest {tag}"
         );
+        format!("sha256:{:x}", Sha256::digest(manifest.as_bytes()))
     }
 
     /// Manifest requests repoint sent for `repository`, from the registry's
@@ -269,22 +281,18 @@ impl Registry {
         let payload_digest = self.push_blob(repository, payload.as_bytes());
         let config =
             br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let config_digest = self.push_blob(repository, config);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest, "size": config.len()},
-            "layers": [{
+        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+        self.push_manifest(
+            repository,
+            &tag,
+            config,
+            serde_json::json!([{
                 "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
                 "digest": payload_digest, "size": payload.len(),
                 "annotations": {"dev.cosignproject.cosign/signature":
                     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature.as_ref())},
-            }],
-        })
-        .to_string();
-        let tag = format!("{}.sig", digest.replacen(':', "-", 1));
-        self.put_manifest(repository, &tag, &manifest);
+            }]),
+        );
     }
 
     /// Where the registry keeps the blob `digest` (`sha256:...`) on disk,

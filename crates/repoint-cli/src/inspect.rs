@@ -24,16 +24,11 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     };
     let runtime = Runtime::new(options, Arc::new(Offline))?;
     let source = PolicySource::parse(&args.module, std::path::Path::new(""));
-    let (mut digest, mut signed_with) = (None, None);
-    let loaded = match &source {
-        PolicySource::Oci(reference) => {
-            let fetched = crate::oci::pull(&args.registry, reference, runtime.options())?;
-            digest = Some(fetched.pulled.manifest_digest.clone());
-            signed_with = fetched.signed_with;
-            runtime.load_bytes(source.clone(), &fetched.pulled.bytes)?
-        }
-        _ => runtime.load(&source)?,
-    };
+    let repoint_pipeline::oci::LoadedFrom {
+        loaded,
+        digest,
+        signed_with,
+    } = crate::oci::load(&args.registry, &runtime, &source)?;
     let info = &loaded.info;
     let mut out = std::io::stdout().lock();
     if args.json {

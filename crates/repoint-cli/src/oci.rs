@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use repoint_config::Config;
-use repoint_pipeline::oci::Fetched;
+use repoint_pipeline::oci::{LoadError, LoadedFrom};
 use repoint_runtime::probe::Offline;
 use repoint_runtime::{PolicySource, Runtime, RuntimeOptions};
 use serde_json::json;
@@ -22,24 +22,20 @@ fn config(path: Option<&std::path::Path>) -> Result<Config> {
     }
 }
 
-/// Pull `reference` for `policy inspect`, cached as the runtime caches,
-/// and verified with `--key`, else with the config's `verify:` keys.
-pub fn pull(args: &RegistryArgs, reference: &str, options: &RuntimeOptions) -> Result<Fetched> {
+/// Load `source` for `policy inspect`: an `oci://` one pulled as the
+/// runtime caches, and verified with `--key`, else with the config's
+/// `verify:` keys.
+pub fn load(args: &RegistryArgs, runtime: &Runtime, source: &PolicySource) -> Result<LoadedFrom> {
     let config = config(args.config.as_deref())?;
-    let keys = match args.keys.is_empty() {
-        true => config.verify_keys_for_module(reference),
-        false => args.keys.clone(),
+    let keys = match (source, args.keys.is_empty()) {
+        (PolicySource::Oci(reference), true) => config.verify_keys_for_module(reference),
+        _ => args.keys.clone(),
     };
-    repoint_pipeline::oci::pull(
-        &config,
-        "(inspected)",
-        reference,
-        &keys,
-        repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
-        args.offline,
-        options.max_module_bytes,
-    )
-    .map_err(|why| anyhow!("{reference}: {why}"))
+    repoint_pipeline::oci::load(runtime, &config, "(inspected)", source, &keys, args.offline)
+        .map_err(|e| match e {
+            LoadError::Pull { reference, why } => anyhow!("{reference}: {why}"),
+            LoadError::Load(e) => e.into(),
+        })
 }
 
 pub fn push(args: &PushArgs) -> Result<ExitCode> {

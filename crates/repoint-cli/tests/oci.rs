@@ -101,6 +101,13 @@ impl Env {
         self.repoint(&args, "")
     }
 
+    /// [`Env::push`], which must work: the digest it printed.
+    fn pushed(&self, file: &str, reference: &str, extra: &[&str]) -> String {
+        let out = self.push(file, reference, extra);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout.trim().to_string()
+    }
+
     /// `repoint run -c CONFIG` on one Pod: its image, or the failure.
     fn run(&self, config: &str, extra: &[&str]) -> Result<(String, String), Output> {
         let mut args = vec!["run", "-c", config];
@@ -136,10 +143,8 @@ fn push_pull_by_tag_and_digest_and_the_cache_without_the_registry() {
     let env = Env::new("plain");
     let file = env.policy_file("registry-mirror");
     let tag = format!("oci://{}/policies/mirror:1.0", registry.addr);
-    let pushed = env.push(&file, &tag, &[]);
-    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
-    let digest = pushed.stdout.trim().to_string();
-    assert!(is_digest(&digest), "{}", pushed.stdout);
+    let digest = env.pushed(&file, &tag, &[]);
+    assert!(is_digest(&digest), "{digest}");
 
     // With SOURCE_DATE_EPOCH the same file pushes as the same artifact.
     let reproducible = |tag: &str| {
@@ -264,9 +269,7 @@ fn push_pull_by_tag_and_digest_and_the_cache_without_the_registry() {
 
     // Moved behind the tag: reported, and the new build runs.
     let other = env.policy_file("allowed-registries");
-    let moved = env.push(&other, &tag, &[]);
-    assert_eq!(moved.code, 0, "{}", moved.stderr);
-    let moved_digest = moved.stdout.trim().to_string();
+    let moved_digest = env.pushed(&other, &tag, &[]);
     let out = env.repoint(&["policy", "inspect", &tag], "");
     assert!(
         out.stdout.contains("name:        allowed-registries"),
@@ -282,9 +285,7 @@ fn push_pull_by_tag_and_digest_and_the_cache_without_the_registry() {
     );
     // Back to the mirror (a new push is a new manifest: its `created`
     // differs), for what follows.
-    let back = env.push(&file, &tag, &[]);
-    assert_eq!(back.code, 0, "{}", back.stderr);
-    let digest = back.stdout.trim().to_string();
+    let digest = env.pushed(&file, &tag, &[]);
     assert_eq!(env.run(&by_tag, &[]).expect("runs").0, MIRRORED);
 
     // The registry stopped: the digest comes from the cache; the tag
@@ -330,8 +331,7 @@ fn an_altered_layer_or_cache_is_refused() {
     let env = Env::new("tamper");
     let file = env.policy_file("registry-mirror");
     let tag = format!("oci://{}/policies/mirror:2.0", registry.addr);
-    let pushed = env.push(&file, &tag, &[]);
-    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    env.pushed(&file, &tag, &[]);
     let config = env.config("tamper", "", &tag);
     assert_eq!(env.run(&config, &[]).expect("runs").0, MIRRORED);
 
@@ -442,8 +442,7 @@ fn tls_with_a_private_ca() {
     let file = env.policy_file("registry-mirror");
     let tag = "oci://policies.corp.test/policies/mirror:1.0";
     let config = env.config("tls", &head, tag);
-    let pushed = env.push(&file, tag, &["-c", &config]);
-    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    env.pushed(&file, tag, &["-c", &config]);
     assert_eq!(env.run(&config, &[]).expect("pulls").0, MIRRORED);
 
     // Without the CA the certificate is not trusted.
@@ -473,9 +472,7 @@ fn signatures_are_verified_with_the_configured_keys() {
     let env = Env::new("signed");
     let file = env.policy_file("registry-mirror");
     let tag = format!("oci://{}/policies/mirror:1.0", registry.addr);
-    let pushed = env.push(&file, &tag, &[]);
-    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
-    let digest = pushed.stdout.trim().to_string();
+    let digest = env.pushed(&file, &tag, &[]);
     let key = CosignKey::generate();
     let other = CosignKey::generate();
     let key_file = env.dir.join("cosign.pub");

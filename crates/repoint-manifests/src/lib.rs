@@ -99,7 +99,8 @@ impl Manifests {
 
 const NAME: &str = "repoint";
 const LABELS: &str = "app.kubernetes.io/name";
-/// The server's `XDG_CACHE_HOME`; its cache is `repoint/` below it.
+/// The server's `XDG_CACHE_HOME`, where its cache is
+/// ([`repoint_runtime::cache_dir_in`]).
 const CACHE_HOME: &str = "/var/cache";
 /// Room for the compiled policies and pulled artifacts of a few configs
 /// (a compiled interpreter-carrying policy is tens of MiB); past it the
@@ -362,7 +363,8 @@ pub fn build(request: &Request<'_>) -> Result<Manifests> {
     let mut mounts = vec![
         json!({"name": "config", "mountPath": "/etc/repoint", "readOnly": true}),
         json!({"name": "tls", "mountPath": "/etc/repoint/tls", "readOnly": true}),
-        json!({"name": "cache", "mountPath": format!("{CACHE_HOME}/repoint")}),
+        json!({"name": "cache",
+               "mountPath": repoint_runtime::cache_dir_in(std::path::Path::new(CACHE_HOME))}),
     ];
     if !carried.data.is_empty() {
         let data: serde_json::Map<String, Value> = carried

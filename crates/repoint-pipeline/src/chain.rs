@@ -99,24 +99,21 @@ pub fn load(config: &Config, runtime: &Arc<Runtime>, offline: bool) -> Result<Ch
                 message,
             )
         };
-        let loaded = match &source {
-            PolicySource::Oci(reference) => {
-                let options = runtime.options();
-                let pulled = crate::oci::pull(
-                    config,
-                    &entry.name,
-                    reference,
-                    &config.verify_keys(i),
-                    crate::oci::cache_dir(options.cache_dir.as_deref()),
-                    offline,
-                    options.max_module_bytes,
-                )
-                .map_err(|why| invalid(format!("policy {}: {reference}: {why}", entry.name)))?;
-                runtime.load_bytes(source.clone(), &pulled.pulled.bytes)
+        let loaded = crate::oci::load(
+            runtime,
+            config,
+            &entry.name,
+            &source,
+            &config.verify_keys(i),
+            offline,
+        )
+        .map_err(|e| match e {
+            crate::oci::LoadError::Pull { reference, why } => {
+                invalid(format!("policy {}: {reference}: {why}", entry.name))
             }
-            _ => runtime.load(&source),
-        }
-        .map_err(|e| invalid(e.to_string()))?;
+            crate::oci::LoadError::Load(e) => invalid(e.to_string()),
+        })?
+        .loaded;
         // Settings came from YAML, so they are JSON values already: the
         // encoding cannot fail.
         let settings = entry.settings.to_string();

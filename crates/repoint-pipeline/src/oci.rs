@@ -10,8 +10,10 @@ use repoint_config::Config;
 use repoint_registry::artifact::{self, PullOptions};
 use repoint_registry::signature::{self, PublicKey};
 use repoint_registry::{Basic, Registries};
+use repoint_runtime::{LoadedPolicy, PolicySource, Runtime, RuntimeError};
 
-pub use repoint_registry::artifact::{Pulled, parse_reference, sha256};
+pub use repoint_registry::artifact::sha256;
+use repoint_registry::artifact::{Pulled, parse_reference};
 
 /// How long one pull or push (all its requests together) may take.
 pub const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -52,16 +54,16 @@ fn public_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
 /// A pulled policy component, and the key file its signature verified
 /// with when keys were asked for.
 #[derive(Debug)]
-pub struct Fetched {
-    pub pulled: Pulled,
-    pub signed_with: Option<String>,
+struct Fetched {
+    pulled: Pulled,
+    signed_with: Option<String>,
 }
 
 /// Pull the component `reference` (an `oci://` module) names for the
 /// policy `policy`, logging what the tag resolved to; with `keys` (files
 /// of cosign public keys), only when a signature made with one of them
 /// verifies.
-pub fn pull(
+fn pull(
     config: &Config,
     policy: &str,
     reference: &str,
@@ -118,6 +120,67 @@ pub fn pull(
     Ok(Fetched {
         pulled,
         signed_with,
+    })
+}
+
+/// Why a policy did not load: its pull (an `oci://` module), or the
+/// component itself.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The pull or the signature check of `reference` failed.
+    Pull { reference: String, why: String },
+    /// The component was read but is not a policy the host can run.
+    Load(RuntimeError),
+}
+
+/// A policy loaded from any source, and for an `oci://` one the digest it
+/// pulled and the key its signature verified with.
+#[derive(Debug)]
+pub struct LoadedFrom {
+    pub loaded: LoadedPolicy,
+    pub digest: Option<String>,
+    pub signed_with: Option<String>,
+}
+
+/// Load `source` as the policy `policy` on `runtime`, every reader's one
+/// way: a builtin or a file directly, an `oci://` module pulled first
+/// ([`pull`], with `config`'s registry settings and credentials, `keys`,
+/// the runtime's cache and its bound on module size).
+pub fn load(
+    runtime: &Runtime,
+    config: &Config,
+    policy: &str,
+    source: &PolicySource,
+    keys: &[PathBuf],
+    offline: bool,
+) -> Result<LoadedFrom, LoadError> {
+    let PolicySource::Oci(reference) = source else {
+        return Ok(LoadedFrom {
+            loaded: runtime.load(source).map_err(LoadError::Load)?,
+            digest: None,
+            signed_with: None,
+        });
+    };
+    let options = runtime.options();
+    let fetched = pull(
+        config,
+        policy,
+        reference,
+        keys,
+        cache_dir(options.cache_dir.as_deref()),
+        offline,
+        options.max_module_bytes,
+    )
+    .map_err(|why| LoadError::Pull {
+        reference: reference.clone(),
+        why,
+    })?;
+    Ok(LoadedFrom {
+        loaded: runtime
+            .load_bytes(source.clone(), &fetched.pulled.bytes)
+            .map_err(LoadError::Load)?,
+        digest: Some(fetched.pulled.manifest_digest),
+        signed_with: fetched.signed_with,
     })
 }
 

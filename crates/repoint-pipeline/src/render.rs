@@ -129,9 +129,8 @@ fn write_stream<'t>(
                 out.write_all(format!("---{newline}").as_bytes())?;
             }
         }
-        text.write_to(out)?;
+        ends_with_newline = text.write_to(out)?;
         first = false;
-        ends_with_newline = text.ends_with_line_break();
     }
     Ok(ends_with_newline)
 }

@@ -222,7 +222,13 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("repoint"))
+    Some(cache_dir_in(&base))
+}
+
+/// The cache under a cache home (`XDG_CACHE_HOME`): what a deployment
+/// that sets the home mounts.
+pub fn cache_dir_in(cache_home: &Path) -> PathBuf {
+    cache_home.join("repoint")
 }
 
 /// What a policy says about itself.

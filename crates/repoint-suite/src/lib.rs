@@ -46,6 +46,7 @@ use repoint_config::LimitsEntry;
 use repoint_core::probe::{ProbeAnswer, Prober};
 use repoint_core::sites::ImageFields;
 use repoint_core::{ImageRef, Limits, Stream, patch, pointer};
+use repoint_pipeline::oci::LoadError;
 use repoint_runtime::chain::{Chain, Outcome};
 use repoint_runtime::{FailureKind, PolicySource, Runtime, RuntimeError, RuntimeOptions};
 use serde::Deserialize;
@@ -370,25 +371,15 @@ impl Subject {
         let runtime = Arc::new(Runtime::new(options, prober)?);
         let module = suite.policy.as_deref().unwrap_or_default();
         let source = PolicySource::parse(module, dir);
-        let loaded = match &source {
-            // Pulled as a config's policy is, with no registry settings or
-            // credentials (a suite that needs them names a `config:`).
-            PolicySource::Oci(reference) => {
-                let options = runtime.options();
-                let fetched = repoint_pipeline::oci::pull(
-                    &repoint_config::Config::empty(dir.to_path_buf()),
-                    "(suite)",
-                    reference,
-                    &[],
-                    repoint_pipeline::oci::cache_dir(options.cache_dir.as_deref()),
-                    false,
-                    options.max_module_bytes,
-                )
-                .map_err(|why| anyhow!("policy: {reference}: {why}"))?;
-                runtime.load_bytes(source.clone(), &fetched.pulled.bytes)?
-            }
-            _ => runtime.load(&source)?,
-        };
+        // Pulled as a config's policy is, with no registry settings or
+        // credentials (a suite that needs them names a `config:`).
+        let empty = repoint_config::Config::empty(dir.to_path_buf());
+        let loaded = repoint_pipeline::oci::load(&runtime, &empty, "(suite)", &source, &[], false)
+            .map_err(|e| match e {
+                LoadError::Pull { reference, why } => anyhow!("policy: {reference}: {why}"),
+                LoadError::Load(e) => e.into(),
+            })?
+            .loaded;
         Ok(Self {
             runtime,
             what: What::Policy {

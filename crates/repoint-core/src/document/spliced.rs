@@ -251,9 +251,15 @@ impl<'a> Spliced<'a> {
         }
     }
 
-    /// Write the new text to `out`, piece by piece.
-    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.try_for_each(|piece| out.write_all(piece.as_bytes()))
+    /// Write the new text to `out`, piece by piece; returns whether it is
+    /// empty or ends with a line break, seen on the way.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<bool> {
+        let mut last = None;
+        self.try_for_each(|piece| {
+            last = piece.chars().next_back().or(last);
+            out.write_all(piece.as_bytes())
+        })?;
+        Ok(last.is_none_or(|c| c == '\n' || c == '\r'))
     }
 
     /// The new text, made whole (borrowed when nothing changes).
@@ -287,18 +293,6 @@ impl<'a> Spliced<'a> {
             Ok(())
         });
         start
-    }
-
-    /// Whether the new text is empty or ends with a line break.
-    pub fn ends_with_line_break(&self) -> bool {
-        let mut last = None;
-        let _ = self.try_for_each(|piece| {
-            if let Some(c) = piece.chars().next_back() {
-                last = Some(c);
-            }
-            Ok::<(), ()>(())
-        });
-        last.is_none_or(|c| c == '\n' || c == '\r')
     }
 }
 
@@ -399,7 +393,7 @@ mod tests {
         let unchanged = Spliced::new("  \n{\"a\": 1}", none, Prepared::default());
         assert!(unchanged.is_unchanged());
         assert_eq!(unchanged.trimmed_start(1), "{");
-        assert!(!unchanged.ends_with_line_break());
+        assert!(!unchanged.write_to(&mut Vec::new()).expect("write"));
         assert!(matches!(unchanged.to_text(), Cow::Borrowed(_)));
 
         // The start and the end both in edits' texts.
@@ -408,11 +402,11 @@ mod tests {
         assert_eq!(spliced.to_string(), " \n---x\n");
         assert_eq!(spliced.trimmed_start(3), "---");
         assert_eq!(spliced.trimmed_start(2), "--");
-        assert!(spliced.ends_with_line_break());
         let mut written = Vec::new();
-        spliced.write_to(&mut written).expect("write");
+        assert!(spliced.write_to(&mut written).expect("write"));
         assert_eq!(written, b" \n---x\n");
-        assert!(Spliced::new("", none, Prepared::default()).ends_with_line_break());
+        let empty = Spliced::new("", none, Prepared::default());
+        assert!(empty.write_to(&mut Vec::new()).expect("write"));
     }
 }
 
