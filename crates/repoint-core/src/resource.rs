@@ -59,6 +59,16 @@ impl ResourceView {
     /// `prefix` (the object's place in its document); pointers in the view
     /// are relative to the object itself.
     pub fn new(object: &Value, prefix: &str, sites: &Sites) -> Self {
+        Self {
+            object_json: serde_json::to_string(object).unwrap_or_default(),
+            ..Self::without_object_json(object, prefix, sites)
+        }
+    }
+
+    /// [`ResourceView::new`] with an empty `object_json`, for policies
+    /// that do not read it: serializing the object is most of the view's
+    /// cost.
+    pub fn without_object_json(object: &Value, prefix: &str, sites: &Sites) -> Self {
         let meta = |k: &str| {
             object
                 .get("metadata")
@@ -96,7 +106,7 @@ impl ResourceView {
                 .as_deref()
                 .map(|p| strip(p, prefix).to_string()),
             service_account: sites.service_account.clone(),
-            object_json: serde_json::to_string(object).unwrap_or_default(),
+            object_json: String::new(),
         }
     }
 }

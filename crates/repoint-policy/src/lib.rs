@@ -37,7 +37,9 @@
 //! - conversions between the WIT `image-ref` and [`repoint_core::ImageRef`],
 //!   so policies use the host's own image parser ([`parse_image`]) and its
 //!   matching ([`ImagePattern`], [`LabelSelector`], [`Glob`]);
-//! - [`log`] and [`probe_image`], which also work in native unit tests.
+//! - [`log`] and [`probe_image`], which also work in native unit tests;
+//! - [`Policy::reads`], the parts of a resource the policy reads, which
+//!   lets the host skip evaluations whose answer it already has.
 //!
 //! Depends on repoint-core (the image parser and patterns, built for
 //! `wasm32-wasip2`) and on wit-bindgen; nothing of the host.
@@ -52,7 +54,7 @@ pub mod bindings {
     )]
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "policy",
+        world: "selective-policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_bindings",
         default_bindings_module: "::repoint_policy::bindings",
@@ -66,7 +68,8 @@ use std::marker::PhantomData;
 pub use bindings::repoint::policy::host::{LogLevel, ProbeResult};
 pub use bindings::repoint::policy::types::{
     Action, EnsurePullSecret, FileOrigin, ImageRef as WitImageRef, ImageSite, Operation, Origin,
-    PatchOp, PatchOpKind, PatchServiceAccount, PolicyInfo, Resource, SetImage, SiteKind,
+    PatchOp, PatchOpKind, PatchServiceAccount, PolicyInfo, Resource, ResourceParts, SetImage,
+    SiteKind,
 };
 pub use repoint_core::glob::Glob;
 pub use repoint_core::matching::{ImagePattern, LabelSelector};
@@ -77,7 +80,7 @@ pub use repoint_core::{ImageRef, RegistryPath};
 pub mod prelude {
     pub use crate::{
         Action, Glob, ImagePattern, ImageRef, Info, LabelSelector, Policy, ProbeResult, Resource,
-        ResourceExt, export_policy, log, parse_image, probe_image, set_image,
+        ResourceExt, ResourceParts, export_policy, log, parse_image, probe_image, set_image,
     };
 }
 
@@ -145,6 +148,16 @@ pub trait Policy: 'static {
 
     /// Decide what to do with one resource.
     fn evaluate(settings: &Self::Settings, resource: &Resource) -> Result<Vec<Action>, String>;
+
+    /// The parts of a resource `evaluate` reads under `settings`, beyond
+    /// the ones always given (`api_version`, `kind`, `images`,
+    /// `pull_secrets_pointer`). The host empties the others, and when
+    /// `object-json` is not among them it may answer a resource from an
+    /// earlier evaluation of the same parts instead of calling `evaluate`
+    /// (the `selective-policy` world). The default is every part.
+    fn reads(_settings: &Self::Settings) -> ResourceParts {
+        ResourceParts::all()
+    }
 }
 
 thread_local! {
@@ -208,18 +221,27 @@ impl<P: Policy> Adapter<P> {
 
     /// The WIT `evaluate` export.
     pub fn evaluate(resource: Resource) -> Result<Vec<Action>, String> {
+        Self::with_settings(|settings| P::evaluate(settings, &resource))
+            .ok_or_else(|| "evaluate called before configure".to_string())?
+    }
+
+    /// The WIT `reads` export: every part when (against the contract) it
+    /// is called before `configure`.
+    pub fn reads() -> ResourceParts {
+        Self::with_settings(P::reads).unwrap_or_else(ResourceParts::all)
+    }
+
+    fn with_settings<R>(f: impl FnOnce(&P::Settings) -> R) -> Option<R> {
         SETTINGS.with(|s| {
             let stored = s.borrow();
-            let settings = stored
-                .as_ref()
-                .and_then(|b| b.downcast_ref::<P::Settings>())
-                .ok_or_else(|| "evaluate called before configure".to_string())?;
-            P::evaluate(settings, &resource)
+            let settings = stored.as_ref()?.downcast_ref::<P::Settings>()?;
+            Some(f(settings))
         })
     }
 }
 
-/// Export a [`Policy`] as the component's `policy` world.
+/// Export a [`Policy`] as the component's `selective-policy` world (the
+/// `policy` world and its `reads`).
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
@@ -235,6 +257,9 @@ macro_rules! export_policy {
             }
             fn evaluate(resource: $crate::Resource) -> Result<Vec<$crate::Action>, String> {
                 $crate::Adapter::<$policy>::evaluate(resource)
+            }
+            fn reads() -> $crate::ResourceParts {
+                $crate::Adapter::<$policy>::reads()
             }
         }
 

@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use repoint_core::actions::{self, EnsurePullSecret, PatchServiceAccount};
+use repoint_core::actions::{self, Action, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::{self, PatchOp};
 use repoint_core::resource::ResourceView;
 use repoint_core::sites::{self, ImageFields, Object, Sites};
 
 use crate::{
-    ConfiguredPolicy, FailureKind, PolicyFailure, PolicyInstance, REUSED_PER_OBJECT, Runtime,
-    convert,
+    ConfiguredPolicy, FailureKind, PolicyFailure, PolicyInstance, REUSED_PER_OBJECT, ResourceParts,
+    Runtime, convert,
 };
 
 /// The kind of write an admission request is for.
@@ -134,6 +134,9 @@ pub struct Chain {
     policies: Vec<ConfiguredPolicy>,
     /// Image and pull-secret locations of custom resources.
     image_fields: Vec<ImageFields>,
+    /// Whether some policy reads the object's JSON (so each state's view
+    /// carries it).
+    reads_object_json: bool,
 }
 
 impl Chain {
@@ -142,10 +145,12 @@ impl Chain {
         policies: Vec<ConfiguredPolicy>,
         image_fields: Vec<ImageFields>,
     ) -> Self {
+        let reads_object_json = reads_object_json(&policies);
         Self {
             runtime,
             policies,
             image_fields,
+            reads_object_json,
         }
     }
 
@@ -178,6 +183,7 @@ impl Chain {
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
             runtime: self.runtime.clone(),
+            reads_object_json: reads_object_json(&policies),
             policies,
             image_fields: self.image_fields.clone(),
         })
@@ -209,39 +215,26 @@ impl Chain {
         object: &Value,
         origin: &Origin,
     ) -> Result<Option<Outcome>, ObjectError> {
-        let runtime = &*self.runtime;
         let found = self.sites(object);
         if !relevant(&found) {
             return Ok(None);
         }
-        let snapshot = self.snapshot(object, found, origin)?;
+        let snapshot = self.snapshot(object, found)?;
         let mut instances = Instances::new(self.policies.len());
-        let first = self.first_pass(runtime, &mut instances, object, snapshot, origin)?;
+        let first = self.first_pass(&mut instances, object, snapshot, origin)?;
         let mut outcome = first.outcome;
         if let (Some(settled), Some(last)) = (&first.changed, first.last_changer) {
             outcome.patch = patch::diff(object, settled);
             if !outcome.patch.is_empty() {
-                self.check_settled(
-                    runtime,
-                    &mut instances,
-                    settled,
-                    first.snapshot,
-                    origin,
-                    last,
-                )?;
+                self.check_settled(&mut instances, settled, first.snapshot, origin, last)?;
             }
         }
         Ok(Some(outcome))
     }
 
-    /// What policies are shown of `object`: its image sites and the WIT
-    /// resource, built once per state of the object rather than per policy.
-    fn snapshot(
-        &self,
-        object: &Value,
-        found: Sites,
-        origin: &Origin,
-    ) -> Result<Snapshot, ObjectError> {
+    /// What policies are shown of `object`: its image sites and the view
+    /// of it, built once per state of the object rather than per policy.
+    fn snapshot(&self, object: &Value, found: Sites) -> Result<Snapshot, ObjectError> {
         if let Some(bad) = found.images.iter().find(|s| s.image.is_err()) {
             return Err(ObjectError::InvalidImage {
                 pointer: bad.pointer.clone(),
@@ -254,29 +247,56 @@ impl Chain {
                     .unwrap_or_default(),
             });
         }
-        let resource = convert::resource(ResourceView::new(object, "", &found), origin);
-        Ok(Snapshot { found, resource })
+        let view = if self.reads_object_json {
+            ResourceView::new(object, "", &found)
+        } else {
+            ResourceView::without_object_json(object, "", &found)
+        };
+        Ok(Snapshot { found, view })
     }
 
     /// What the policy at `index` would do to `object`, checked.
     fn plan(
         &self,
-        runtime: &Runtime,
         instances: &mut Instances,
         index: usize,
         object: &Value,
         snapshot: &Snapshot,
+        origin: &Origin,
         pass: Pass,
     ) -> Result<actions::Plan, ObjectError> {
         let policy = &self.policies[index];
-        let returned = instances.with(index, |slot| {
-            runtime.evaluate(policy, slot, &snapshot.resource, pass == Pass::Check)
-        })?;
         let invalid = |message: String| PolicyFailure {
             policy: policy.name.to_string(),
             kind: FailureKind::InvalidAction(message),
         };
-        let actions = convert::actions(returned).map_err(invalid)?;
+        let shown = convert::shown(
+            &snapshot.view,
+            origin,
+            policy.reads.unwrap_or_else(ResourceParts::all),
+        );
+        let key = policy
+            .answers
+            .as_ref()
+            .map(|answers| (answers, shown.key()));
+        let known = key.as_ref().and_then(|(answers, key)| answers.get(key));
+        let actions = match known {
+            Some(actions) => actions,
+            None => {
+                let answer = instances.with(index, |slot| {
+                    self.runtime
+                        .evaluate(policy, slot, &shown.resource(), pass == Pass::Check)
+                })?;
+                let actions: Arc<[Action]> =
+                    convert::actions(answer.actions).map_err(invalid)?.into();
+                if let Some((answers, key)) = key
+                    && !answer.called_host
+                {
+                    answers.keep(key, actions.clone());
+                }
+                actions
+            }
+        };
         actions::plan(object, &snapshot.found, &actions).map_err(|e| invalid(e.to_string()).into())
     }
 
@@ -289,21 +309,19 @@ impl Chain {
         plan: &actions::Plan,
         original: &Value,
         changed: &mut Option<Value>,
-        origin: &Origin,
     ) -> Result<Snapshot, ObjectError> {
         let object = changed.get_or_insert_with(|| original.clone());
         patch::apply(object, &plan.patch).map_err(|e| PolicyFailure {
             policy: policy.name.to_string(),
             kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
         })?;
-        self.snapshot(object, self.sites(object), origin)
+        self.snapshot(object, self.sites(object))
     }
 
     /// The chain in order, each policy seeing the object as the previous
     /// ones left it.
     fn first_pass(
         &self,
-        runtime: &Runtime,
         instances: &mut Instances,
         object: &Value,
         mut snapshot: Snapshot,
@@ -314,10 +332,10 @@ impl Chain {
         let mut last_changer = None;
         for (index, policy) in self.policies.iter().enumerate() {
             let current = changed.as_ref().unwrap_or(object);
-            let plan = self.plan(runtime, instances, index, current, &snapshot, Pass::First)?;
+            let plan = self.plan(instances, index, current, &snapshot, origin, Pass::First)?;
             let name = policy.name.to_string();
             if plan.changes_object() {
-                snapshot = self.apply(policy, &plan, object, &mut changed, origin)?;
+                snapshot = self.apply(policy, &plan, object, &mut changed)?;
                 outcome.changed_by.push(name.clone());
                 last_changer = Some(index);
             }
@@ -358,7 +376,6 @@ impl Chain {
     /// to run again: each later one already saw exactly this object.
     fn check_settled(
         &self,
-        runtime: &Runtime,
         instances: &mut Instances,
         settled: &Value,
         mut snapshot: Snapshot,
@@ -375,9 +392,9 @@ impl Chain {
                 break;
             }
             let current = changed.as_ref().unwrap_or(settled);
-            let plan = self.plan(runtime, instances, index, current, &snapshot, Pass::Check)?;
+            let plan = self.plan(instances, index, current, &snapshot, origin, Pass::Check)?;
             if plan.changes_object() {
-                snapshot = self.apply(policy, &plan, settled, &mut changed, origin)?;
+                snapshot = self.apply(policy, &plan, settled, &mut changed)?;
                 changed_by.push(policy.name.to_string());
             }
         }
@@ -400,10 +417,18 @@ fn relevant(found: &Sites) -> bool {
     !found.images.is_empty() || found.pull_secrets_pointer.is_some()
 }
 
-/// The image sites of an object and the resource policies are shown.
+/// Whether any of `policies` reads the object's JSON.
+fn reads_object_json(policies: &[ConfiguredPolicy]) -> bool {
+    policies.iter().any(|p| {
+        p.reads
+            .is_none_or(|parts| parts.contains(ResourceParts::OBJECT_JSON))
+    })
+}
+
+/// The image sites of an object and the view policies are shown parts of.
 struct Snapshot {
     found: Sites,
-    resource: crate::bindings::repoint::policy::types::Resource,
+    view: ResourceView,
 }
 
 /// The first pass's result.

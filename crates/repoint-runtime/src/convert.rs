@@ -8,7 +8,7 @@ use repoint_core::patch::{OpKind, PatchOp};
 use repoint_core::resource::ResourceView;
 use repoint_core::sites::SiteKind;
 
-use crate::bindings::repoint::policy::types as wit;
+use crate::bindings::repoint::policy::types::{self as wit, ResourceParts};
 use crate::chain::Origin;
 
 fn site_kind(k: SiteKind) -> wit::SiteKind {
@@ -30,51 +30,240 @@ fn image_ref(r: &ImageRef) -> wit::ImageRef {
     }
 }
 
-/// The WIT resource for a view.
-pub fn resource(view: ResourceView, origin: &Origin) -> wit::Resource {
-    wit::Resource {
-        api_version: view.api_version,
-        kind: view.kind,
-        namespace: view.namespace,
-        name: view.name,
-        labels: view.labels,
-        annotations: view.annotations,
-        images: view
-            .images
-            .into_iter()
-            .filter_map(|s| {
-                let image = image_ref(s.image.as_ref().ok()?);
-                Some(wit::ImageSite {
-                    kind: site_kind(s.kind),
-                    pointer: s.pointer,
-                    container: s.container,
-                    written: s.written,
-                    image,
-                })
-            })
-            .collect(),
-        pull_secrets: view.pull_secrets,
-        pull_secrets_pointer: view.pull_secrets_pointer,
-        service_account: view.service_account,
+/// A resource as one policy is shown it: the parts it reads, and the
+/// others emptied as the `selective-policy` world says. This is the one
+/// place that decides what a policy sees; the resource it is given and the
+/// key its answers are kept under are both made from it, field by field.
+pub struct Shown<'a> {
+    view: &'a ResourceView,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    labels: &'a [(String, String)],
+    annotations: &'a [(String, String)],
+    pull_secrets: &'a [String],
+    service_account: Option<&'a str>,
+    origin: ShownOrigin<'a>,
+    object_json: &'a str,
+}
+
+/// The origin as shown: a file's position only to a policy reading it.
+enum ShownOrigin<'a> {
+    File {
+        path: &'a str,
+        document: u32,
+        line: u32,
+    },
+    Cluster,
+    Admission(crate::chain::Operation),
+}
+
+/// `view` from `origin` as a policy reading `parts` is shown it.
+pub fn shown<'a>(view: &'a ResourceView, origin: &'a Origin, parts: ResourceParts) -> Shown<'a> {
+    let reads = |part| parts.contains(part);
+    let when = |part, given: Option<&'a str>| given.filter(|_| reads(part));
+    Shown {
+        view,
+        namespace: when(ResourceParts::NAMESPACE, view.namespace.as_deref()),
+        name: when(ResourceParts::NAME, view.name.as_deref()),
+        labels: if reads(ResourceParts::LABELS) {
+            &view.labels
+        } else {
+            &[]
+        },
+        annotations: if reads(ResourceParts::ANNOTATIONS) {
+            &view.annotations
+        } else {
+            &[]
+        },
+        pull_secrets: if reads(ResourceParts::PULL_SECRETS) {
+            &view.pull_secrets
+        } else {
+            &[]
+        },
+        service_account: when(
+            ResourceParts::SERVICE_ACCOUNT,
+            view.service_account.as_deref(),
+        ),
         origin: match origin {
             Origin::File {
                 path,
                 document,
                 line,
-            } => wit::Origin::File(wit::FileOrigin {
-                path: path.clone(),
+            } if reads(ResourceParts::ORIGIN) => ShownOrigin::File {
+                path,
                 document: u32::try_from(*document).unwrap_or(u32::MAX),
                 line: u32::try_from(*line).unwrap_or(u32::MAX),
-            }),
-            Origin::Cluster => wit::Origin::Cluster,
-            Origin::Admission(op) => wit::Origin::Admission(match op {
-                crate::chain::Operation::Create => wit::Operation::Create,
-                crate::chain::Operation::Update => wit::Operation::Update,
-                crate::chain::Operation::Delete => wit::Operation::Delete,
-                crate::chain::Operation::Connect => wit::Operation::Connect,
-            }),
+            },
+            Origin::File { .. } => ShownOrigin::File {
+                path: "",
+                document: 0,
+                line: 0,
+            },
+            Origin::Cluster => ShownOrigin::Cluster,
+            Origin::Admission(op) => ShownOrigin::Admission(*op),
         },
-        object_json: view.object_json,
+        object_json: if reads(ResourceParts::OBJECT_JSON) {
+            &view.object_json
+        } else {
+            ""
+        },
+    }
+}
+
+impl Shown<'_> {
+    /// The WIT resource.
+    pub fn resource(&self) -> wit::Resource {
+        let Self {
+            view,
+            namespace,
+            name,
+            labels,
+            annotations,
+            pull_secrets,
+            service_account,
+            origin,
+            object_json,
+        } = self;
+        let owned = |s: &Option<&str>| s.map(str::to_string);
+        wit::Resource {
+            api_version: view.api_version.clone(),
+            kind: view.kind.clone(),
+            namespace: owned(namespace),
+            name: owned(name),
+            labels: labels.to_vec(),
+            annotations: annotations.to_vec(),
+            images: view
+                .images
+                .iter()
+                .filter_map(|s| {
+                    let image = image_ref(s.image.as_ref().ok()?);
+                    Some(wit::ImageSite {
+                        kind: site_kind(s.kind),
+                        pointer: s.pointer.clone(),
+                        container: s.container.clone(),
+                        written: s.written.clone(),
+                        image,
+                    })
+                })
+                .collect(),
+            pull_secrets: pull_secrets.to_vec(),
+            pull_secrets_pointer: view.pull_secrets_pointer.clone(),
+            service_account: owned(service_account),
+            origin: match *origin {
+                ShownOrigin::File {
+                    path,
+                    document,
+                    line,
+                } => wit::Origin::File(wit::FileOrigin {
+                    path: path.to_string(),
+                    document,
+                    line,
+                }),
+                ShownOrigin::Cluster => wit::Origin::Cluster,
+                ShownOrigin::Admission(op) => wit::Origin::Admission(operation(op)),
+            },
+            object_json: object_json.to_string(),
+        }
+    }
+
+    /// Bytes that are equal exactly when the resources shown are: every
+    /// field of [`Shown::resource`], each length-prefixed.
+    pub fn key(&self) -> Box<[u8]> {
+        let Self {
+            view,
+            namespace,
+            name,
+            labels,
+            annotations,
+            pull_secrets,
+            service_account,
+            origin,
+            object_json,
+        } = self;
+        let mut key = Key(Vec::with_capacity(256));
+        key.text(&view.api_version);
+        key.text(&view.kind);
+        key.maybe(*namespace);
+        key.maybe(*name);
+        key.pairs(labels);
+        key.pairs(annotations);
+        let images: Vec<_> = view
+            .images
+            .iter()
+            .filter_map(|s| Some((s, s.image.as_ref().ok()?)))
+            .collect();
+        key.count(images.len());
+        for (site, image) in images {
+            key.0.push(site_kind(site.kind) as u8);
+            key.text(&site.pointer);
+            key.maybe(site.container.as_deref());
+            key.text(&site.written);
+            key.text(&image.registry);
+            key.text(&image.repository);
+            key.maybe(image.tag.as_deref());
+            key.maybe(image.digest.as_deref());
+        }
+        key.count(pull_secrets.len());
+        for secret in *pull_secrets {
+            key.text(secret);
+        }
+        key.maybe(view.pull_secrets_pointer.as_deref());
+        key.maybe(*service_account);
+        match *origin {
+            ShownOrigin::File {
+                path,
+                document,
+                line,
+            } => {
+                key.0.push(0);
+                key.text(path);
+                key.0.extend(document.to_le_bytes());
+                key.0.extend(line.to_le_bytes());
+            }
+            ShownOrigin::Cluster => key.0.push(1),
+            ShownOrigin::Admission(op) => key.0.extend([2, operation(op) as u8]),
+        }
+        key.text(object_json);
+        key.0.into_boxed_slice()
+    }
+}
+
+/// A key being written: every variable-length part is preceded by its
+/// length, so no two different resources write the same bytes.
+struct Key(Vec<u8>);
+
+impl Key {
+    fn count(&mut self, n: usize) {
+        self.0.extend((n as u64).to_le_bytes());
+    }
+    fn text(&mut self, s: &str) {
+        self.count(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn maybe(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.0.push(1);
+                self.text(s);
+            }
+            None => self.0.push(0),
+        }
+    }
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.count(pairs.len());
+        for (k, v) in pairs {
+            self.text(k);
+            self.text(v);
+        }
+    }
+}
+
+fn operation(op: crate::chain::Operation) -> wit::Operation {
+    match op {
+        crate::chain::Operation::Create => wit::Operation::Create,
+        crate::chain::Operation::Update => wit::Operation::Update,
+        crate::chain::Operation::Delete => wit::Operation::Delete,
+        crate::chain::Operation::Connect => wit::Operation::Connect,
     }
 }
 
@@ -153,4 +342,92 @@ pub fn actions(returned: Vec<wit::Action>) -> Result<Vec<Action>, String> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use repoint_core::sites::{self, Object};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn view(object: &Value) -> ResourceView {
+        let found = sites::find(
+            Object {
+                prefix: "",
+                value: object,
+            },
+            &[],
+        );
+        ResourceView::new(object, "", &found)
+    }
+
+    /// Objects that differ in one part each, and in ways a careless
+    /// encoding would confuse (`a`+`bc` against `ab`+`c`, none against
+    /// empty).
+    fn variants() -> Vec<Value> {
+        let base = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "bc"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        let mut out = vec![base.clone()];
+        let mut with = |pointer: &str, value: Value| {
+            let mut v = base.clone();
+            *v.pointer_mut(pointer).expect("pointer") = value;
+            out.push(v);
+        };
+        with("/metadata/name", json!("q"));
+        with("/metadata/namespace", json!(""));
+        with("/metadata/labels", json!({"ab": "c"}));
+        with("/metadata/labels", json!({}));
+        with("/metadata", json!({"name": "p", "labels": {"a": "bc"}}));
+        with("/spec/containers/0/image", json!("nginx:1"));
+        with("/spec/containers/0/name", json!("d"));
+        with(
+            "/spec",
+            json!({"containers": [{"name": "c", "image": "nginx"}], "serviceAccountName": "x"}),
+        );
+        out
+    }
+
+    #[test]
+    fn keys_are_equal_exactly_when_the_shown_resources_are() {
+        let origins = [
+            Origin::File {
+                path: "a.yaml".into(),
+                document: 0,
+                line: 1,
+            },
+            Origin::File {
+                path: "a.yaml".into(),
+                document: 1,
+                line: 9,
+            },
+            Origin::Cluster,
+            Origin::Admission(crate::chain::Operation::Create),
+        ];
+        let parts = [
+            ResourceParts::empty(),
+            ResourceParts::NAMESPACE,
+            ResourceParts::NAME | ResourceParts::LABELS,
+            ResourceParts::ORIGIN,
+            ResourceParts::SERVICE_ACCOUNT,
+            ResourceParts::all(),
+        ];
+        let views: Vec<ResourceView> = variants().iter().map(view).collect();
+        for parts in parts {
+            let all: Vec<(Box<[u8]>, String)> = views
+                .iter()
+                .flat_map(|v| origins.iter().map(move |o| (v, o)))
+                .map(|(v, o)| {
+                    let shown = shown(v, o, parts);
+                    (shown.key(), format!("{:?}", shown.resource()))
+                })
+                .collect();
+            for (a_key, a) in &all {
+                for (b_key, b) in &all {
+                    assert_eq!(a_key == b_key, a == b, "{parts:?}: {a} / {b}");
+                }
+            }
+        }
+    }
 }

@@ -107,6 +107,9 @@ pub struct HostState {
     /// Log lines are dropped: the chain's convergence pass runs policies
     /// again on their own output, and what they logged was said once.
     pub quiet: bool,
+    /// The evaluation called the host (`log`, `probe-image`), so its answer
+    /// may depend on more than what it was shown.
+    pub called_host: bool,
 }
 
 impl std::fmt::Debug for HostState {
@@ -143,6 +146,7 @@ impl HostState {
             ticks_after_slow: 0,
             slow: false,
             quiet: false,
+            called_host: false,
         }
     }
 
@@ -167,6 +171,7 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) {
+        self.called_host = true;
         if self.quiet {
             return;
         }
@@ -181,6 +186,7 @@ impl host::Host for HostState {
     }
 
     fn probe_image(&mut self, image: types::ImageRef) -> host::ProbeResult {
+        self.called_host = true;
         let image = repoint_core::ImageRef {
             registry: image.registry,
             repository: image.repository,

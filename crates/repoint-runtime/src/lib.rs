@@ -15,7 +15,10 @@
 //!   previous one's output, and checks that the chain converges.
 //!
 //! - pre-initializes each configured policy ([`preinit`]), so that an
-//!   evaluation's fresh instance starts in the configured state.
+//!   evaluation's fresh instance starts in the configured state;
+//! - shows a selective policy (one exporting `reads`) only the parts of a
+//!   resource it reads, and reuses its answer for a resource whose shown
+//!   parts repeat ([`answers`]).
 //!
 //! Depends on repoint-core (objects, sites, actions, the evaluation
 //! defaults), wasmtime with WASI and wasmtime's pre-initializer (wizer),
@@ -58,6 +61,7 @@ pub mod builtins {
     }
 }
 
+mod answers;
 pub mod chain;
 mod convert;
 mod host;
@@ -75,6 +79,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+use bindings::repoint::policy::types::ResourceParts;
 use bindings::{Policy as PolicyBindings, PolicyPre};
 use host::HostState;
 pub use host::MemoryLimitExceeded;
@@ -353,9 +358,49 @@ pub struct ConfiguredPolicy {
     /// [`preinit`]); `None` where it could not be pre-initialized, and
     /// each evaluation configures a fresh instance.
     configured: Option<PolicyPre<HostState>>,
+    /// The parts of a resource it reads (its `reads` export, asked once
+    /// configured); `None` for a policy without one, which reads them all.
+    reads: Option<ResourceParts>,
+    /// Its answers so far, when they can be reused: it reads a narrower
+    /// view than the whole object's JSON.
+    answers: Option<Arc<answers::Answers>>,
     /// The runtime that configured it.
     runtime: u64,
 }
+
+impl ConfiguredPolicy {
+    /// The names of the resource parts the policy reads beyond those every
+    /// policy is given (WIT `resource-parts`); `None` when it does not say
+    /// (no `reads` export), so it is shown everything.
+    pub fn reads(&self) -> Option<Vec<&'static str>> {
+        let parts = self.reads?;
+        Some(
+            PART_NAMES
+                .iter()
+                .filter(|(part, _)| parts.contains(*part))
+                .map(|(_, name)| *name)
+                .collect(),
+        )
+    }
+
+    /// How many of its evaluations were answered with an answer it had
+    /// already given to a resource whose shown parts were the same.
+    pub fn reused_answers(&self) -> u64 {
+        self.answers.as_ref().map_or(0, |a| a.reused())
+    }
+}
+
+/// The WIT names of the resource parts, in the contract's order.
+const PART_NAMES: [(ResourceParts, &str); 8] = [
+    (ResourceParts::NAMESPACE, "namespace"),
+    (ResourceParts::NAME, "name"),
+    (ResourceParts::LABELS, "labels"),
+    (ResourceParts::ANNOTATIONS, "annotations"),
+    (ResourceParts::PULL_SECRETS, "pull-secrets"),
+    (ResourceParts::SERVICE_ACCOUNT, "service-account"),
+    (ResourceParts::ORIGIN, "origin"),
+    (ResourceParts::OBJECT_JSON, "object-json"),
+];
 
 impl std::fmt::Debug for ConfiguredPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -364,6 +409,7 @@ impl std::fmt::Debug for ConfiguredPolicy {
             .field("loaded", &self.loaded)
             .field("settings_json", &self.settings_json)
             .field("preinitialized", &self.configured.is_some())
+            .field("reads", &self.reads())
             .finish_non_exhaustive()
     }
 }
@@ -567,16 +613,54 @@ impl Runtime {
             loaded,
             settings_json: settings_json.into(),
             configured: None,
+            reads: None,
+            answers: None,
             runtime: self.id,
         };
         let mut store = self.store(name);
-        self.instantiate_configured(&policy, &mut store)
-            .map_err(|failure| RuntimeError::Configure {
-                policy: name.to_string(),
-                failure,
-            })?;
+        let failed = |failure| RuntimeError::Configure {
+            policy: name.to_string(),
+            failure,
+        };
+        let (_, instance) = self
+            .instantiate_configured(&policy, &mut store)
+            .map_err(failed)?;
+        policy.reads = self.declared_reads(&instance, &mut store).map_err(failed)?;
+        if policy
+            .reads
+            .is_some_and(|parts| !parts.contains(ResourceParts::OBJECT_JSON))
+        {
+            policy.answers = Some(Arc::default());
+        }
         policy.configured = self.preinitialize(&policy);
         Ok(policy)
+    }
+
+    /// What a configured instance's `reads` export answers; `None` when
+    /// it has none (a component of the plain `policy` world).
+    fn declared_reads(
+        &self,
+        instance: &wasmtime::component::Instance,
+        store: &mut Store<HostState>,
+    ) -> Result<Option<ResourceParts>, FailureKind> {
+        if instance
+            .get_export_index(&mut *store, None, "reads")
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let reads = instance
+            .get_typed_func::<(), (ResourceParts,)>(&mut *store, "reads")
+            .map_err(|e| {
+                FailureKind::Error(format!(
+                    "its `reads` export is not the contract's `func() -> resource-parts`: {e:#}"
+                ))
+            })?;
+        self.arm_deadline(store);
+        let (parts,) = reads
+            .call(&mut *store, ())
+            .map_err(|e| self.classify(e, store))?;
+        Ok(Some(parts))
     }
 
     /// `policy`'s component with its settings configured, ready to
@@ -657,14 +741,17 @@ impl Runtime {
         &self,
         policy: &ConfiguredPolicy,
         store: &mut Store<HostState>,
-    ) -> Result<PolicyBindings, FailureKind> {
+    ) -> Result<(PolicyBindings, wasmtime::component::Instance), FailureKind> {
         let instance = policy
             .loaded
             .pre
+            .instance_pre()
             .instantiate(&mut *store)
             .map_err(|e| self.classify(e, store))?;
-        match instance.call_configure(&mut *store, &policy.settings_json) {
-            Ok(Ok(())) => Ok(instance),
+        let bindings =
+            PolicyBindings::new(&mut *store, &instance).map_err(|e| self.classify(e, store))?;
+        match bindings.call_configure(&mut *store, &policy.settings_json) {
+            Ok(Ok(())) => Ok((bindings, instance)),
             Ok(Err(message)) => Err(FailureKind::Error(message)),
             Err(e) => Err(self.classify(e, store)),
         }
@@ -680,7 +767,7 @@ impl Runtime {
         slot: &mut Option<PolicyInstance>,
         resource: &bindings::repoint::policy::types::Resource,
         quiet: bool,
-    ) -> Result<Vec<bindings::repoint::policy::types::Action>, PolicyFailure> {
+    ) -> Result<Answer, PolicyFailure> {
         let fail = |kind| PolicyFailure {
             policy: policy.name.to_string(),
             kind,
@@ -697,17 +784,25 @@ impl Runtime {
                     Some(configured) => configured
                         .instantiate(&mut store)
                         .map_err(|e| self.classify(e, &store)),
-                    None => self.instantiate_configured(policy, &mut store),
+                    None => self
+                        .instantiate_configured(policy, &mut store)
+                        .map(|(bindings, _)| bindings),
                 }
                 .map_err(fail)?;
                 PolicyInstance { store, bindings }
             }
         };
-        live.store.data_mut().quiet = quiet;
+        let state = live.store.data_mut();
+        state.quiet = quiet;
+        state.called_host = false;
         match live.bindings.call_evaluate(&mut live.store, resource) {
             Ok(Ok(actions)) => {
+                let called_host = live.store.data().called_host;
                 *slot = Some(live);
-                Ok(actions)
+                Ok(Answer {
+                    actions,
+                    called_host,
+                })
             }
             Ok(Err(message)) => {
                 *slot = Some(live);
@@ -735,6 +830,14 @@ impl Runtime {
             FailureKind::Trap(format!("{trap}; it printed: {printed}"))
         }
     }
+}
+
+/// What one evaluation returned.
+pub(crate) struct Answer {
+    /// The policy's actions, unchecked.
+    pub(crate) actions: Vec<bindings::repoint::policy::types::Action>,
+    /// Whether it called the host (logged or probed) on the way.
+    pub(crate) called_host: bool,
 }
 
 fn cache(dir: &Path) -> wasmtime::Result<wasmtime::Cache> {

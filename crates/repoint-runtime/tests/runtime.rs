@@ -398,3 +398,127 @@ fn a_chain_holds_only_its_own_runtimes_policies_and_subsets_keep_it() {
             .is_some()
     );
 }
+
+fn shows(reads: Option<&[&str]>) -> (&'static str, PolicySource, Value) {
+    let path = builtins::test_policy("misbehave").expect("built");
+    let mut settings = json!({"mode": "show"});
+    if let Some(parts) = reads {
+        settings["reads"] = json!(parts);
+    }
+    ("show", PolicySource::File(path.into()), settings)
+}
+
+/// A Pod with every part of a resource filled in.
+fn full_pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "app", "labels": {"app": "web"},
+                        "annotations": {"note": "n"}},
+           "spec": {"serviceAccountName": "runner", "imagePullSecrets": [{"name": "s"}],
+                    "containers": [{"name": "a", "image": "nginx"}]}})
+}
+
+fn shown(chain: &Chain, object: &Value) -> String {
+    let outcome = chain
+        .evaluate(object, &origin())
+        .expect("ok")
+        .expect("relevant");
+    outcome.warnings[0].message.clone()
+}
+
+#[test]
+fn a_selective_policy_is_shown_only_the_parts_it_reads() {
+    let rt = runtime(Duration::from_secs(2));
+    let everything = chain(&rt, &[shows(None)]).expect("chain");
+    assert_eq!(everything.policies()[0].reads().map(|r| r.len()), Some(8));
+    let all = shown(&everything, &full_pod("p"));
+    assert!(
+        all.starts_with(
+            r#"namespace=Some("app") name=Some("p") labels=[("app", "web")] annotations=[("note", "n")] pull-secrets=["s"] service-account=Some("runner") origin=Origin::File(FileOrigin { path: "test.yaml", document: 0, line: 1 }) object-json="#
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("object-json=0 bytes"), "{all}");
+
+    let narrow = chain(&rt, &[shows(Some(&["namespace", "service-account"]))]).expect("chain");
+    assert_eq!(
+        narrow.policies()[0].reads(),
+        Some(vec!["namespace", "service-account"])
+    );
+    assert_eq!(
+        shown(&narrow, &full_pod("p")),
+        r#"namespace=Some("app") name=None labels=[] annotations=[] pull-secrets=[] service-account=Some("runner") origin=Origin::File(FileOrigin { path: "", document: 0, line: 0 }) object-json=0 bytes images=1"#
+    );
+}
+
+#[test]
+fn answers_are_reused_only_for_the_same_shown_parts_and_never_after_a_host_call() {
+    let rt = runtime(Duration::from_secs(2));
+    // Reads the namespace only: Pods that differ by name share an answer,
+    // and one in another namespace does not.
+    let narrow = chain(&rt, &[shows(Some(&["namespace"]))]).expect("chain");
+    let first = shown(&narrow, &full_pod("one"));
+    assert_eq!(shown(&narrow, &full_pod("two")), first);
+    assert_eq!(narrow.policies()[0].reused_answers(), 1);
+    let mut elsewhere = full_pod("three");
+    elsewhere["metadata"]["namespace"] = json!("other");
+    assert!(shown(&narrow, &elsewhere).starts_with(r#"namespace=Some("other")"#));
+    assert_eq!(narrow.policies()[0].reused_answers(), 1);
+    // Another image is another answer.
+    let mut other_image = full_pod("four");
+    other_image["spec"]["containers"][0]["image"] = json!("redis");
+    shown(&narrow, &other_image);
+    assert_eq!(narrow.policies()[0].reused_answers(), 1);
+
+    // A policy reading the name shares nothing between differently named Pods.
+    let named = chain(&rt, &[shows(Some(&["name"]))]).expect("chain");
+    assert_ne!(
+        shown(&named, &full_pod("one")),
+        shown(&named, &full_pod("two"))
+    );
+    assert_eq!(named.policies()[0].reused_answers(), 0);
+
+    // One reading the object's JSON is never answered from memory.
+    let whole = chain(&rt, &[shows(Some(&["object-json"]))]).expect("chain");
+    shown(&whole, &full_pod("one"));
+    shown(&whole, &full_pod("one"));
+    assert_eq!(whole.policies()[0].reused_answers(), 0);
+
+    // Nor is an answer given after calling the host: here a log line,
+    // which must be written for each object.
+    let path = builtins::test_policy("misbehave").expect("built");
+    let logs = (
+        "logs",
+        PolicySource::File(path.into()),
+        json!({"mode": "log-everything", "reads": []}),
+    );
+    let logging = chain(&rt, &[logs]).expect("chain");
+    for _ in 0..2 {
+        logging.evaluate(&full_pod("one"), &origin()).expect("ok");
+    }
+    assert_eq!(logging.policies()[0].reused_answers(), 0);
+}
+
+#[test]
+fn a_policy_without_reads_sees_everything_and_is_never_reused() {
+    // The Python and JavaScript examples are built against the plain
+    // `policy` world; the built-in pull-secrets reads the object's JSON.
+    let rt = runtime(Duration::from_secs(2));
+    let secrets = (
+        "secrets",
+        PolicySource::Builtin("pull-secrets".into()),
+        json!({"secretName": "s", "registries": ["docker.io"]}),
+    );
+    let chain = chain(&rt, &[mirror(), secrets]).expect("chain");
+    assert_eq!(chain.policies()[0].reads(), Some(vec![]));
+    for name in ["one", "two", "three"] {
+        let outcome = chain
+            .evaluate(&full_pod(name), &origin())
+            .expect("ok")
+            .expect("relevant");
+        assert_eq!(outcome.changed_by, ["mirror"]);
+    }
+    // The mirror ran on the first Pod and on its own output (the
+    // convergence pass); every later Pod was answered from those two.
+    assert_eq!(chain.policies()[0].reused_answers(), 4);
+    assert_eq!(chain.policies()[1].reused_answers(), 0);
+}

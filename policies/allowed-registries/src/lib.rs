@@ -109,6 +109,15 @@ impl Policy for AllowedRegistries {
             })
             .collect())
     }
+
+    /// Images only, and the namespace when namespaces are excluded.
+    fn reads(settings: &Settings) -> ResourceParts {
+        if settings.exclude_namespaces.is_empty() {
+            ResourceParts::empty()
+        } else {
+            ResourceParts::NAMESPACE
+        }
+    }
 }
 
 export_policy!(AllowedRegistries);

@@ -238,6 +238,17 @@ impl Policy for PrivateProxy {
         }
         Ok(actions)
     }
+
+    /// The name (for the warning about an object without a place for pull
+    /// secrets), and the namespace when namespaces are excluded. Its
+    /// answers are never reused, since it probes registries.
+    fn reads(settings: &Settings) -> ResourceParts {
+        if settings.exclude_namespaces.is_empty() {
+            ResourceParts::NAME
+        } else {
+            ResourceParts::NAME | ResourceParts::NAMESPACE
+        }
+    }
 }
 
 export_policy!(PrivateProxy);

@@ -66,6 +66,19 @@ impl Policy for RegistryMirror {
         }
         Ok(actions)
     }
+
+    /// Images only, unless namespaces are excluded or a selector is set:
+    /// then the object's namespace or labels too.
+    fn reads(settings: &Settings) -> ResourceParts {
+        let mut parts = ResourceParts::empty();
+        if !settings.exclude_namespaces.is_empty() {
+            parts |= ResourceParts::NAMESPACE;
+        }
+        if settings.selector.is_some() {
+            parts |= ResourceParts::LABELS;
+        }
+        parts
+    }
 }
 
 export_policy!(RegistryMirror);

@@ -33,6 +33,9 @@ pub enum Mode {
     /// Warn with how many times this instance has evaluated: 1 whenever
     /// the host gives every evaluation a fresh instance.
     Count,
+    /// Warn with every part of the resource it was shown (the object's
+    /// JSON by its length).
+    Show,
 }
 
 /// Settings.
@@ -51,6 +54,30 @@ pub struct Settings {
     /// often the host configures an instance.
     #[serde(default)]
     pub announce: bool,
+    /// The parts of a resource to declare as read (WIT names); every part
+    /// when absent.
+    #[serde(default)]
+    pub reads: Option<Vec<String>>,
+}
+
+/// `names` as resource parts; an unknown name is an error.
+fn parts(names: &[String]) -> Result<ResourceParts, String> {
+    names
+        .iter()
+        .try_fold(ResourceParts::empty(), |parts, name| {
+            let part = match name.as_str() {
+                "namespace" => ResourceParts::NAMESPACE,
+                "name" => ResourceParts::NAME,
+                "labels" => ResourceParts::LABELS,
+                "annotations" => ResourceParts::ANNOTATIONS,
+                "pull-secrets" => ResourceParts::PULL_SECRETS,
+                "service-account" => ResourceParts::SERVICE_ACCOUNT,
+                "origin" => ResourceParts::ORIGIN,
+                "object-json" => ResourceParts::OBJECT_JSON,
+                other => return Err(format!("reads: no part {other:?}")),
+            };
+            Ok(parts | part)
+        })
 }
 
 /// The policy.
@@ -68,9 +95,19 @@ impl Policy for Misbehave {
         if settings.announce {
             log(LogLevel::Info, "configure ran");
         }
+        if let Some(names) = &settings.reads {
+            parts(names)?;
+        }
         match &settings.reject {
             Some(msg) => Err(msg.clone()),
             None => Ok(()),
+        }
+    }
+
+    fn reads(settings: &Settings) -> ResourceParts {
+        match &settings.reads {
+            Some(names) => parts(names).unwrap_or_else(|_| ResourceParts::all()),
+            None => ResourceParts::all(),
         }
     }
 
@@ -144,6 +181,19 @@ impl Policy for Misbehave {
                     "evaluation {n} of this instance"
                 ))])
             }
+            Mode::Show => Ok(vec![Action::Warn(format!(
+                "namespace={:?} name={:?} labels={:?} annotations={:?} pull-secrets={:?} \
+                 service-account={:?} origin={:?} object-json={} bytes images={}",
+                resource.namespace,
+                resource.name,
+                resource.labels,
+                resource.annotations,
+                resource.pull_secrets,
+                resource.service_account,
+                resource.origin,
+                resource.object_json.len(),
+                resource.images.len(),
+            ))]),
             Mode::LogEverything => {
                 log(LogLevel::Info, &format!("{resource:?}"));
                 Ok(vec![])
