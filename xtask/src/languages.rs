@@ -65,7 +65,7 @@ const LANGUAGES: [Language; 3] = [
             "-d",
             "wit",
             "-w",
-            "policy",
+            "selective-policy",
             "componentize",
             "app",
             "-o",

@@ -41,7 +41,7 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
             "description": info.description,
             "mutating": info.mutating,
             "contract": loaded.contract,
-            "world": "policy",
+            "world": loaded.world(),
             "settingsSchema": info.settings_schema.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
         });
         serde_json::to_writer_pretty(&mut out, &v)?;
@@ -58,10 +58,15 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         writeln!(out, "version:     {}", info.version)?;
         writeln!(out, "description: {}", info.description)?;
         writeln!(out, "mutating:    {}", info.mutating)?;
+        let exports = match loaded.world() {
+            "policy" => "info, configure, evaluate",
+            _ => "info, configure, evaluate, reads",
+        };
         writeln!(
             out,
-            "contract:    {} (world policy: info, configure, evaluate; imports host, types)",
-            loaded.contract
+            "contract:    {} (world {}: {exports}; imports host, types)",
+            loaded.contract,
+            loaded.world()
         )?;
         match info.settings_schema.as_deref() {
             None => writeln!(out, "settings:    no schema published")?,

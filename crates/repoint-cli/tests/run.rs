@@ -594,13 +594,20 @@ fn policy_inspect() {
     let out = repoint(&["policy", "inspect", "builtin:registry-mirror"], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("name:        registry-mirror"));
-    assert!(out.stdout.contains("contract:    repoint:policy@0.1.0"));
+    assert!(
+        out.stdout.contains(
+            "contract:    repoint:policy@0.1.0 (world selective-policy: info, configure, evaluate, reads; imports host, types)"
+        ),
+        "{}",
+        out.stdout
+    );
     let out = repoint(
         &["policy", "inspect", "--json", "builtin:allowed-registries"],
         "",
     );
     let v: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(v["mutating"], false);
+    assert_eq!(v["world"], "selective-policy");
     assert_eq!(v["settingsSchema"]["required"], json!(["allow"]));
     // The text form lists the settings, then the schema itself.
     let out = repoint(&["policy", "inspect", "builtin:allowed-registries"], "");

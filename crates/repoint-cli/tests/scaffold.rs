@@ -234,7 +234,7 @@ fn new_policy_in(lang: &str, installed: &str, install_step: &str) -> Option<Path
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     for expected in [
         "name:        registry-gate",
-        "contract:    repoint:policy@0.1.0",
+        "contract:    repoint:policy@0.1.0 (world selective-policy: info, configure, evaluate, reads;",
         "\"title\": \"registry-gate settings\"",
     ] {
         assert!(

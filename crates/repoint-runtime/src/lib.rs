@@ -325,6 +325,20 @@ pub struct LoadedPolicy {
     pub info: PolicyInfo,
     /// The contract package the component imports (e.g. `repoint:policy@0.1.0`).
     pub contract: String,
+    /// Whether it exports `reads` (the `selective-policy` world).
+    selective: bool,
+}
+
+impl LoadedPolicy {
+    /// The contract world the component implements: `selective-policy`
+    /// when it says which parts of a resource it reads, else `policy`.
+    pub fn world(&self) -> &'static str {
+        if self.selective {
+            "selective-policy"
+        } else {
+            "policy"
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -566,6 +580,10 @@ impl Runtime {
         let component =
             Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let contract = contract_version(&component, &self.engine);
+        let selective = component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(name, _)| name == "reads");
         if let Some(found) = &contract
             && found != CONTRACT
         {
@@ -597,6 +615,7 @@ impl Runtime {
                 settings_schema: info.settings_schema,
             },
             contract: contract.unwrap_or_else(|| CONTRACT.to_string()),
+            selective,
         })
     }
 

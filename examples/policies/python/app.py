@@ -10,7 +10,13 @@ import json
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports.types import Action_Deny, Action_Warn, PolicyInfo, Resource
+from wit_world.imports.types import (
+    Action_Deny,
+    Action_Warn,
+    PolicyInfo,
+    Resource,
+    ResourceParts,
+)
 
 SETTINGS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -64,6 +70,13 @@ class WitWorld(wit_world.WitWorld):
         if not entries:
             raise Err("allow: list at least one registry")
         allow = [entry.rstrip("/") for entry in entries]
+
+    def reads(self) -> ResourceParts:
+        """The parts of a resource `evaluate` reads besides its images
+        (always given): none. The host shows it nothing else, and answers a
+        resource whose images it has already judged without running it
+        again."""
+        return ResourceParts(0)
 
     def evaluate(self, resource: Resource) -> list:
         actions = []

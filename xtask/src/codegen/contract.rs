@@ -72,6 +72,13 @@ fn type_section(w: &mut String, resolve: &Resolve, owner: InterfaceId, id: TypeI
             }
             rows
         }
+        TypeDefKind::Flags(flags) => {
+            let mut rows = String::from("| flag | meaning |\n|---|---|\n");
+            for flag in &flags.flags {
+                writeln!(rows, "| `{}` | {} |", flag.name, cell(&flag.docs))?;
+            }
+            rows
+        }
         TypeDefKind::Variant(variant) => {
             let mut rows = String::from("| case | payload | meaning |\n|---|---|---|\n");
             for case in &variant.cases {
