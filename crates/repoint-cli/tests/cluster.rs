@@ -203,12 +203,17 @@ fn seed(cluster: &TestCluster) -> Vec<String> {
             needs.push(format!("{ns}/statefulset.apps/cache"));
         }
     }
-    // The controller manager makes each Deployment's ReplicaSet and Pod:
-    // owned objects, which repoint leaves to their owner.
-    let a = cluster.ns("team-a");
-    eventually("the Deployment's Pod exists", || {
-        !cluster.list("v1", "Pod", &a).is_empty()
-    });
+    // The controller manager makes each Deployment's ReplicaSet and Pod,
+    // and the StatefulSet's Pod: owned objects, which repoint leaves to
+    // their owner when it lists the owner too. Wait for all of them, so
+    // that no ReplicaSet appears between the audit's listing of
+    // ReplicaSets and of Pods (its Pod would then look unowned).
+    for (team, workloads) in [("a", 2), ("b", 3), ("c", 2), ("d", 2), ("e", 2), ("f", 1)] {
+        let ns = cluster.ns(&format!("team-{team}"));
+        eventually(&format!("a Pod for each workload in {ns}"), || {
+            cluster.list("v1", "Pod", &ns).len() >= workloads
+        });
+    }
     needs.sort();
     needs
 }

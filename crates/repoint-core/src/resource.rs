@@ -33,6 +33,32 @@ pub struct ResourceView {
     pub service_account: Option<String>,
     /// The object as JSON text.
     pub object_json: String,
+    /// The object as JSON text without its `metadata` member.
+    pub object_json_without_metadata: String,
+}
+
+/// The forms of the object's JSON text a view carries: serializing the
+/// object is most of a view's cost, so only those some policy reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonForms {
+    /// The whole object.
+    pub whole: bool,
+    /// The object without its `metadata` member.
+    pub without_metadata: bool,
+}
+
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// An object's members other than `metadata`, serialized as a map in
+/// their order.
+struct WithoutMetadata<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for WithoutMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(key, _)| *key != "metadata"))
+    }
 }
 
 fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
@@ -59,16 +85,34 @@ impl ResourceView {
     /// `prefix` (the object's place in its document); pointers in the view
     /// are relative to the object itself.
     pub fn new(object: &Value, prefix: &str, sites: &Sites) -> Self {
+        let whole = JsonForms {
+            whole: true,
+            without_metadata: false,
+        };
+        Self::with_json(object, prefix, sites, whole)
+    }
+
+    /// [`ResourceView::new`] carrying the JSON `forms` asked for (the
+    /// others are empty).
+    pub fn with_json(object: &Value, prefix: &str, sites: &Sites, forms: JsonForms) -> Self {
+        let object_json = if forms.whole {
+            json_text(object)
+        } else {
+            String::new()
+        };
+        let object_json_without_metadata = match object.as_object() {
+            Some(map) if forms.without_metadata => json_text(&WithoutMetadata(map)),
+            _ if forms.without_metadata => json_text(object),
+            _ => String::new(),
+        };
         Self {
-            object_json: serde_json::to_string(object).unwrap_or_default(),
-            ..Self::without_object_json(object, prefix, sites)
+            object_json,
+            object_json_without_metadata,
+            ..Self::without_json(object, prefix, sites)
         }
     }
 
-    /// [`ResourceView::new`] with an empty `object_json`, for policies
-    /// that do not read it: serializing the object is most of the view's
-    /// cost.
-    pub fn without_object_json(object: &Value, prefix: &str, sites: &Sites) -> Self {
+    fn without_json(object: &Value, prefix: &str, sites: &Sites) -> Self {
         let meta = |k: &str| {
             object
                 .get("metadata")
@@ -107,6 +151,7 @@ impl ResourceView {
                 .map(|p| strip(p, prefix).to_string()),
             service_account: sites.service_account.clone(),
             object_json: String::new(),
+            object_json_without_metadata: String::new(),
         }
     }
 }

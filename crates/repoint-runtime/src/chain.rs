@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use repoint_core::actions::{self, Action, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::{self, PatchOp};
-use repoint_core::resource::ResourceView;
+use repoint_core::resource::{JsonForms, ResourceView};
 use repoint_core::sites::{self, ImageFields, Object, Sites};
 
 use crate::{
@@ -134,9 +134,9 @@ pub struct Chain {
     policies: Vec<ConfiguredPolicy>,
     /// Image and pull-secret locations of custom resources.
     image_fields: Vec<ImageFields>,
-    /// Whether some policy reads the object's JSON (so each state's view
-    /// carries it).
-    reads_object_json: bool,
+    /// The forms of the object's JSON its policies read (so each state's
+    /// view carries them).
+    json_forms: JsonForms,
 }
 
 impl Chain {
@@ -145,12 +145,12 @@ impl Chain {
         policies: Vec<ConfiguredPolicy>,
         image_fields: Vec<ImageFields>,
     ) -> Self {
-        let reads_object_json = reads_object_json(&policies);
+        let json_forms = json_forms(&policies);
         Self {
             runtime,
             policies,
             image_fields,
-            reads_object_json,
+            json_forms,
         }
     }
 
@@ -183,7 +183,7 @@ impl Chain {
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
             runtime: self.runtime.clone(),
-            reads_object_json: reads_object_json(&policies),
+            json_forms: json_forms(&policies),
             policies,
             image_fields: self.image_fields.clone(),
         })
@@ -247,11 +247,7 @@ impl Chain {
                     .unwrap_or_default(),
             });
         }
-        let view = if self.reads_object_json {
-            ResourceView::new(object, "", &found)
-        } else {
-            ResourceView::without_object_json(object, "", &found)
-        };
+        let view = ResourceView::with_json(object, "", &found, self.json_forms);
         Ok(Snapshot { found, view })
     }
 
@@ -417,12 +413,22 @@ fn relevant(found: &Sites) -> bool {
     !found.images.is_empty() || found.pull_secrets_pointer.is_some()
 }
 
-/// Whether any of `policies` reads the object's JSON.
-fn reads_object_json(policies: &[ConfiguredPolicy]) -> bool {
-    policies.iter().any(|p| {
-        p.reads
-            .is_none_or(|parts| parts.contains(ResourceParts::OBJECT_JSON))
-    })
+/// The forms of the object's JSON `policies` read.
+fn json_forms(policies: &[ConfiguredPolicy]) -> JsonForms {
+    let mut forms = JsonForms::default();
+    for parts in policies
+        .iter()
+        .map(|p| p.reads.unwrap_or_else(ResourceParts::all))
+    {
+        if parts.contains(ResourceParts::OBJECT_JSON) {
+            if parts.contains(ResourceParts::OBJECT_METADATA) {
+                forms.whole = true;
+            } else {
+                forms.without_metadata = true;
+            }
+        }
+    }
+    forms
 }
 
 /// The image sites of an object and the view policies are shown parts of.

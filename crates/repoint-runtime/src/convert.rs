@@ -102,10 +102,13 @@ pub fn shown<'a>(view: &'a ResourceView, origin: &'a Origin, parts: ResourcePart
             Origin::Cluster => ShownOrigin::Cluster,
             Origin::Admission(op) => ShownOrigin::Admission(*op),
         },
-        object_json: if reads(ResourceParts::OBJECT_JSON) {
-            &view.object_json
-        } else {
-            ""
+        object_json: match (
+            reads(ResourceParts::OBJECT_JSON),
+            reads(ResourceParts::OBJECT_METADATA),
+        ) {
+            (true, true) => &view.object_json,
+            (true, false) => &view.object_json_without_metadata,
+            (false, _) => "",
         },
     }
 }
@@ -359,7 +362,11 @@ mod tests {
             },
             &[],
         );
-        ResourceView::new(object, "", &found)
+        let forms = repoint_core::resource::JsonForms {
+            whole: true,
+            without_metadata: true,
+        };
+        ResourceView::with_json(object, "", &found, forms)
     }
 
     /// Objects that differ in one part each, and in ways a careless
@@ -380,6 +387,10 @@ mod tests {
         with("/metadata/labels", json!({"ab": "c"}));
         with("/metadata/labels", json!({}));
         with("/metadata", json!({"name": "p", "labels": {"a": "bc"}}));
+        with(
+            "/metadata",
+            json!({"name": "p", "namespace": "ns", "labels": {"a": "bc"}, "uid": "u"}),
+        );
         with("/spec/containers/0/image", json!("nginx:1"));
         with("/spec/containers/0/name", json!("d"));
         with(
@@ -411,6 +422,8 @@ mod tests {
             ResourceParts::NAME | ResourceParts::LABELS,
             ResourceParts::ORIGIN,
             ResourceParts::SERVICE_ACCOUNT,
+            ResourceParts::OBJECT_JSON,
+            ResourceParts::OBJECT_JSON | ResourceParts::OBJECT_METADATA,
             ResourceParts::all(),
         ];
         let views: Vec<ResourceView> = variants().iter().map(view).collect();

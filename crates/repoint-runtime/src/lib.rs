@@ -375,8 +375,8 @@ pub struct ConfiguredPolicy {
     /// The parts of a resource it reads (its `reads` export, asked once
     /// configured); `None` for a policy without one, which reads them all.
     reads: Option<ResourceParts>,
-    /// Its answers so far, when they can be reused: it reads a narrower
-    /// view than the whole object's JSON.
+    /// Its answers so far, when they can be reused: it says what it reads,
+    /// and that leaves out the object's metadata (which names it).
     answers: Option<Arc<answers::Answers>>,
     /// The runtime that configured it.
     runtime: u64,
@@ -405,7 +405,7 @@ impl ConfiguredPolicy {
 }
 
 /// The WIT names of the resource parts, in the contract's order.
-const PART_NAMES: [(ResourceParts, &str); 8] = [
+const PART_NAMES: [(ResourceParts, &str); 9] = [
     (ResourceParts::NAMESPACE, "namespace"),
     (ResourceParts::NAME, "name"),
     (ResourceParts::LABELS, "labels"),
@@ -414,6 +414,7 @@ const PART_NAMES: [(ResourceParts, &str); 8] = [
     (ResourceParts::SERVICE_ACCOUNT, "service-account"),
     (ResourceParts::ORIGIN, "origin"),
     (ResourceParts::OBJECT_JSON, "object-json"),
+    (ResourceParts::OBJECT_METADATA, "object-metadata"),
 ];
 
 impl std::fmt::Debug for ConfiguredPolicy {
@@ -647,7 +648,7 @@ impl Runtime {
         policy.reads = self.declared_reads(&instance, &mut store).map_err(failed)?;
         if policy
             .reads
-            .is_some_and(|parts| !parts.contains(ResourceParts::OBJECT_JSON))
+            .is_some_and(|parts| !parts.contains(ResourceParts::OBJECT_METADATA))
         {
             policy.answers = Some(Arc::default());
         }

@@ -216,11 +216,10 @@ impl Policy for PrivateProxy {
         if resource.pull_secrets_pointer.is_some() {
             actions.push(Action::AddPullSecret(settings.secret_name.clone()));
         } else {
+            // The report names the object; the kind says what to configure.
             actions.push(Action::Warn(format!(
-                "{} {} needs the pull secret {} but has no place for it (configure imageFields.pullSecrets)",
-                resource.kind,
-                resource.name.as_deref().unwrap_or("?"),
-                settings.secret_name
+                "this {} needs the pull secret {} but has no place for it (configure imageFields.pullSecrets)",
+                resource.kind, settings.secret_name
             )));
         }
         let registries: Vec<String> = registries.into_iter().collect();
@@ -239,14 +238,13 @@ impl Policy for PrivateProxy {
         Ok(actions)
     }
 
-    /// The name (for the warning about an object without a place for pull
-    /// secrets), and the namespace when namespaces are excluded. Its
-    /// answers are never reused, since it probes registries.
+    /// Images only, and the namespace when namespaces are excluded. Its
+    /// answers that probed a registry are never reused.
     fn reads(settings: &Settings) -> ResourceParts {
         if settings.exclude_namespaces.is_empty() {
-            ResourceParts::NAME
+            ResourceParts::empty()
         } else {
-            ResourceParts::NAME | ResourceParts::NAMESPACE
+            ResourceParts::NAMESPACE
         }
     }
 }

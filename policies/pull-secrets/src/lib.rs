@@ -139,10 +139,10 @@ impl Policy for PullSecrets {
         } else if resource.pull_secrets_pointer.is_some() {
             actions.push(Action::AddPullSecret(settings.secret_name.clone()));
         } else {
+            // The report names the object; the kind says what to configure.
             actions.push(Action::Warn(format!(
-                "{} {} pulls from {} but has no place for image pull secrets (configure imageFields.pullSecrets)",
+                "this {} pulls from {} but has no place for image pull secrets (configure imageFields.pullSecrets)",
                 resource.kind,
-                resource.name.as_deref().unwrap_or("?"),
                 registries.iter().cloned().collect::<Vec<_>>().join(", ")
             )));
             return Ok(actions);
@@ -153,6 +153,21 @@ impl Policy for PullSecrets {
             registries: registries.into_iter().collect(),
         }));
         Ok(actions)
+    }
+
+    /// The pull secrets listed, the object's JSON without its metadata
+    /// (for `imagePullSecrets` written inside a container), the
+    /// ServiceAccount when patching it, and the namespace when namespaces
+    /// are excluded.
+    fn reads(settings: &Settings) -> ResourceParts {
+        let mut parts = ResourceParts::PULL_SECRETS | ResourceParts::OBJECT_JSON;
+        if settings.service_account {
+            parts |= ResourceParts::SERVICE_ACCOUNT;
+        }
+        if !settings.exclude_namespaces.is_empty() {
+            parts |= ResourceParts::NAMESPACE;
+        }
+        parts
     }
 }
 

@@ -74,6 +74,7 @@ fn parts(names: &[String]) -> Result<ResourceParts, String> {
                 "service-account" => ResourceParts::SERVICE_ACCOUNT,
                 "origin" => ResourceParts::ORIGIN,
                 "object-json" => ResourceParts::OBJECT_JSON,
+                "object-metadata" => ResourceParts::OBJECT_METADATA,
                 other => return Err(format!("reads: no part {other:?}")),
             };
             Ok(parts | part)
