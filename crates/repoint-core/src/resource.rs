@@ -155,3 +155,36 @@ impl ResourceView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_json_forms_asked_for_are_carried_in_written_order() {
+        let object = json!({"kind": "Pod", "metadata": {"name": "p", "uid": "u"},
+                            "apiVersion": "v1", "spec": {"b": 1, "a": [2]}});
+        let sites = Sites::default();
+        let both = JsonForms {
+            whole: true,
+            without_metadata: true,
+        };
+        let view = ResourceView::with_json(&object, "", &sites, both);
+        assert_eq!(view.object_json, object.to_string());
+        assert_eq!(
+            view.object_json_without_metadata,
+            r#"{"kind":"Pod","apiVersion":"v1","spec":{"b":1,"a":[2]}}"#
+        );
+        let none = ResourceView::with_json(&object, "", &sites, JsonForms::default());
+        assert_eq!(
+            (none.object_json, none.object_json_without_metadata),
+            (String::new(), String::new())
+        );
+        assert_eq!(
+            ResourceView::new(&object, "", &sites).object_json,
+            object.to_string()
+        );
+    }
+}
