@@ -7,6 +7,7 @@ use repoint_core::actions::{Action, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::{OpKind, PatchOp};
 use repoint_core::resource::ResourceView;
 use repoint_core::sites::SiteKind;
+use sha2::{Digest, Sha256};
 
 use crate::bindings::repoint::policy::types::{self as wit, ResourceParts};
 use crate::chain::Origin;
@@ -169,9 +170,9 @@ impl Shown<'_> {
         }
     }
 
-    /// Bytes that are equal exactly when the resources shown are: every
-    /// field of [`Shown::resource`], each length-prefixed.
-    pub fn key(&self) -> Box<[u8]> {
+    /// The SHA-256 digest of every field of [`Shown::resource`], each
+    /// length-prefixed: equal exactly when the resources shown are.
+    pub fn key(&self) -> crate::answers::Key {
         let Self {
             view,
             namespace,
@@ -183,7 +184,7 @@ impl Shown<'_> {
             origin,
             object_json,
         } = self;
-        let mut key = Key(Vec::with_capacity(256));
+        let mut key = Key(Sha256::new());
         key.text(&view.api_version);
         key.text(&view.kind);
         key.maybe(*namespace);
@@ -197,7 +198,7 @@ impl Shown<'_> {
             .collect();
         key.count(images.len());
         for (site, image) in images {
-            key.0.push(site_kind(site.kind) as u8);
+            key.0.update([site.kind as u8]);
             key.text(&site.pointer);
             key.maybe(site.container.as_deref());
             key.text(&site.written);
@@ -218,38 +219,38 @@ impl Shown<'_> {
                 document,
                 line,
             } => {
-                key.0.push(0);
+                key.0.update([0]);
                 key.text(path);
-                key.0.extend(document.to_le_bytes());
-                key.0.extend(line.to_le_bytes());
+                key.0.update(document.to_le_bytes());
+                key.0.update(line.to_le_bytes());
             }
-            ShownOrigin::Cluster => key.0.push(1),
-            ShownOrigin::Admission(op) => key.0.extend([2, operation(op) as u8]),
+            ShownOrigin::Cluster => key.0.update([1]),
+            ShownOrigin::Admission(op) => key.0.update([2, op as u8]),
         }
         key.text(object_json);
-        key.0.into_boxed_slice()
+        key.0.finalize().into()
     }
 }
 
 /// A key being written: every variable-length part is preceded by its
-/// length, so no two different resources write the same bytes.
-struct Key(Vec<u8>);
+/// length, so no two different resources hash the same bytes.
+struct Key(Sha256);
 
 impl Key {
     fn count(&mut self, n: usize) {
-        self.0.extend((n as u64).to_le_bytes());
+        self.0.update((n as u64).to_le_bytes());
     }
     fn text(&mut self, s: &str) {
         self.count(s.len());
-        self.0.extend_from_slice(s.as_bytes());
+        self.0.update(s.as_bytes());
     }
     fn maybe(&mut self, s: Option<&str>) {
         match s {
             Some(s) => {
-                self.0.push(1);
+                self.0.update([1]);
                 self.text(s);
             }
-            None => self.0.push(0),
+            None => self.0.update([0]),
         }
     }
     fn pairs(&mut self, pairs: &[(String, String)]) {
@@ -428,7 +429,7 @@ mod tests {
         ];
         let views: Vec<ResourceView> = variants().iter().map(view).collect();
         for parts in parts {
-            let all: Vec<(Box<[u8]>, String)> = views
+            let all: Vec<(crate::answers::Key, String)> = views
                 .iter()
                 .flat_map(|v| origins.iter().map(move |o| (v, o)))
                 .map(|(v, o)| {
