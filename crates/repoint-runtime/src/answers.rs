@@ -2,10 +2,12 @@
 //! was shown (see the `selective-policy` world).
 //!
 //! A policy is a function of its settings and what it is shown: its sandbox
-//! has no clock, a fixed random source and no other input, and an answer
-//! that called the host (a log line, a registry probe) is never kept. So
-//! the answer kept for a shown resource is the one a fresh instance would
-//! give it again, and reusing it changes nothing but the time taken.
+//! has no clock, a fixed random source and no other input. Only answers of
+//! an instance's first evaluation are kept (not those of the convergence
+//! pass, which runs in the same instance), and none that called the host
+//! (a log line, a registry probe). So the answer kept for a shown resource
+//! is the one a fresh instance gives it, and reusing it changes nothing
+//! but the time taken.
 //!
 //! A shown resource is kept as its SHA-256 digest ([`crate::convert::Shown::key`]),
 //! as OCI content is addressed: 32 bytes however large the object's JSON,

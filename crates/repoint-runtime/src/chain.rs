@@ -286,6 +286,7 @@ impl Chain {
                 let actions: Arc<[Action]> =
                     convert::actions(answer.actions).map_err(invalid)?.into();
                 if let Some((answers, key)) = key
+                    && answer.fresh
                     && !answer.called_host
                 {
                     answers.keep(key, actions.clone());

@@ -355,6 +355,9 @@ impl std::fmt::Debug for LoadedPolicy {
 pub(crate) struct PolicyInstance {
     store: Store<HostState>,
     bindings: PolicyBindings,
+    /// Whether it has evaluated a resource already (the convergence pass
+    /// evaluates in the first pass's instance).
+    used: bool,
 }
 
 /// A loaded policy with its validated settings, under its configured name.
@@ -809,9 +812,14 @@ impl Runtime {
                         .map(|(bindings, _)| bindings),
                 }
                 .map_err(fail)?;
-                PolicyInstance { store, bindings }
+                PolicyInstance {
+                    store,
+                    bindings,
+                    used: false,
+                }
             }
         };
+        let fresh = !std::mem::replace(&mut live.used, true);
         let state = live.store.data_mut();
         state.quiet = quiet;
         state.called_host = false;
@@ -822,6 +830,7 @@ impl Runtime {
                 Ok(Answer {
                     actions,
                     called_host,
+                    fresh,
                 })
             }
             Ok(Err(message)) => {
@@ -858,6 +867,9 @@ pub(crate) struct Answer {
     pub(crate) actions: Vec<bindings::repoint::policy::types::Action>,
     /// Whether it called the host (logged or probed) on the way.
     pub(crate) called_host: bool,
+    /// Whether it was the instance's first evaluation: the answer a fresh
+    /// instance gives, which alone may be reused for another object.
+    pub(crate) fresh: bool,
 }
 
 fn cache(dir: &Path) -> wasmtime::Result<wasmtime::Cache> {
