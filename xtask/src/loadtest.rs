@@ -648,60 +648,41 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("| set | load | reviews/s | p50 ms | p99 ms | p99.9 ms | failed |");
     println!("|---|---|---|---|---|---|---|");
 
-    // The same server with no policies, then with the three built-ins.
-    let steady = |label: &str, config: &Path| -> Result<Steady> {
-        let server = Server::start(&repoint, &dir, config, &agent)?;
+    // One oha run against `url` with `bodies`, and its table row.
+    let measure = |label: &str, url: &str, bodies: &Path, load: Load| -> Result<Measured> {
+        let measured = drive(&oha, url, bodies, &load, o.seconds)?;
+        let described = match load {
+            Load::Concurrency(n) => format!("{n} connections"),
+            Load::Rate(n) => format!("{n}/s"),
+        };
+        row(label, &described, &measured);
+        Ok(measured)
+    };
+    // A server at full concurrency and at the fixed rate.
+    let steady = |label: &str, build: &Path, config: &Path| -> Result<Steady> {
+        let server = Server::start(build, &dir, config, &agent)?;
         let url = format!("{}/mutate/default", server.base);
-        let busy = drive(
-            &oha,
-            &url,
-            &bodies,
-            &Load::Concurrency(o.concurrency),
-            o.seconds,
-        )?;
-        row(label, &format!("{} connections", o.concurrency), &busy);
-        let at_rate = drive(&oha, &url, &bodies, &Load::Rate(o.rate), o.seconds)?;
-        row(label, &format!("{}/s", o.rate), &at_rate);
         Ok(Steady {
-            busy,
-            at_rate,
+            busy: measure(label, &url, &bodies, Load::Concurrency(o.concurrency))?,
+            at_rate: measure(label, &url, &bodies, Load::Rate(o.rate))?,
             peak_rss: server.peak_rss_mib()?,
         })
     };
-    let baseline = steady("empty", &empty)?;
-    let policies = steady("three built-ins", &full)?;
+    // The same server with no policies, then with the three built-ins.
+    let baseline = steady("empty", &repoint, &empty)?;
+    let policies = steady("three built-ins", &repoint, &full)?;
     // Every review new: no policy has seen what it is shown before.
     let unseen = |label: &str, config: &Path| -> Result<Measured> {
         let server = Server::start(&repoint, &dir, config, &agent)?;
         let url = format!("{}/mutate/default", server.base);
-        let busy = drive(
-            &oha,
-            &url,
-            &distinct,
-            &Load::Concurrency(o.concurrency),
-            o.seconds,
-        )?;
-        row(label, &format!("{} connections", o.concurrency), &busy);
-        Ok(busy)
+        measure(label, &url, &distinct, Load::Concurrency(o.concurrency))
     };
     let unseen_empty = unseen("empty, every review new", &empty)?;
     let unseen_full = unseen("three built-ins, every review new", &full)?;
     let against = match &o.baseline {
         Some(other) => {
-            let server = Server::start(other, &dir, &full, &agent)?;
-            let url = format!("{}/mutate/default", server.base);
             let label = format!("three built-ins, {}", other.display());
-            let busy = drive(
-                &oha,
-                &url,
-                &bodies,
-                &Load::Concurrency(o.concurrency),
-                o.seconds,
-            )?;
-            row(&label, &format!("{} connections", o.concurrency), &busy);
-            let at_rate = drive(&oha, &url, &bodies, &Load::Rate(o.rate), o.seconds)?;
-            row(&label, &format!("{}/s", o.rate), &at_rate);
-            Some((other.clone(), busy, at_rate, server.peak_rss_mib()?))
+            Some((other.clone(), steady(&label, other, &full)?))
         }
         None => None,
     };
@@ -778,7 +759,15 @@ pub fn run(args: &[String]) -> Result<()> {
             build.display()
         );
     }
-    if let Some((other, busy, at_rate, rss)) = &against {
+    if let Some((
+        other,
+        Steady {
+            busy,
+            at_rate,
+            peak_rss: rss,
+        },
+    )) = &against
+    {
         println!(
             "against {}: {:.2}x its reviews/s ({:.0} against {:.0}), p99 at {}/s {:.2} ms against {:.2} ms, peak RSS {:.1} against {rss:.1} MiB",
             other.display(),

@@ -248,7 +248,11 @@ impl Chain {
             });
         }
         let view = ResourceView::with_json(object, "", &found, self.json_forms);
-        Ok(Snapshot { found, view })
+        Ok(Snapshot {
+            found,
+            view,
+            whole: std::cell::OnceCell::new(),
+        })
     }
 
     /// What the policy at `index` would do to `object`, checked.
@@ -266,11 +270,8 @@ impl Chain {
             policy: policy.name.to_string(),
             kind: FailureKind::InvalidAction(message),
         };
-        let shown = convert::shown(
-            &snapshot.view,
-            origin,
-            policy.reads.unwrap_or_else(ResourceParts::all),
-        );
+        let parts = policy.reads.unwrap_or_else(ResourceParts::all);
+        let shown = convert::shown(&snapshot.view, origin, parts);
         let key = policy
             .answers
             .as_ref()
@@ -279,9 +280,18 @@ impl Chain {
         let actions = match known {
             Some(actions) => actions,
             None => {
+                // The whole resource is built once per state, for every
+                // policy shown all of it; a narrower one for its policy.
+                let narrower;
+                let resource = if parts == ResourceParts::all() {
+                    snapshot.whole.get_or_init(|| shown.resource())
+                } else {
+                    narrower = shown.resource();
+                    &narrower
+                };
                 let answer = instances.with(index, |slot| {
                     self.runtime
-                        .evaluate(policy, slot, &shown.resource(), pass == Pass::Check)
+                        .evaluate(policy, slot, resource, pass == Pass::Check)
                 })?;
                 let actions: Arc<[Action]> =
                     convert::actions(answer.actions).map_err(invalid)?.into();
@@ -436,6 +446,8 @@ fn json_forms(policies: &[ConfiguredPolicy]) -> JsonForms {
 struct Snapshot {
     found: Sites,
     view: ResourceView,
+    /// The resource policies that read every part are shown, once built.
+    whole: std::cell::OnceCell<crate::bindings::repoint::policy::types::Resource>,
 }
 
 /// The first pass's result.

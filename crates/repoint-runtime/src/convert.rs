@@ -191,13 +191,13 @@ impl Shown<'_> {
         key.maybe(*name);
         key.pairs(labels);
         key.pairs(annotations);
-        let images: Vec<_> = view
-            .images
-            .iter()
-            .filter_map(|s| Some((s, s.image.as_ref().ok()?)))
-            .collect();
-        key.count(images.len());
-        for (site, image) in images {
+        let images = || {
+            view.images
+                .iter()
+                .filter_map(|s| Some((s, s.image.as_ref().ok()?)))
+        };
+        key.count(images().count());
+        for (site, image) in images() {
             key.0.update([site.kind as u8]);
             key.text(&site.pointer);
             key.maybe(site.container.as_deref());
