@@ -63,11 +63,29 @@ pub(crate) fn exit_code(status: Status) -> ExitCode {
 /// Report object errors, denials and warnings on stderr; return the exit
 /// code they call for.
 pub(crate) fn report_stderr(findings: &[Finding]) -> ExitCode {
-    let mut err = std::io::stderr().lock();
-    for f in findings.iter().filter(|f| f.level != Level::Change) {
-        let _ = writeln!(err, "repoint: {}", report::text_line(f));
+    let mut stderr = StderrReport::default();
+    findings.iter().for_each(|f| stderr.report(f));
+    exit_code(stderr.status)
+}
+
+/// Object errors, denials and warnings written to stderr as they come,
+/// and the status they call for so far.
+#[derive(Default)]
+struct StderrReport {
+    status: Status,
+}
+
+impl StderrReport {
+    fn report(&mut self, finding: &Finding) {
+        if finding.level != Level::Change {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "repoint: {}",
+                report::text_line(finding)
+            );
+        }
+        self.status = self.status.max(Status::of_one(finding, false));
     }
-    exit_code(Status::of(findings, false))
 }
 
 fn has_errors(findings: &[Finding]) -> bool {
@@ -103,7 +121,26 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         kustomize_bases: kustomize_dir.is_some(),
         ..args.eval.options()
     };
-    let ev = evaluate(&options, &args.config, &args.inputs, retain)?;
+    // Writing the manifests, object errors, denials and warnings go to
+    // stderr window by window: a run that warns on most of a long stream
+    // holds none of its warnings. The other outputs keep every result.
+    let mut stderr = StderrReport::default();
+    let ev = match retain {
+        Retain::Output => {
+            let ev = evaluate::files_reporting(
+                &args.config,
+                &args.inputs,
+                &options,
+                retain,
+                &mut |f| stderr.report(&f),
+            )?;
+            print_warnings(&ev);
+            ev
+        }
+        Retain::Everything | Retain::Results => {
+            evaluate(&options, &args.config, &args.inputs, retain)?
+        }
+    };
     if let Some(dir) = kustomize_dir {
         let code = report_stderr(&ev.findings);
         if has_errors(&ev.findings) {
@@ -127,9 +164,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let mut renderer = Renderer::new(&ev, args.eval.options.settings().jobs());
     if args.in_place {
         let texts: Vec<_> = std::iter::from_fn(|| renderer.next_file()).collect();
-        let findings = renderer.findings();
-        let code = report_stderr(&findings);
-        if has_errors(&findings) {
+        renderer.findings().iter().for_each(|f| stderr.report(f));
+        let code = exit_code(stderr.status);
+        if stderr.status == Status::Error {
             eprintln!("repoint: nothing was written because of the errors above");
             return Ok(code);
         }
@@ -144,9 +181,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         OutputFormat::Diff => render::diff(&mut stdout, &ev, &mut renderer),
         OutputFormat::Kustomize(_) | OutputFormat::JsonPatch => unreachable!("written before"),
     };
-    // Findings go to stderr after the output, once every file is rendered:
-    // a document that could not be written is among them.
-    let code = report_stderr(&renderer.findings());
+    // The documents that could not be written follow the output, once
+    // every file is rendered.
+    renderer.findings().iter().for_each(|f| stderr.report(f));
+    let code = exit_code(stderr.status);
     let result = finish(code, || Ok(written?));
     // Freeing every parsed tree one node at a time costs a few percent of a
     // large run for nothing: the process is about to exit.

@@ -260,6 +260,25 @@ pub fn files(
     options: &Options,
     retain: Retain,
 ) -> Result<Evaluated> {
+    let mut findings = Vec::new();
+    let mut evaluated = files_reporting(config_path, inputs, options, retain, &mut |f| {
+        findings.push(f)
+    })?;
+    evaluated.findings = findings;
+    Ok(evaluated)
+}
+
+/// [`files`], handing each finding to `report` once its window is
+/// evaluated (in input order) instead of keeping it: a run that warns on
+/// most objects of a long stream holds none of its warnings. The
+/// evaluation's `findings` are then empty.
+pub fn files_reporting(
+    config_path: &Path,
+    inputs: &[PathBuf],
+    options: &Options,
+    retain: Retain,
+    report: &mut dyn FnMut(Finding),
+) -> Result<Evaluated> {
     let config = Config::load(config_path)?;
     let chain = crate::chain::build(&config, &options.settings, false)?;
     let inputs = match options.kustomize_bases {
@@ -281,7 +300,6 @@ pub fn files(
     let mut files: Vec<Reading<'_>> = Vec::new();
     let mut inputs = inputs.into_iter();
     let mut requests = materialize::Requests::default();
-    let mut findings = Vec::new();
     let mut left_out = Vec::new();
     let window = options.window.max(1);
     loop {
@@ -323,7 +341,7 @@ pub fn files(
         });
         for (&(f, d), done) in work.iter().zip(done) {
             requests.add_results(f, &done.objects, &options.namespace);
-            findings.extend(done.findings);
+            done.findings.into_iter().for_each(&mut *report);
             let file = &mut files[f];
             if done.release {
                 match done.change {
@@ -339,7 +357,7 @@ pub fn files(
         }
     }
     let files = files.into_iter().map(Reading::finish).collect();
-    let mut evaluated = materialized(&config, files, requests, findings, options)?;
+    let mut evaluated = materialized(&config, files, requests, Vec::new(), options)?;
     evaluated.warnings.splice(0..0, left_out);
     Ok(evaluated)
 }

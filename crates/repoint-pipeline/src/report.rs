@@ -34,9 +34,10 @@ impl Level {
 }
 
 /// What a command's findings call for, most serious last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     /// Nothing to report (or only changes, where they are the point).
+    #[default]
     Clean,
     /// Denials, or changes where changes fail (`check`, `audit`).
     Findings,
@@ -47,15 +48,20 @@ pub enum Status {
 impl Status {
     /// `changes_fail`: a change is a finding (`check`), not the output.
     pub fn of(findings: &[Finding], changes_fail: bool) -> Self {
-        if findings.iter().any(|f| f.level == Level::Error) {
-            Self::Error
-        } else if findings
+        findings
             .iter()
-            .any(|f| f.level == Level::Denied || (changes_fail && f.level == Level::Change))
-        {
-            Self::Findings
-        } else {
-            Self::Clean
+            .map(|f| Self::of_one(f, changes_fail))
+            .max()
+            .unwrap_or(Self::Clean)
+    }
+
+    /// What one finding calls for; `changes_fail` as in [`Status::of`].
+    pub fn of_one(finding: &Finding, changes_fail: bool) -> Self {
+        match finding.level {
+            Level::Error => Self::Error,
+            Level::Denied => Self::Findings,
+            Level::Change if changes_fail => Self::Findings,
+            Level::Change | Level::Warning => Self::Clean,
         }
     }
 

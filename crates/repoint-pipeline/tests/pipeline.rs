@@ -449,3 +449,51 @@ fn a_bad_document_in_a_later_window_fails_the_run_and_says_where() {
         );
     }
 }
+
+#[test]
+fn findings_handed_out_window_by_window_are_those_kept_to_the_end() {
+    // A policy that warns on nearly every object: a long run holds none
+    // of the warnings when they are handed out as each window is done.
+    let warn = "apiVersion: repoint.dev/v1alpha1
+kind: Config
+policies:
+- name: allowed
+  module: builtin:allowed-registries
+  settings: {allow: [mirror.corp], denyLatest: false, enforcement: warn}
+";
+    let (config, manifests) = project("pipeline-reported", warn);
+    std::fs::write(manifests.join("neighbours.yaml"), NEIGHBOURS).expect("write");
+    let mut inputs = vec![manifests];
+    inputs.extend(repoint_tests::corpus_files());
+    let kept = evaluate::files(&config, &inputs, &offline(), evaluate::Retain::Results)
+        .expect("evaluation")
+        .findings;
+    let kept: Vec<String> = kept
+        .iter()
+        .filter(|f| f.level != Level::Change)
+        .map(|f| format!("{f:?}"))
+        .collect();
+    assert!(kept.len() > 10, "{}: {kept:?}", kept.len());
+    for window in [1, 7, 512] {
+        let options = Options {
+            window,
+            ..offline()
+        };
+        let mut reported = Vec::new();
+        let ev = evaluate::files_reporting(
+            &config,
+            &inputs,
+            &options,
+            evaluate::Retain::Output,
+            &mut |f| reported.push(format!("{f:?}")),
+        )
+        .expect("evaluation");
+        assert!(ev.findings.is_empty(), "window of {window}");
+        assert!(reported == kept, "window of {window}: {}", {
+            let (kept, reported) = (kept.join("\n"), reported.join("\n"));
+            similar::TextDiff::from_lines(&kept, &reported)
+                .unified_diff()
+                .to_string()
+        });
+    }
+}
