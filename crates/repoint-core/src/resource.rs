@@ -53,7 +53,11 @@ fn json_text(value: &impl serde::Serialize) -> String {
 
 /// An object's members other than `metadata`, serialized as a map in
 /// their order.
-struct WithoutMetadata<'a>(&'a serde_json::Map<String, Value>);
+/// An object's members but its `metadata`, serialized as JSON: what a
+/// policy reading `object-json` without `object-metadata` is shown, and
+/// what a chain's outcome is remembered by.
+#[derive(Debug, Clone, Copy)]
+pub struct WithoutMetadata<'a>(pub &'a serde_json::Map<String, Value>);
 
 impl serde::Serialize for WithoutMetadata<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -1,5 +1,6 @@
 //! Answers a selective policy has given, by the parts of the resource it
-//! was shown (see the `selective-policy` world).
+//! was shown (see the `selective-policy` world), and outcomes a chain of
+//! them has come to, by everything the chain could read of the object.
 //!
 //! A policy is a function of its settings and what it is shown: its sandbox
 //! has no clock, a fixed random source and no other input. Only answers of
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use repoint_core::actions::Action;
+use repoint_core::patch::PatchOp;
 use serde_json::Value;
 
 /// Most answers one policy keeps.
@@ -32,23 +34,41 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// The digest a shown resource is kept under.
 pub(crate) type Key = [u8; 32];
 
-/// One configured policy's answers, shared by every chain that holds it
-/// and every thread that evaluates with it.
-#[derive(Debug, Default)]
-pub(crate) struct Answers {
-    kept: Mutex<Kept>,
+/// About how many bytes a kept answer holds: its texts, and a word or so
+/// for each part.
+pub(crate) trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+/// One configured policy's answers (or one chain's outcomes), shared by
+/// every chain that holds it and every thread that evaluates with it.
+#[derive(Debug)]
+pub(crate) struct Answers<V = Arc<[Action]>> {
+    kept: Mutex<Kept<V>>,
     reused: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct Kept {
-    by_shown: HashMap<Key, Arc<[Action]>>,
+impl<V> Default for Answers<V> {
+    fn default() -> Self {
+        Self {
+            kept: Mutex::new(Kept {
+                by_shown: HashMap::new(),
+                bytes: 0,
+            }),
+            reused: AtomicU64::new(0),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Kept<V> {
+    by_shown: HashMap<Key, V>,
     bytes: usize,
 }
 
-impl Answers {
+impl<V: Clone + Footprint> Answers<V> {
     /// The answer given to the resource shown as `key`, if kept.
-    pub(crate) fn get(&self, key: &Key) -> Option<Arc<[Action]>> {
+    pub(crate) fn get(&self, key: &Key) -> Option<V> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         let found = kept.by_shown.get(key).cloned();
         if found.is_some() {
@@ -57,10 +77,10 @@ impl Answers {
         found
     }
 
-    /// Keep `actions` as the answer to the resource shown as `key`; an
+    /// Keep `answer` as the answer to the resource shown as `key`; an
     /// answer larger than a set holds is not kept.
-    pub(crate) fn keep(&self, key: Key, actions: Arc<[Action]>) {
-        let bytes = size_of::<Key>() + approximate_size(&actions);
+    pub(crate) fn keep(&self, key: Key, answer: V) {
+        let bytes = size_of::<Key>() + answer.footprint();
         if bytes > MAX_ANSWER_BYTES {
             return;
         }
@@ -70,23 +90,46 @@ impl Answers {
             kept.bytes = 0;
         }
         // Already there when two threads evaluated the same resource at once.
-        if kept.by_shown.insert(key, actions).is_none() {
+        if kept.by_shown.insert(key, answer).is_none() {
             kept.bytes += bytes;
         }
     }
 
+    /// Count `n` more evaluations answered without running: the chain
+    /// they are part of was answered whole.
+    pub(crate) fn count_reuse(&self, n: u32) {
+        self.reused.fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+}
+
+impl<V> Answers<V> {
     /// How many evaluations were answered from the kept answers.
     pub(crate) fn reused(&self) -> u64 {
         self.reused.load(Ordering::Relaxed)
     }
 }
 
-/// About how many bytes `actions` hold: their texts and a word or so for
-/// each part.
-fn approximate_size(actions: &[Action]) -> usize {
-    const PART: usize = 32;
-    let text = |s: &str| PART + s.len();
-    let maybe = |s: &Option<String>| s.as_deref().map_or(PART, text);
+/// A word or so for each part of an answer.
+pub(crate) const PART: usize = 32;
+
+/// The footprint of a text.
+pub(crate) fn text_size(s: &str) -> usize {
+    PART + s.len()
+}
+
+/// The footprint of an optional text.
+pub(crate) fn maybe_size(s: &Option<String>) -> usize {
+    s.as_deref().map_or(PART, text_size)
+}
+
+impl Footprint for Arc<[Action]> {
+    fn footprint(&self) -> usize {
+        actions_size(self)
+    }
+}
+
+fn actions_size(actions: &[Action]) -> usize {
+    let (text, maybe) = (text_size, maybe_size);
     actions
         .iter()
         .map(|action| match action {
@@ -106,19 +149,22 @@ fn approximate_size(actions: &[Action]) -> usize {
             Action::PatchServiceAccount(p) => {
                 maybe(&p.service_account) + maybe(&p.namespace) + text(&p.secret)
             }
-            Action::JsonPatch(ops) => ops
-                .iter()
-                .map(|op| {
-                    text(&op.path) + maybe(&op.from) + op.value.as_ref().map_or(PART, value_size)
-                })
-                .sum(),
+            Action::JsonPatch(ops) => patch_size(ops),
         })
         .sum::<usize>()
         + PART
 }
 
+/// The footprint of patch operations.
+pub(crate) fn patch_size(ops: &[PatchOp]) -> usize {
+    ops.iter()
+        .map(|op| {
+            text_size(&op.path) + maybe_size(&op.from) + op.value.as_ref().map_or(PART, value_size)
+        })
+        .sum()
+}
+
 fn value_size(value: &Value) -> usize {
-    const PART: usize = 32;
     PART + match value {
         Value::String(s) => s.len(),
         Value::Array(items) => items.iter().map(value_size).sum(),

@@ -17,9 +17,10 @@ use serde_json::Value;
 
 use repoint_core::actions::{self, Action, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::{self, PatchOp};
-use repoint_core::resource::{JsonForms, ResourceView};
+use repoint_core::resource::{JsonForms, ResourceView, WithoutMetadata};
 use repoint_core::sites::{self, ImageFields, Object, Sites};
 
+use crate::answers::{self, Answers, Footprint, Key};
 use crate::{
     ConfiguredPolicy, FailureKind, PolicyFailure, PolicyInstance, REUSED_PER_OBJECT, ResourceParts,
     Runtime, convert,
@@ -91,6 +92,56 @@ pub struct Outcome {
     pub warnings: Vec<Finding>,
 }
 
+/// An outcome the chain came to, and how many times it asked each policy
+/// (an answer, kept or not) on the way.
+#[derive(Debug)]
+struct Recalled {
+    outcome: Outcome,
+    asked: Vec<u32>,
+}
+
+impl Footprint for Arc<Recalled> {
+    fn footprint(&self) -> usize {
+        use answers::{maybe_size, text_size};
+        let Outcome {
+            patch,
+            changed_by,
+            ensure,
+            service_accounts,
+            denials,
+            warnings,
+        } = &self.outcome;
+        let said = |f: &Finding| text_size(&f.policy) + text_size(&f.message);
+        answers::patch_size(patch)
+            + changed_by.iter().map(|p| text_size(p)).sum::<usize>()
+            + ensure
+                .iter()
+                .map(|e| {
+                    text_size(&e.policy)
+                        + text_size(&e.item.name)
+                        + maybe_size(&e.item.namespace)
+                        + e.item
+                            .registries
+                            .iter()
+                            .map(|r| text_size(r))
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+            + service_accounts
+                .iter()
+                .map(|a| {
+                    text_size(&a.policy)
+                        + maybe_size(&a.item.service_account)
+                        + maybe_size(&a.item.namespace)
+                        + text_size(&a.item.secret)
+                })
+                .sum::<usize>()
+            + denials.iter().chain(warnings).map(said).sum::<usize>()
+            + self.asked.len() * size_of::<u32>()
+            + answers::PART
+    }
+}
+
 /// Why an object could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ObjectError {
@@ -137,6 +188,48 @@ pub struct Chain {
     /// The forms of the object's JSON its policies read (so each state's
     /// view carries them).
     json_forms: JsonForms,
+    /// The outcomes it has come to, when they can be reused (see
+    /// [`Remembered`]).
+    outcomes: Option<Arc<Remembered>>,
+}
+
+/// The outcomes of a chain of selective policies none of which reads an
+/// object's metadata beyond its namespace, labels and annotations.
+///
+/// Such a chain is a function of the object without its metadata and of
+/// the metadata parts its policies read: policies see nothing else (see
+/// [`crate::answers`]), and neither does the rest of the chain (finding
+/// the images, planning each policy's actions, applying them) when no
+/// image or pull-secret place lies in the metadata and no policy asks
+/// for raw JSON Patch operations, which could read or write any of it.
+/// So an object that agrees with one answered before in all of that gets
+/// the outcome a fresh run of the chain would give it, without one: the
+/// difference is only the time taken. An outcome is kept only when every
+/// policy answered without calling the host, as for a policy's answers.
+#[derive(Debug)]
+struct Remembered {
+    /// The metadata parts the policies read, between them.
+    reads: ResourceParts,
+    outcomes: Answers<Arc<Recalled>>,
+}
+
+/// What a chain's outcomes are remembered by, when they can be: see
+/// [`Remembered`]. A policy reading an object's name or origin makes
+/// every object its own, so nothing is kept.
+fn remembered(policies: &[ConfiguredPolicy]) -> Option<Arc<Remembered>> {
+    let mut reads = ResourceParts::empty();
+    for policy in policies {
+        policy.answers.as_ref()?;
+        reads |= policy.reads?;
+    }
+    let unique = ResourceParts::NAME | ResourceParts::ORIGIN | ResourceParts::OBJECT_METADATA;
+    if reads.intersects(unique) {
+        return None;
+    }
+    Some(Arc::new(Remembered {
+        reads,
+        outcomes: Answers::default(),
+    }))
 }
 
 impl Chain {
@@ -148,6 +241,7 @@ impl Chain {
         let json_forms = json_forms(&policies);
         Self {
             runtime,
+            outcomes: remembered(&policies),
             policies,
             image_fields,
             json_forms,
@@ -184,6 +278,7 @@ impl Chain {
         Some(Self {
             runtime: self.runtime.clone(),
             json_forms: json_forms(&policies),
+            outcomes: remembered(&policies),
             policies,
             image_fields: self.image_fields.clone(),
         })
@@ -219,6 +314,18 @@ impl Chain {
         if !relevant(&found) {
             return Ok(None);
         }
+        let key = self.outcome_key(object, &found, origin);
+        if let Some((remembered, key)) = &key
+            && let Some(recalled) = remembered.outcomes.get(key)
+        {
+            // Every answer the run would have asked for came from memory.
+            for (policy, &asked) in self.policies.iter().zip(&recalled.asked) {
+                if let Some(answers) = &policy.answers {
+                    answers.count_reuse(asked);
+                }
+            }
+            return Ok(Some(recalled.outcome.clone()));
+        }
         let snapshot = self.snapshot(object, found)?;
         let mut instances = Instances::new(self.policies.len());
         let first = self.first_pass(&mut instances, object, snapshot, origin)?;
@@ -229,7 +336,68 @@ impl Chain {
                 self.check_settled(&mut instances, settled, first.snapshot, origin, last)?;
             }
         }
+        if let Some((remembered, key)) = key
+            && instances.reusable
+        {
+            let recalled = Recalled {
+                outcome: outcome.clone(),
+                asked: instances.asked,
+            };
+            remembered.outcomes.keep(key, Arc::new(recalled));
+        }
         Ok(Some(outcome))
+    }
+
+    /// How many objects were given an outcome the chain had come to before
+    /// (see [`Remembered`]).
+    pub fn reused_outcomes(&self) -> u64 {
+        self.outcomes.as_ref().map_or(0, |r| r.outcomes.reused())
+    }
+
+    /// The digest of everything the chain's outcome on `object` depends
+    /// on, when that leaves out its name (see [`Remembered`]): the object
+    /// without its metadata, the metadata parts the policies read, and
+    /// where it comes from but a file's position (which no policy reads).
+    fn outcome_key<'r>(
+        &'r self,
+        object: &Value,
+        found: &Sites,
+        origin: &Origin,
+    ) -> Option<(&'r Remembered, Key)> {
+        use sha2::Digest;
+        let remembered = self.outcomes.as_deref()?;
+        let members = object.as_object()?;
+        let in_metadata =
+            |pointer: &str| pointer == "/metadata" || pointer.starts_with("/metadata/");
+        if found.images.iter().any(|s| in_metadata(&s.pointer))
+            || found
+                .pull_secrets_pointer
+                .as_deref()
+                .is_some_and(in_metadata)
+        {
+            return None;
+        }
+        let mut digest = DigestWriter(sha2::Sha256::new());
+        serde_json::to_writer(&mut digest, &WithoutMetadata(members)).ok()?;
+        let metadata = members.get("metadata");
+        for (part, field) in [
+            (ResourceParts::NAMESPACE, "namespace"),
+            (ResourceParts::LABELS, "labels"),
+            (ResourceParts::ANNOTATIONS, "annotations"),
+        ] {
+            // Each part as JSON after a separator no JSON text contains.
+            digest.0.update([0xff]);
+            if remembered.reads.contains(part) {
+                let value = metadata.and_then(|m| m.get(field));
+                serde_json::to_writer(&mut digest, &value).ok()?;
+            }
+        }
+        digest.0.update(match origin {
+            Origin::File { .. } => [0, 0],
+            Origin::Cluster => [1, 0],
+            Origin::Admission(op) => [2, *op as u8],
+        });
+        Some((remembered, digest.0.finalize().into()))
     }
 
     /// What policies are shown of `object`: its image sites and the view
@@ -266,6 +434,7 @@ impl Chain {
         pass: Pass,
     ) -> Result<actions::Plan, ObjectError> {
         let policy = &self.policies[index];
+        instances.asked[index] += 1;
         let invalid = |message: String| PolicyFailure {
             policy: policy.name.to_string(),
             kind: FailureKind::InvalidAction(message),
@@ -277,7 +446,7 @@ impl Chain {
             .as_ref()
             .map(|answers| (answers, shown.key()));
         let known = key.as_ref().and_then(|(answers, key)| answers.get(key));
-        let actions = match known {
+        let actions: Arc<[Action]> = match known {
             Some(actions) => actions,
             None => {
                 // The whole resource is built once per state, for every
@@ -295,15 +464,19 @@ impl Chain {
                 })?;
                 let actions: Arc<[Action]> =
                     convert::actions(answer.actions).map_err(invalid)?.into();
-                if let Some((answers, key)) = key
+                if answer.called_host {
+                    instances.reusable = false;
+                } else if let Some((answers, key)) = key
                     && answer.fresh
-                    && !answer.called_host
                 {
                     answers.keep(key, actions.clone());
                 }
                 actions
             }
         };
+        if actions.iter().any(|a| matches!(a, Action::JsonPatch(_))) {
+            instances.reusable = false;
+        }
         actions::plan(object, &snapshot.found, &actions).map_err(|e| invalid(e.to_string()).into())
     }
 
@@ -470,20 +643,44 @@ enum Pass {
     Check,
 }
 
-/// The chain's policy instances for one object.
-struct Instances(Vec<Option<PolicyInstance>>);
+/// The chain's policy instances for one object, and whether its outcome
+/// can be kept for others (see [`Remembered`]).
+struct Instances {
+    slots: Vec<Option<PolicyInstance>>,
+    /// No policy has called the host or asked for raw patch operations.
+    reusable: bool,
+    /// How many times each policy was asked, from memory or not.
+    asked: Vec<u32>,
+}
 
 impl Instances {
     fn new(policies: usize) -> Self {
-        Self((0..policies.min(REUSED_PER_OBJECT)).map(|_| None).collect())
+        Self {
+            slots: (0..policies.min(REUSED_PER_OBJECT)).map(|_| None).collect(),
+            reusable: true,
+            asked: vec![0; policies],
+        }
     }
 
     /// Run `f` with the slot of the policy at `index`; policies past the
     /// reused ones get a slot of their own, dropped afterwards.
     fn with<R>(&mut self, index: usize, f: impl FnOnce(&mut Option<PolicyInstance>) -> R) -> R {
-        match self.0.get_mut(index) {
+        match self.slots.get_mut(index) {
             Some(slot) => f(slot),
             None => f(&mut None),
         }
+    }
+}
+
+/// A digest written to as JSON is serialized, so the JSON is never held.
+struct DigestWriter(sha2::Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -540,16 +540,132 @@ fn a_policy_without_reads_sees_everything_and_is_never_reused() {
     // The built-in itself says it reads nothing beyond the images. The
     // first Pod's first-pass answer is kept; its convergence pass runs in
     // the same instance, which has evaluated already, so that answer is
-    // not. The second Pod reuses the first and evaluates its convergence
-    // pass in a fresh instance (kept); the third reuses both.
+    // not. The second and third Pods are the first but for their names:
+    // the chain's outcome for the first is theirs, with the two answers
+    // (first pass and convergence) it took.
     let selective = chain_of(&rt, mirror());
     assert_eq!(selective.policies()[0].reads(), Some(vec![]));
     for name in ["one", "two", "three"] {
         selective.evaluate(&full_pod(name), &origin()).expect("ok");
     }
-    assert_eq!(selective.policies()[0].reused_answers(), 3);
+    assert_eq!(selective.policies()[0].reused_answers(), 4);
+    assert_eq!(selective.reused_outcomes(), 2);
 }
 
 fn chain_of(rt: &Arc<Runtime>, policy: (&str, PolicySource, Value)) -> Chain {
     chain(rt, &[policy]).expect("chain")
+}
+
+/// The three built-ins as the README's examples chain them: the mirror
+/// (selecting by label), pull secrets, and allowed registries warning.
+fn three_builtins() -> Vec<(&'static str, PolicySource, Value)> {
+    vec![
+        (
+            "mirror",
+            PolicySource::Builtin("registry-mirror".into()),
+            json!({"rules": [{"match": "docker.io", "replace": "mirror.corp/hub"}],
+                   "selector": {"matchLabels": {"app": "web"}}}),
+        ),
+        (
+            "secrets",
+            PolicySource::Builtin("pull-secrets".into()),
+            json!({"secretName": "corp", "registries": ["mirror.corp"],
+                   "excludeNamespaces": ["kube-system"]}),
+        ),
+        (
+            "allowed",
+            PolicySource::Builtin("allowed-registries".into()),
+            json!({"allow": ["mirror.corp"], "enforcement": "warn"}),
+        ),
+    ]
+}
+
+#[test]
+fn an_object_like_one_answered_before_gets_the_outcome_a_fresh_chain_gives() {
+    let rt = runtime(Duration::from_secs(2));
+    let remembering = chain(&rt, &three_builtins()).expect("chain");
+    let named = |name: &str| full_pod(name);
+    let relabelled = {
+        let mut p = full_pod("three");
+        p["metadata"]["labels"] = json!({"app": "db"});
+        p
+    };
+    let elsewhere = {
+        let mut p = full_pod("four");
+        p["metadata"]["namespace"] = json!("other");
+        p
+    };
+    let listed = {
+        let mut p = full_pod("five");
+        p["spec"]["imagePullSecrets"] = json!([{"name": "corp"}]);
+        p
+    };
+    let objects = [
+        named("one"),
+        named("two"),
+        relabelled,
+        named("six"),
+        elsewhere,
+        listed,
+        named("seven"),
+    ];
+    for object in &objects {
+        // A chain of its own for each object: nothing remembered.
+        let fresh = chain(&rt, &three_builtins()).expect("chain");
+        let expected = fresh.evaluate(object, &origin());
+        assert_eq!(fresh.reused_outcomes(), 0);
+        assert_eq!(
+            remembering.evaluate(object, &origin()),
+            expected,
+            "{object}"
+        );
+    }
+    // "two", "six" and "seven" are "one" but for their names; the others
+    // differ in what a policy reads (labels the mirror selects by, the
+    // namespace, the listed pull secrets).
+    assert_eq!(remembering.reused_outcomes(), 3);
+    let mut other = remembering.clone();
+    other = other.subset(&["mirror"]).expect("named");
+    assert_eq!(other.reused_outcomes(), 0, "a subset remembers its own");
+}
+
+#[test]
+fn outcomes_are_not_reused_after_raw_patches_or_host_calls() {
+    let rt = runtime(Duration::from_secs(2));
+    let path = builtins::test_policy("misbehave").expect("built");
+    // Reads nothing, and sets the labels: the change depends on the labels
+    // the object has, which no policy was shown.
+    let relabel = (
+        "relabel",
+        PolicySource::File(path.into()),
+        json!({"mode": "relabel", "reads": []}),
+    );
+    let relabelling = chain(&rt, &[relabel]).expect("chain");
+    let mut bare = full_pod("bare");
+    bare["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("labels");
+    let patch = |object: &Value| {
+        relabelling
+            .evaluate(object, &origin())
+            .expect("ok")
+            .expect("relevant")
+            .patch
+    };
+    let added = patch(&bare);
+    let replaced = patch(&full_pod("labelled"));
+    assert_ne!(added, replaced, "{added:?} {replaced:?}");
+    assert_eq!(relabelling.reused_outcomes(), 0);
+
+    let logs = (
+        "logs",
+        PolicySource::File(path.into()),
+        json!({"mode": "log-everything", "reads": []}),
+    );
+    let logging = chain(&rt, &[mirror(), logs]).expect("chain");
+    for name in ["one", "two"] {
+        logging.evaluate(&full_pod(name), &origin()).expect("ok");
+    }
+    assert_eq!(logging.reused_outcomes(), 0);
 }

@@ -3,7 +3,7 @@
 //! `reject`, which fails `configure`.
 
 use repoint_policy::prelude::*;
-use repoint_policy::{LogLevel, SetImage, WitImageRef};
+use repoint_policy::{LogLevel, PatchOp, PatchOpKind, SetImage, WitImageRef};
 use serde::Deserialize;
 
 /// Which fault to produce.
@@ -36,6 +36,10 @@ pub enum Mode {
     /// Warn with every part of the resource it was shown (the object's
     /// JSON by its length).
     Show,
+    /// Set the object's labels to `pinned: "yes"` with a raw JSON Patch
+    /// step, whatever it reads: the change depends on labels it may not
+    /// have been shown.
+    Relabel,
 }
 
 /// Settings.
@@ -199,6 +203,12 @@ impl Policy for Misbehave {
                 log(LogLevel::Info, &format!("{resource:?}"));
                 Ok(vec![])
             }
+            Mode::Relabel => Ok(vec![Action::JsonPatch(vec![PatchOp {
+                op: PatchOpKind::Add,
+                path: "/metadata/labels".into(),
+                from: None,
+                value_json: Some(r#"{"pinned":"yes"}"#.into()),
+            }])]),
             Mode::Rewrite => Ok(resource
                 .image_refs()
                 .into_iter()
