@@ -129,6 +129,7 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
             .expect("base64");
         std::fs::write(dir.join(field), pem).expect("write");
     }
+    let metrics_port = repoint_tests::registry::free_port();
     let serve = |log: &str| -> Server {
         let log = dir.join(log);
         let child = Command::new(env!("CARGO_BIN_EXE_repoint"))
@@ -138,6 +139,8 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
                 config,
                 "--addr",
                 &format!("127.0.0.1:{port}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
             ])
             .arg("--tls-cert")
             .arg(dir.join("tls.crt"))
@@ -210,12 +213,34 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
                 .contains("mirror.corp.example/hub/library/nginx:1.25")
     });
 
+    // How often the mirror, and the set it is in, have answered from
+    // memory so far (the probes above may repeat one Pod).
+    const MIRROR: &str = r#"repoint_policy_answers_reused_total{policy="mirror"}"#;
+    const REWRITE: &str = r#"repoint_set_outcomes_reused_total{set="rewrite"}"#;
+    let reused = || -> ([u64; 2], String) {
+        let metrics = agent
+            .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text");
+        let counter = |line: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+                .expect("the counter")
+        };
+        ([counter(MIRROR), counter(REWRITE)], metrics)
+    };
+    let (reused_before, _) = reused();
+
     // A Deployment and a bare Pod come back as `repoint run` makes them.
     let deployment = dir.join("deployment.yaml");
     std::fs::write(
         &deployment,
         format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      initContainers:\n        - {{name: init, image: busybox:1.36}}\n      containers:\n        - {{name: app, image: nginx:1.25}}\n        - {{name: sidecar, image: docker.io/envoyproxy/envoy:v1.30.0}}\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      initContainers:\n        - {{name: init, image: busybox:1.36}}\n      containers:\n        - {{name: app, image: nginx:1.25}}\n        - {{name: sidecar, image: docker.io/envoyproxy/envoy:v1.30.0}}\n"
         ),
     )
     .expect("deployment");
@@ -275,6 +300,25 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
         made["spec"]["containers"][0]["image"],
         "mirror.corp.example/hub/library/nginx:1.25"
     );
+    // The ReplicaSet's Pods differ only in their metadata: the mirror
+    // (which reads only images) and its set answer all but the first of
+    // them from memory.
+    eventually("the Deployment's three Pods exist", || {
+        cluster
+            .list("v1", "Pod", &ns)
+            .iter()
+            .filter(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("web-"))
+            })
+            .count()
+            == 3
+    });
+    let (reused_after, metrics) = reused();
+    for (before, after) in reused_before.iter().zip(reused_after) {
+        assert!(after >= before + 2, "{reused_before:?} before: {metrics}");
+    }
 
     // A denial reaches kubectl with the policy's message.
     let evil = dir.join("evil.json");

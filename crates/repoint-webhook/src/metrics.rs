@@ -8,8 +8,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::FailurePolicy;
 use crate::labels::{Closed, Endpoint, FailureCause, Outcome, PolicyResult, Route};
+use crate::{FailurePolicy, PolicySet};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -196,6 +196,38 @@ impl Metrics {
         }
         out
     }
+}
+
+/// What the policy sets answered from memory, read from their chains
+/// when scraped: each policy's answers given again (a policy in several
+/// sets keeps one set of answers), and each set's outcomes given again
+/// (see `repoint_runtime::chain`).
+pub(crate) fn reuse(sets: &[&PolicySet]) -> String {
+    let mut answers: BTreeMap<Labels, u64> = BTreeMap::new();
+    let mut outcomes: BTreeMap<Labels, u64> = BTreeMap::new();
+    for set in sets {
+        outcomes.insert(vec![("set", set.name.clone())], set.chain.reused_outcomes());
+        for policy in set.chain.policies() {
+            answers.insert(
+                vec![("policy", policy.name.to_string())],
+                policy.reused_answers(),
+            );
+        }
+    }
+    let mut out = String::new();
+    counter(
+        &mut out,
+        "repoint_policy_answers_reused_total",
+        "Policy evaluations answered with the answer the policy gave to the same shown parts before, by policy.",
+        &answers,
+    );
+    counter(
+        &mut out,
+        "repoint_set_outcomes_reused_total",
+        "Objects given the outcome their policy set came to for an object alike but for its metadata, by set.",
+        &outcomes,
+    );
+    out
 }
 
 fn label_text(labels: &Labels) -> String {

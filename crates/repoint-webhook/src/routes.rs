@@ -140,6 +140,17 @@ impl Webhook {
         }
     }
 
+    /// The text of `/metrics`: the server's counters, and what its
+    /// policy sets answered from memory once they are installed.
+    fn metrics_text(&self) -> String {
+        let mut text = self.metrics.render();
+        if let Some(installed) = self.installed.get() {
+            let sets: Vec<&crate::PolicySet> = installed.sets.values().map(|s| &s.set).collect();
+            text.push_str(&crate::metrics::reuse(&sets));
+        }
+        text
+    }
+
     /// `/metrics`, for a separate plain-HTTP port.
     pub fn metrics_router(self: &Arc<Self>) -> Router {
         Router::new()
@@ -151,7 +162,7 @@ impl Webhook {
                             axum::http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4",
                         )],
-                        w.metrics.render(),
+                        w.metrics_text(),
                     )
                 }),
             )
