@@ -88,10 +88,6 @@ impl StderrReport {
     }
 }
 
-fn has_errors(findings: &[Finding]) -> bool {
-    Status::of(findings, false) == Status::Error
-}
-
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.in_place && (args.inputs.is_empty() || args.inputs.iter().any(|p| p.as_os_str() == "-"))
     {
@@ -142,8 +138,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
     };
     if let Some(dir) = kustomize_dir {
-        let code = report_stderr(&ev.findings);
-        if has_errors(&ev.findings) {
+        ev.findings.iter().for_each(|f| stderr.report(f));
+        let code = exit_code(stderr.status);
+        if stderr.status == Status::Error {
             eprintln!("repoint: nothing was written because of the errors above");
             return Ok(code);
         }

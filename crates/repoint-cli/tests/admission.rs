@@ -280,22 +280,19 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
     }
     // The Deployment's own Pods, made by the controller manager, are
     // admitted the same way.
-    eventually("the Deployment's Pod exists", || {
-        cluster.list("v1", "Pod", &ns).iter().any(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("web-"))
-        })
-    });
-    let made = cluster
-        .list("v1", "Pod", &ns)
-        .into_iter()
-        .find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("web-"))
-        })
-        .expect("pod");
+    let web_pods = || -> Vec<Value> {
+        cluster
+            .list("v1", "Pod", &ns)
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("web-"))
+            })
+            .collect()
+    };
+    eventually("the Deployment's Pod exists", || !web_pods().is_empty());
+    let made = web_pods().into_iter().next().expect("pod");
     assert_eq!(
         made["spec"]["containers"][0]["image"],
         "mirror.corp.example/hub/library/nginx:1.25"
@@ -304,16 +301,7 @@ fn the_api_server_calls_repoint_serve_as_its_manifests_configure() {
     // (which reads only images) and its set answer all but the first of
     // them from memory.
     eventually("the Deployment's three Pods exist", || {
-        cluster
-            .list("v1", "Pod", &ns)
-            .iter()
-            .filter(|p| {
-                p["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("web-"))
-            })
-            .count()
-            == 3
+        web_pods().len() == 3
     });
     let (reused_after, metrics) = reused();
     for (before, after) in reused_before.iter().zip(reused_after) {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use repoint_core::actions::Action;
+use repoint_core::actions::{Action, EnsurePullSecret, PatchServiceAccount};
 use repoint_core::patch::PatchOp;
 use serde_json::Value;
 
@@ -141,18 +141,24 @@ fn actions_size(actions: &[Action]) -> usize {
                     + maybe(&image.digest)
             }
             Action::AddPullSecret(s) | Action::Deny(s) | Action::Warn(s) => text(s),
-            Action::EnsurePullSecret(e) => {
-                text(&e.name)
-                    + maybe(&e.namespace)
-                    + e.registries.iter().map(|r| text(r)).sum::<usize>()
-            }
-            Action::PatchServiceAccount(p) => {
-                maybe(&p.service_account) + maybe(&p.namespace) + text(&p.secret)
-            }
+            Action::EnsurePullSecret(e) => ensure_size(e),
+            Action::PatchServiceAccount(p) => account_size(p),
             Action::JsonPatch(ops) => patch_size(ops),
         })
         .sum::<usize>()
         + PART
+}
+
+/// The footprint of a request that a pull Secret exist.
+pub(crate) fn ensure_size(e: &EnsurePullSecret) -> usize {
+    text_size(&e.name)
+        + maybe_size(&e.namespace)
+        + e.registries.iter().map(|r| text_size(r)).sum::<usize>()
+}
+
+/// The footprint of a request that a ServiceAccount list a pull secret.
+pub(crate) fn account_size(p: &PatchServiceAccount) -> usize {
+    maybe_size(&p.service_account) + maybe_size(&p.namespace) + text_size(&p.secret)
 }
 
 /// The footprint of patch operations.

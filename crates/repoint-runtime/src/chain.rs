@@ -102,7 +102,7 @@ struct Recalled {
 
 impl Footprint for Arc<Recalled> {
     fn footprint(&self) -> usize {
-        use answers::{maybe_size, text_size};
+        use answers::{PART, account_size, ensure_size, patch_size, text_size};
         let Outcome {
             patch,
             changed_by,
@@ -112,33 +112,19 @@ impl Footprint for Arc<Recalled> {
             warnings,
         } = &self.outcome;
         let said = |f: &Finding| text_size(&f.policy) + text_size(&f.message);
-        answers::patch_size(patch)
+        patch_size(patch)
             + changed_by.iter().map(|p| text_size(p)).sum::<usize>()
             + ensure
                 .iter()
-                .map(|e| {
-                    text_size(&e.policy)
-                        + text_size(&e.item.name)
-                        + maybe_size(&e.item.namespace)
-                        + e.item
-                            .registries
-                            .iter()
-                            .map(|r| text_size(r))
-                            .sum::<usize>()
-                })
+                .map(|e| text_size(&e.policy) + ensure_size(&e.item))
                 .sum::<usize>()
             + service_accounts
                 .iter()
-                .map(|a| {
-                    text_size(&a.policy)
-                        + maybe_size(&a.item.service_account)
-                        + maybe_size(&a.item.namespace)
-                        + text_size(&a.item.secret)
-                })
+                .map(|a| text_size(&a.policy) + account_size(&a.item))
                 .sum::<usize>()
             + denials.iter().chain(warnings).map(said).sum::<usize>()
             + self.asked.len() * size_of::<u32>()
-            + answers::PART
+            + PART
     }
 }
 

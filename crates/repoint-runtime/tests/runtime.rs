@@ -624,23 +624,21 @@ fn an_object_like_one_answered_before_gets_the_outcome_a_fresh_chain_gives() {
     // differ in what a policy reads (labels the mirror selects by, the
     // namespace, the listed pull secrets).
     assert_eq!(remembering.reused_outcomes(), 3);
-    let mut other = remembering.clone();
-    other = other.subset(&["mirror"]).expect("named");
-    assert_eq!(other.reused_outcomes(), 0, "a subset remembers its own");
+    let subset = remembering.subset(&["mirror"]).expect("named");
+    assert_eq!(subset.reused_outcomes(), 0, "a subset remembers its own");
 }
 
 #[test]
 fn outcomes_are_not_reused_after_raw_patches_or_host_calls() {
     let rt = runtime(Duration::from_secs(2));
-    let path = builtins::test_policy("misbehave").expect("built");
+    let reading_nothing = |mode: &str| {
+        let mut policy = misbehave(mode);
+        policy.2["reads"] = json!([]);
+        policy
+    };
     // Reads nothing, and sets the labels: the change depends on the labels
     // the object has, which no policy was shown.
-    let relabel = (
-        "relabel",
-        PolicySource::File(path.into()),
-        json!({"mode": "relabel", "reads": []}),
-    );
-    let relabelling = chain(&rt, &[relabel]).expect("chain");
+    let relabelling = chain(&rt, &[reading_nothing("relabel")]).expect("chain");
     let mut bare = full_pod("bare");
     bare["metadata"]
         .as_object_mut()
@@ -658,12 +656,7 @@ fn outcomes_are_not_reused_after_raw_patches_or_host_calls() {
     assert_ne!(added, replaced, "{added:?} {replaced:?}");
     assert_eq!(relabelling.reused_outcomes(), 0);
 
-    let logs = (
-        "logs",
-        PolicySource::File(path.into()),
-        json!({"mode": "log-everything", "reads": []}),
-    );
-    let logging = chain(&rt, &[mirror(), logs]).expect("chain");
+    let logging = chain(&rt, &[mirror(), reading_nothing("log-everything")]).expect("chain");
     for name in ["one", "two"] {
         logging.evaluate(&full_pod(name), &origin()).expect("ok");
     }
