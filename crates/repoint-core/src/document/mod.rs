@@ -768,47 +768,53 @@ fn overlapping(edits: &[Edit]) -> bool {
 /// (numbers compare by value: `1` and `1.0` are the same), as a JSON
 /// Pointer (`/` for the root); `None` when they are the same.
 pub fn first_difference(a: &Value, b: &Value) -> Option<String> {
-    difference(a, b, &mut String::new()).map(|at| if at.is_empty() { "/".into() } else { at })
+    let mut tokens = difference(a, b)?;
+    if tokens.is_empty() {
+        return Some("/".into());
+    }
+    // Gathered from the difference up to the root.
+    tokens.reverse();
+    Some(crate::pointer::join(tokens))
 }
 
-fn difference(a: &Value, b: &Value, at: &mut String) -> Option<String> {
-    let len = at.len();
-    let found = match (a, b) {
+/// The tokens of the path to the first difference, innermost first. The
+/// path is only built when there is a difference: every changed document
+/// is compared whole, and almost all compare equal.
+fn difference(a: &Value, b: &Value) -> Option<Vec<String>> {
+    let inside = |token: String, found: Option<Vec<String>>| {
+        found.map(|mut tokens| {
+            tokens.push(token);
+            tokens
+        })
+    };
+    match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             if x.len() != y.len() {
-                return Some(at.clone());
+                return Some(Vec::new());
             }
-            x.iter().find_map(|(k, v)| {
-                at.truncate(len);
-                at.push('/');
-                at.push_str(&crate::pointer::escape(k));
-                match y.get(k) {
-                    Some(w) => difference(v, w, at),
-                    None => Some(at.clone()),
-                }
+            x.iter().find_map(|(k, v)| match y.get(k) {
+                Some(w) => inside(k.clone(), difference(v, w)),
+                None => Some(vec![k.clone()]),
             })
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
-                return Some(at.clone());
+                return Some(Vec::new());
             }
-            x.iter().zip(y).enumerate().find_map(|(i, (v, w))| {
-                at.truncate(len);
-                at.push_str(&format!("/{i}"));
-                difference(v, w, at)
-            })
+            x.iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (v, w))| inside(i.to_string(), difference(v, w)))
         }
         (Value::Number(x), Value::Number(y)) => {
             let same = match (x.as_i64(), y.as_i64()) {
                 (Some(i), Some(j)) => i == j,
                 _ => x.as_f64() == y.as_f64(),
             };
-            (!same).then(|| at.clone())
+            (!same).then(Vec::new)
         }
-        (x, y) => (x != y).then(|| at.clone()),
-    };
-    at.truncate(len);
-    found
+        (x, y) => (x != y).then(Vec::new),
+    }
 }
 
 /// Hold JSON text to JSON's grammar, with the place of the first error.
@@ -1059,5 +1065,16 @@ mod tests {
             Some("/a/1".into())
         );
         assert_eq!(first_difference(&json!(1), &json!("1")), Some("/".into()));
+        assert_eq!(
+            first_difference(
+                &json!({"a/b": {"c~": [0, {"d": 1}]}}),
+                &json!({"a/b": {"c~": [0, {"d": 2}]}})
+            ),
+            Some("/a~1b/c~0/1/d".into())
+        );
+        assert_eq!(
+            first_difference(&json!({"a": {"b": 1}}), &json!({"a": {"c": 1}})),
+            Some("/a/b".into())
+        );
     }
 }
