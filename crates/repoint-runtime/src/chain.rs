@@ -300,7 +300,15 @@ impl Chain {
         if !relevant(&found) {
             return Ok(None);
         }
-        let key = self.outcome_key(object, &found, origin);
+        // Where policies are shown the object without its metadata, that
+        // text is also what its outcome is remembered by: written once for
+        // both.
+        let without_metadata = (self.outcomes.is_some() && self.json_forms.without_metadata)
+            .then(|| object.as_object())
+            .flatten()
+            .map(|members| serde_json::to_string(&WithoutMetadata(members)))
+            .and_then(Result::ok);
+        let key = self.outcome_key(object, &found, origin, without_metadata.as_deref());
         if let Some((remembered, key)) = &key
             && let Some(recalled) = remembered.outcomes.get(key)
         {
@@ -312,7 +320,7 @@ impl Chain {
             }
             return Ok(Some(recalled.outcome.clone()));
         }
-        let snapshot = self.snapshot(object, found)?;
+        let snapshot = self.snapshot(object, found, without_metadata)?;
         let mut instances = Instances::new(self.policies.len());
         let first = self.first_pass(&mut instances, object, snapshot, origin)?;
         let mut outcome = first.outcome;
@@ -344,11 +352,14 @@ impl Chain {
     /// on, when that leaves out its name (see [`Remembered`]): the object
     /// without its metadata, the metadata parts the policies read, and
     /// where it comes from but a file's position (which no policy reads).
+    /// `without_metadata` is the object's JSON without its metadata when
+    /// already written.
     fn outcome_key<'r>(
         &'r self,
         object: &Value,
         found: &Sites,
         origin: &Origin,
+        without_metadata: Option<&str>,
     ) -> Option<(&'r Remembered, Key)> {
         use sha2::Digest;
         let remembered = self.outcomes.as_deref()?;
@@ -364,7 +375,10 @@ impl Chain {
             return None;
         }
         let mut digest = DigestWriter(sha2::Sha256::new());
-        serde_json::to_writer(&mut digest, &WithoutMetadata(members)).ok()?;
+        match without_metadata {
+            Some(text) => digest.0.update(text),
+            None => serde_json::to_writer(&mut digest, &WithoutMetadata(members)).ok()?,
+        }
         let metadata = members.get("metadata");
         for (part, field) in [
             (ResourceParts::NAMESPACE, "namespace"),
@@ -388,7 +402,14 @@ impl Chain {
 
     /// What policies are shown of `object`: its image sites and the view
     /// of it, built once per state of the object rather than per policy.
-    fn snapshot(&self, object: &Value, found: Sites) -> Result<Snapshot, ObjectError> {
+    /// `without_metadata`: the object's JSON without its metadata, when
+    /// already written.
+    fn snapshot(
+        &self,
+        object: &Value,
+        found: Sites,
+        without_metadata: Option<String>,
+    ) -> Result<Snapshot, ObjectError> {
         if let Some(bad) = found.images.iter().find(|s| s.image.is_err()) {
             return Err(ObjectError::InvalidImage {
                 pointer: bad.pointer.clone(),
@@ -401,7 +422,12 @@ impl Chain {
                     .unwrap_or_default(),
             });
         }
-        let view = ResourceView::with_json(object, "", &found, self.json_forms);
+        let mut forms = self.json_forms;
+        forms.without_metadata &= without_metadata.is_none();
+        let mut view = ResourceView::with_json(object, "", &found, forms);
+        if let Some(text) = without_metadata {
+            view.object_json_without_metadata = text;
+        }
         Ok(Snapshot {
             found,
             view,
@@ -481,7 +507,7 @@ impl Chain {
             policy: policy.name.to_string(),
             kind: FailureKind::InvalidAction(format!("its change cannot apply: {e}")),
         })?;
-        self.snapshot(object, self.sites(object))
+        self.snapshot(object, self.sites(object), None)
     }
 
     /// The chain in order, each policy seeing the object as the previous
