@@ -188,6 +188,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for language in &LANGUAGES {
         let component = build(&repoint, &dir, language)?;
         let size = std::fs::metadata(&component)?.len();
+        let filled = crate::tables::filled_per_instance(&std::fs::read(&component)?)?;
         let config = dir.join(format!("{}.yaml", language.lang));
         std::fs::write(
             &config,
@@ -206,22 +207,22 @@ pub fn run(args: &[String]) -> Result<()> {
         run_with(&config, 1)?;
         let repeating = run_with(&config, o.runs)?;
         let new = run_on(&new_data, &config, o.runs)?;
-        rows.push((language.lang, size, cold, repeating, new));
+        rows.push((language.lang, size, filled, cold, repeating, new));
     }
     let id = run_with(&identity, o.runs)?.as_secs_f64();
     let new_id = run_on(&new_data, &identity, o.runs)?.as_secs_f64();
     let per_resource =
         |t: std::time::Duration, id: f64| (t.as_secs_f64() - id).max(0.0) / o.objects as f64;
-    let rust = per_resource(rows[0].4, new_id);
+    let rust = per_resource(rows[0].5, new_id);
     println!(
-        "| policy | component | cold load (compile) | run, repeating | per resource, repeating | run, new | per resource, new | new vs Rust |"
+        "| policy | component | table entries filled per instance | cold load (compile) | run, repeating | per resource, repeating | run, new | per resource, new | new vs Rust |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    println!("| identity (no policy) | | | {id:.3} s | | {new_id:.3} s | | |");
-    for (lang, size, cold, repeating, new) in &rows {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| identity (no policy) | | | | {id:.3} s | | {new_id:.3} s | | |");
+    for (lang, size, filled, cold, repeating, new) in &rows {
         let each = per_resource(*new, new_id);
         println!(
-            "| {lang} | {:.2} MB | {:.2} s | {:.3} s | {:.1} µs | {:.3} s | {:.1} µs | {:.1}x |",
+            "| {lang} | {:.2} MB | {filled} | {:.2} s | {:.3} s | {:.1} µs | {:.3} s | {:.1} µs | {:.1}x |",
             *size as f64 / 1e6,
             cold.as_secs_f64(),
             repeating.as_secs_f64(),

@@ -30,6 +30,7 @@ mod fuzz;
 mod languages;
 mod loadtest;
 mod scale;
+mod tables;
 
 use std::process::{Command, ExitCode};
 
