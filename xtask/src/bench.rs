@@ -61,8 +61,14 @@ pub(crate) fn time(runs: usize, mut make: impl FnMut() -> Command) -> Result<Dur
         }
         times.push(took);
     }
-    times.sort();
-    Ok(times[times.len() / 2])
+    Ok(median(times))
+}
+
+/// The middle of `values` (the upper one of an even count); `values` must
+/// not be empty.
+pub(crate) fn median<T: PartialOrd>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values.swap_remove(values.len() / 2)
 }
 
 fn write_config(path: &Path, policies: &str) -> Result<()> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{CREDENTIALS, builtin_entries, root};
+use crate::bench::{CREDENTIALS, builtin_entries, median, root};
 use crate::loadtest::{agent, free_port, write_certificate};
 
 /// Stops the child on drop.
@@ -103,11 +103,6 @@ fn ready_in(repoint: &Path, dir: &Path, config: &Path, cache: &Path) -> Result<D
         "repoint serve never became ready; its log:\n{}",
         std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
     )
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
 
 pub fn run(args: &[String]) -> Result<()> {

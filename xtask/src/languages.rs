@@ -187,8 +187,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rows = Vec::new();
     for language in &LANGUAGES {
         let component = build(&repoint, &dir, language)?;
-        let size = std::fs::metadata(&component)?.len();
-        let filled = crate::tables::filled_per_instance(&std::fs::read(&component)?)?;
+        let bytes = std::fs::read(&component)?;
+        let size = bytes.len() as u64;
+        let filled = crate::tables::filled_per_instance(&bytes)?;
         let config = dir.join(format!("{}.yaml", language.lang));
         std::fs::write(
             &config,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bench::time;
+use crate::bench::{median, time};
 
 /// Images the generated workloads use, as written: Docker Hub's short
 /// names, other registries, and one already on the mirror.
@@ -245,11 +245,6 @@ fn in_turn(
         }
     }
     Ok(took)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Peak RSS as a constant plus a multiple of the input, fitted through the

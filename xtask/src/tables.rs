@@ -2,45 +2,60 @@
 //! every instantiation: the part of starting an instance that wasmtime
 //! cannot leave for later. wasmtime fills a table lazily, entry by entry on
 //! first use, from the active element segments it can apply at compile
-//! time: those at a constant offset into a table the module defines
-//! (`try_func_table_init` in wasmtime-environ). A segment into an imported
-//! table, or at an offset read from a global (a dynamically linked
-//! library's `__table_base`), is applied at instantiation, one function
-//! reference at a time; and once one cannot be applied early, none after it
-//! in that module is.
+//! time (`try_func_table_init` in wasmtime-environ 48), taken in order:
+//! function indices at a constant offset, inside the minimum size, of a
+//! `funcref` table the module defines with no initial value but a single
+//! `ref.func`. The first segment that is not so (into an imported table,
+//! at an offset read from a global as a dynamically linked library's
+//! `__table_base` is) and every segment after it in that module are
+//! applied at instantiation, one function reference at a time.
 
 use anyhow::{Context, Result};
-use wasmparser::{ElementItems, ElementKind, Encoding, Operator, Parser, Payload, TypeRef};
+use wasmparser::{
+    ElementItems, ElementKind, Encoding, Operator, Parser, Payload, TableInit, TypeRef,
+};
 
-/// The entries `component`'s (or a core module's) active element
+/// The entries `wasm`'s (a component's or a core module's) active element
 /// segments fill at every instantiation.
 pub(crate) fn filled_per_instance(wasm: &[u8]) -> Result<u64> {
-    // One entry per module or component being read: for a module, the
-    // tables it imports and whether its segments are still applied early.
-    let mut open: Vec<Option<Module>> = Vec::new();
+    // One entry per module or component being read (`None`: a component).
+    let mut open: Vec<Option<Tables>> = Vec::new();
     let mut filled = 0;
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.context("reading the component")? {
-            Payload::Version { encoding, .. } => open.push(match encoding {
-                Encoding::Module => Some(Module::default()),
-                Encoding::Component => None,
-            }),
+        let (module, payload) = match payload.context("reading the component")? {
+            Payload::Version { encoding, .. } => {
+                open.push((encoding == Encoding::Module).then(Tables::default));
+                continue;
+            }
             Payload::End(_) => {
                 open.pop();
+                continue;
             }
+            other => match open.last_mut() {
+                Some(Some(module)) => (module, other),
+                _ => continue,
+            },
+        };
+        match payload {
             Payload::ImportSection(imports) => {
-                if let Some(Some(module)) = open.last_mut() {
-                    for import in imports.into_imports() {
-                        if matches!(import?.ty, TypeRef::Table(_)) {
-                            module.imported_tables += 1;
-                        }
+                for import in imports.into_imports() {
+                    if matches!(import?.ty, TypeRef::Table(_)) {
+                        module.sizes.push(None);
                     }
                 }
             }
+            Payload::TableSection(tables) => {
+                for table in tables {
+                    let table = table?;
+                    let prefilled = match table.init {
+                        TableInit::RefNull => false,
+                        TableInit::Expr(expr) => !is_one_ref_func(&expr)?,
+                    };
+                    let applicable = table.ty.element_type.is_func_ref() && !prefilled;
+                    module.sizes.push(applicable.then_some(table.ty.initial));
+                }
+            }
             Payload::ElementSection(segments) => {
-                let Some(Some(module)) = open.last_mut() else {
-                    continue;
-                };
                 for segment in segments {
                     let segment = segment?;
                     let ElementKind::Active {
@@ -50,20 +65,20 @@ pub(crate) fn filled_per_instance(wasm: &[u8]) -> Result<u64> {
                     else {
                         continue;
                     };
-                    let constant = {
-                        let mut ops = offset_expr.get_operators_reader();
-                        matches!(
-                            ops.read()?,
-                            Operator::I32Const { .. } | Operator::I64Const { .. }
-                        ) && matches!(ops.read()?, Operator::End)
+                    let (count, indices) = match segment.items {
+                        ElementItems::Functions(items) => (items.count(), true),
+                        ElementItems::Expressions(_, items) => (items.count(), false),
                     };
-                    let defined = table_index.unwrap_or(0) >= module.imported_tables;
-                    module.eager |= !(constant && defined);
+                    let size = module.sizes.get(table_index.unwrap_or(0) as usize);
+                    let early = indices
+                        && matches!(
+                            (constant(&offset_expr)?, size),
+                            (Some(offset), Some(Some(size)))
+                                if offset + u64::from(count) <= (*size).min(MAX_FUNC_TABLE_SIZE)
+                        );
+                    module.eager |= !early;
                     if module.eager {
-                        filled += u64::from(match segment.items {
-                            ElementItems::Functions(items) => items.count(),
-                            ElementItems::Expressions(_, items) => items.count(),
-                        });
+                        filled += u64::from(count);
                     }
                 }
             }
@@ -73,12 +88,37 @@ pub(crate) fn filled_per_instance(wasm: &[u8]) -> Result<u64> {
     Ok(filled)
 }
 
+/// wasmtime's bound on a table it fills early (`MAX_FUNC_TABLE_SIZE`).
+const MAX_FUNC_TABLE_SIZE: u64 = 1 << 20;
+
+/// What decides whether a module's segments are applied early.
 #[derive(Default)]
-struct Module {
-    imported_tables: u32,
+struct Tables {
+    /// Per table index (imports first): its minimum size if segments can
+    /// fill it early, `None` if imported or otherwise not.
+    sizes: Vec<Option<u64>>,
     /// Whether a segment could not be applied early (so neither can the
     /// ones after it).
     eager: bool,
+}
+
+/// The offset a constant expression gives, when it is one `i32.const` or
+/// `i64.const`.
+fn constant(expr: &wasmparser::ConstExpr) -> Result<Option<u64>> {
+    let mut ops = expr.get_operators_reader();
+    let offset = match ops.read()? {
+        Operator::I32Const { value } => u64::from(value.cast_unsigned()),
+        Operator::I64Const { value } => value.cast_unsigned(),
+        _ => return Ok(None),
+    };
+    Ok(matches!(ops.read()?, Operator::End).then_some(offset))
+}
+
+/// Whether a table's initial value is one `ref.func` (which wasmtime turns
+/// into a precomputed table).
+fn is_one_ref_func(expr: &wasmparser::ConstExpr) -> Result<bool> {
+    let mut ops = expr.get_operators_reader();
+    Ok(matches!(ops.read()?, Operator::RefFunc { .. }) && matches!(ops.read()?, Operator::End))
 }
 
 #[cfg(test)]
@@ -156,6 +196,11 @@ mod tests {
         assert_eq!(
             filled_per_instance(&module(false, ConstExpr::global_get(0), 5)).expect("reads"),
             5
+        );
+        // Past the table's minimum size (100): every instance too.
+        assert_eq!(
+            filled_per_instance(&module(false, ConstExpr::i32_const(98), 7)).expect("reads"),
+            7
         );
     }
 }

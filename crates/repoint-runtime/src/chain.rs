@@ -303,11 +303,12 @@ impl Chain {
         // Where policies are shown the object without its metadata, that
         // text is also what its outcome is remembered by: written once for
         // both.
-        let without_metadata = (self.outcomes.is_some() && self.json_forms.without_metadata)
-            .then(|| object.as_object())
-            .flatten()
-            .map(|members| serde_json::to_string(&WithoutMetadata(members)))
-            .and_then(Result::ok);
+        let without_metadata = match object.as_object() {
+            Some(members) if self.outcomes.is_some() && self.json_forms.without_metadata => {
+                serde_json::to_string(&WithoutMetadata(members)).ok()
+            }
+            _ => None,
+        };
         let key = self.outcome_key(object, &found, origin, without_metadata.as_deref());
         if let Some((remembered, key)) = &key
             && let Some(recalled) = remembered.outcomes.get(key)
